@@ -1,0 +1,138 @@
+"""The event envelope: deterministic identity, canonical body, per-run hash chain."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from events.codec import canonical_bytes, canonical_json, normalise, sha256_hex
+from events.registry import Payload, UnknownEventType, decode_payload, payload_class
+
+__all__ = (
+    "Event",
+    "GENESIS",
+    "event_id",
+    "content_key",
+    "make_event",
+    "chain_hash",
+    "ChainReport",
+    "verify_chain",
+)
+
+#: The ``prev_hash`` of a run's first event.
+GENESIS = "0" * 64
+
+
+def event_id(run_id: str, causation_id: str | None, type_name: str, key: str) -> str:
+    """Identity = hash of (run, cause, type, key within the cause). Never random, never time."""
+    return sha256_hex(canonical_bytes([run_id, causation_id, type_name, key]))[:32]
+
+
+def content_key(content: Any, occurrence: int) -> str:
+    """Key for requests that come out of running code: content hash plus occurrence index."""
+    return f"{sha256_hex(canonical_bytes(content))[:24]}#{occurrence}"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One immutable fact. ``seq``, ``prev_hash`` and ``hash`` are assigned by the store."""
+
+    id: str
+    run_id: str
+    type: str
+    version: int
+    causation_id: str | None
+    key: str
+    payload: dict[str, Any]
+    seq: int | None = None
+    prev_hash: str | None = None
+    hash: str | None = None
+
+    @property
+    def data(self) -> Payload:
+        """The payload as its typed, upcast dataclass."""
+        return decode_payload(self.type, self.version, self.payload)
+
+    def body(self) -> dict[str, Any]:
+        """Everything that makes the event what it is (what the chain hash and conflicts cover)."""
+        return {
+            "id": self.id,
+            "run_id": self.run_id,
+            "type": self.type,
+            "version": self.version,
+            "causation_id": self.causation_id,
+            "key": self.key,
+            "payload": self.payload,
+        }
+
+    def same_content(self, other: Event) -> bool:
+        return canonical_json(self.body()) == canonical_json(other.body())
+
+    def comparable(self) -> dict[str, Any]:
+        """The body without wall-clock/machine fields: what replay and resume compare."""
+        body = self.body()
+        try:
+            volatile = payload_class(self.type).VOLATILE
+        except UnknownEventType:
+            volatile = frozenset()
+        body["payload"] = {k: v for k, v in self.payload.items() if k not in volatile}
+        return body
+
+    def stored(self, *, seq: int, prev_hash: str) -> Event:
+        return dataclasses.replace(
+            self, seq=seq, prev_hash=prev_hash, hash=chain_hash(prev_hash, self)
+        )
+
+
+def make_event(
+    run_id: str, data: Payload, *, cause: Event | str | None, key: str | int
+) -> Event:
+    """Build an event whose identity derives from its cause, its type and its key."""
+    causation_id = cause.id if isinstance(cause, Event) else cause
+    key_s = str(key)
+    return Event(
+        id=event_id(run_id, causation_id, data.TYPE, key_s),
+        run_id=run_id,
+        type=data.TYPE,
+        version=data.VERSION,
+        causation_id=causation_id,
+        key=key_s,
+        payload=normalise(data.to_dict()),
+    )
+
+
+def chain_hash(prev_hash: str, event: Event) -> str:
+    return sha256_hex(prev_hash.encode("ascii") + b"\n" + canonical_bytes(event.body()))
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    ok: bool
+    checked: int
+    broken_at: str | None = None
+    broken_seq: int | None = None
+    reason: str = ""
+
+    def __str__(self) -> str:
+        if self.ok:
+            return f"chain ok: {self.checked} events"
+        return f"chain broken at event {self.broken_at} (seq {self.broken_seq}): {self.reason}"
+
+
+def verify_chain(events: Iterable[Event]) -> ChainReport:
+    """Walk one run's events in log order; name the first event whose link does not hold."""
+    prev = GENESIS
+    n = 0
+    for ev in events:
+        n += 1
+        expected_id = event_id(ev.run_id, ev.causation_id, ev.type, ev.key)
+        if ev.id != expected_id:
+            return ChainReport(False, n, ev.id, ev.seq, "identity does not match its fields")
+        if ev.prev_hash != prev:
+            return ChainReport(False, n, ev.id, ev.seq, "prev_hash does not match the previous event")
+        if ev.hash != chain_hash(prev, ev):
+            return ChainReport(False, n, ev.id, ev.seq, "stored hash does not match the event's content")
+        prev = ev.hash
+    return ChainReport(True, n)

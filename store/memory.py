@@ -1,0 +1,118 @@
+"""In-memory store: same semantics as SQLite, for tests and replay scratch space."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Collection, Sequence
+from typing import Any
+
+import anyio
+
+from events.codec import normalise, sha256_hex
+from events.model import Event
+from store.base import CacheEntry, blob_bytes
+from store.errors import CorruptBlob, StoreError
+from store.planning import blob_rows, check_cache, plan_append
+
+__all__ = ("MemoryStore",)
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self._events: list[Event] = []
+        self._by_id: dict[str, Event] = {}
+        self._heads: dict[str, str] = {}
+        self._blobs: dict[str, bytes] = {}
+        self._cache: dict[str, dict[str, Any]] = {}
+        self._appended = anyio.Event()
+
+    async def append(
+        self,
+        events: Sequence[Event],
+        *,
+        blobs: Sequence[bytes | str] = (),
+        cache: Sequence[CacheEntry] = (),
+    ) -> list[Event]:
+        existing = {e.id: self._by_id[e.id] for e in events if e.id in self._by_id}
+        inserts, out = plan_append(events, existing, self._heads.get, len(self._events) + 1)
+        new_cache = check_cache(cache, {c.key: self._cache[c.key] for c in cache if c.key in self._cache})
+        for ev in inserts:
+            self._events.append(ev)
+            self._by_id[ev.id] = ev
+            self._heads[ev.run_id] = ev.hash or ""
+        for digest, data in blob_rows(blobs):
+            self._blobs[digest] = data
+        for entry in new_cache:
+            self._cache[entry.key] = normalise(entry.value)
+        if inserts:
+            self._appended.set()
+            self._appended = anyio.Event()
+        return out
+
+    async def read(
+        self,
+        run_id: str | None = None,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+        types: Collection[str] | None = None,
+    ) -> list[Event]:
+        out = []
+        for ev in self._events[after:]:
+            if (run_id is None or ev.run_id == run_id) and (types is None or ev.type in types):
+                out.append(ev)
+                if limit is not None and len(out) >= limit:
+                    break
+        return out
+
+    async def get(self, event_id: str) -> Event | None:
+        return self._by_id.get(event_id)
+
+    async def head(self, run_id: str) -> Event | None:
+        for ev in reversed(self._events):
+            if ev.run_id == run_id:
+                return ev
+        return None
+
+    async def run_ids(self) -> list[str]:
+        return list(dict.fromkeys(ev.run_id for ev in self._events))
+
+    async def subscribe(
+        self,
+        run_id: str | None = None,
+        *,
+        after: int = 0,
+        types: Collection[str] | None = None,
+    ) -> AsyncIterator[Event]:
+        last = after
+        while True:
+            waiter = self._appended
+            batch = await self.read(run_id, after=last, types=types)
+            for ev in batch:
+                yield ev
+            last = max(last, len(self._events)) if not batch else max(batch[-1].seq or 0, last)
+            if not batch:
+                await waiter.wait()
+
+    async def put_blob(self, data: bytes | str) -> str:
+        raw = blob_bytes(data)
+        digest = sha256_hex(raw)
+        self._blobs[digest] = raw
+        return digest
+
+    async def get_blob(self, digest: str) -> bytes:
+        try:
+            data = self._blobs[digest]
+        except KeyError:
+            raise StoreError(f"no blob {digest}") from None
+        if sha256_hex(data) != digest:
+            raise CorruptBlob(f"blob {digest} does not match its hash")
+        return data
+
+    async def cache_get(self, key: str) -> dict[str, Any] | None:
+        return self._cache.get(key)
+
+    async def cache_put(self, key: str, value: dict[str, Any]) -> None:
+        await self.append([], cache=[CacheEntry(key, value)])
+
+    async def aclose(self) -> None:
+        return None

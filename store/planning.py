@@ -1,0 +1,77 @@
+"""The one append rule both stores share: idempotency, conflicts, sequence and chaining.
+
+Kept pure (no I/O) so the SQLite and in-memory stores cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from events.codec import canonical_json, sha256_hex
+from events.model import GENESIS, Event
+from store.base import CacheEntry, blob_bytes
+from store.errors import ConflictError
+
+__all__ = ("plan_append", "check_cache", "blob_rows")
+
+
+def plan_append(
+    batch: Sequence[Event],
+    existing: Mapping[str, Event],
+    head_of: Callable[[str], str | None],
+    next_seq: int,
+) -> tuple[list[Event], list[Event]]:
+    """Return (rows to insert, the stored event for each input in order).
+
+    ``existing`` maps the batch's ids already in the store to their stored events;
+    ``head_of(run_id)`` gives the hash of a run's last stored event (None for a new run).
+    """
+    heads: dict[str, str] = {}
+    fresh: dict[str, Event] = {}
+    inserts: list[Event] = []
+    out: list[Event] = []
+    for ev in batch:
+        prior = existing.get(ev.id) or fresh.get(ev.id)
+        if prior is not None:
+            if not prior.same_content(ev):
+                raise ConflictError(
+                    f"event {ev.id} ({ev.type}) already exists with a different content;"
+                    " the log is append-only and the stored event was kept"
+                )
+            out.append(prior)
+            continue
+        if ev.run_id not in heads:
+            heads[ev.run_id] = head_of(ev.run_id) or GENESIS
+        stored = ev.stored(seq=next_seq, prev_hash=heads[ev.run_id])
+        heads[ev.run_id] = stored.hash or GENESIS
+        next_seq += 1
+        fresh[ev.id] = stored
+        inserts.append(stored)
+        out.append(stored)
+    return inserts, out
+
+
+def check_cache(
+    entries: Sequence[CacheEntry], existing: Mapping[str, dict[str, Any]]
+) -> list[CacheEntry]:
+    """Cache rows to insert; an existing key must hold exactly the same record."""
+    new: dict[str, CacheEntry] = {}
+    for entry in entries:
+        prior = existing.get(entry.key)
+        if prior is None and entry.key in new:
+            prior = new[entry.key].value
+        if prior is not None:
+            if canonical_json(prior) != canonical_json(entry.value):
+                raise ConflictError(f"LM cache key {entry.key} already holds a different record")
+            continue
+        new[entry.key] = entry
+    return list(new.values())
+
+
+def blob_rows(blobs: Sequence[bytes | str]) -> list[tuple[str, bytes]]:
+    rows: dict[str, bytes] = {}
+    for b in blobs:
+        data = blob_bytes(b)
+        rows[sha256_hex(data)] = data
+    return sorted(rows.items())
