@@ -1,0 +1,61 @@
+"""Choosing a backend from the run config and the environment."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from lm._backend import LMBackend
+from lm._offline import OfflineMutationModel
+from lm._openai import OpenAICompatibleBackend
+from lm._retry import RetryPolicy
+
+__all__ = ("backend_from_config", "ConfigError")
+
+
+class ConfigError(ValueError):
+    """The LM section of the run config is unusable (the message says what to change)."""
+
+
+def backend_from_config(cfg: Mapping[str, Any] | None, env: Mapping[str, str]) -> LMBackend:
+    """The backend the run should use.
+
+    ``cfg`` is the run config or its ``lm`` section: ``backend`` ("openai" | "offline" | absent),
+    ``model``, ``base_url``, ``api_key_env`` (the *name* of the variable holding the key; keys
+    never go in the config, which is recorded in the log), ``concurrency``, ``timeout``,
+    ``max_attempts``. Environment: ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``, ``OPENAI_MODEL``.
+    Config values win over the environment. With neither a key nor a base URL nor
+    ``backend: openai``, the result is the offline mutation model.
+    """
+    section = dict(cfg or {})
+    if isinstance(section.get("lm"), Mapping):
+        section = dict(section["lm"])
+    if any(k in section for k in ("api_key", "key", "openai_api_key")):
+        raise ConfigError(
+            "the run config holds an API key; remove it and set OPENAI_API_KEY in the environment "
+            "(or name another variable with lm.api_key_env): the config is recorded in the log"
+        )
+    kind = section.get("backend")
+    if kind not in (None, "openai", "openai-compatible", "offline"):
+        raise ConfigError(f"unknown lm.backend {kind!r}; use 'openai' (any OpenAI-compatible server) or 'offline'")
+    if kind == "offline":
+        return OfflineMutationModel()
+    key_var = str(section.get("api_key_env") or "OPENAI_API_KEY")
+    api_key = env.get(key_var) or None
+    base_url = section.get("base_url") or env.get("OPENAI_BASE_URL") or None
+    model = section.get("model") or env.get("OPENAI_MODEL") or None
+    if kind is None and api_key is None and base_url is None:
+        return OfflineMutationModel()
+    if model is None:
+        raise ConfigError(
+            "an LM endpoint is configured but no model is named; set lm.model in the run config "
+            "or OPENAI_MODEL (e.g. gpt-4o-mini, or the model your vLLM/Ollama server serves)"
+        )
+    if base_url is None and api_key is None:
+        raise ConfigError(f"lm.backend is 'openai' but {key_var} is not set and no base_url is given")
+    retry = RetryPolicy(max_attempts=int(section.get("max_attempts", RetryPolicy.max_attempts)))
+    return OpenAICompatibleBackend(
+        base_url=base_url, api_key=api_key, model=str(model),
+        concurrency=int(section.get("concurrency", 8)), timeout=float(section.get("timeout", 120.0)),
+        retry=retry,
+    )

@@ -1,0 +1,377 @@
+"""A fake OpenAI-compatible endpoint for tests: a real HTTP server on 127.0.0.1.
+
+A public test helper in the spirit of ``httpx.MockTransport``: the real openai client talks real
+HTTP to it, so retries, timeouts, dropped connections and ``n`` handling are exercised for real.
+
+Usage::
+
+    with FakeOpenAIServer(replies=["a", "b"], latency=0.05) as srv:
+        srv.inject(Fault.rate_limit(retry_after=0.1), Fault.server_error())
+        client = openai.AsyncOpenAI(base_url=srv.base_url, api_key="test", max_retries=0)
+        ...
+        assert srv.count("/v1/chat/completions") == 3
+
+Replies: a list of texts (consumed in order, cycling), a callable ``body -> list[str] | str``
+(the request's JSON body; return up to ``n`` texts), or None (deterministic echo texts).
+Faults are queued with ``inject`` and consumed one per chat request, in arrival order; server
+wide behaviours (``ignore_n``, ``api_key``, ``models``, ``latency``) are constructor arguments.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+import socket
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+__all__ = ("FakeOpenAIServer", "Fault", "ReceivedRequest")
+
+Replies = Sequence[str] | Callable[[dict[str, Any]], "Sequence[str] | str"] | None
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injected misbehaviour, applied to one chat-completions request."""
+
+    kind: str  # "status" | "slow" | "drop" | "malformed" | "ignore_n"
+    status: int = 0
+    retry_after: float | None = None
+    delay: float = 0.0
+    message: str = ""
+
+    @classmethod
+    def rate_limit(cls, retry_after: float | None = 0.05) -> Fault:
+        return cls("status", 429, retry_after=retry_after, message="Rate limit reached (fake)")
+
+    @classmethod
+    def quota_exhausted(cls) -> Fault:
+        return cls("status", 429, message="You exceeded your current quota (fake)")
+
+    @classmethod
+    def server_error(cls, status: int = 500) -> Fault:
+        return cls("status", status, message=f"fake server error {status}")
+
+    @classmethod
+    def unavailable(cls, retry_after: float | None = None) -> Fault:
+        return cls("status", 503, retry_after=retry_after, message="fake: service unavailable")
+
+    @classmethod
+    def unauthorized(cls) -> Fault:
+        return cls("status", 401, message="Incorrect API key provided (fake)")
+
+    @classmethod
+    def unknown_model(cls) -> Fault:
+        return cls("status", 404, message="The model does not exist (fake)")
+
+    @classmethod
+    def bad_request(cls) -> Fault:
+        return cls("status", 400, message="Invalid request (fake)")
+
+    @classmethod
+    def slow(cls, delay: float) -> Fault:
+        """Answer correctly, but only after ``delay`` seconds (a client timeout turns it into one)."""
+        return cls("slow", delay=delay)
+
+    @classmethod
+    def drop(cls) -> Fault:
+        """Read the request, then close the connection without any response."""
+        return cls("drop")
+
+    @classmethod
+    def malformed(cls) -> Fault:
+        """Status 200 with a body that is not JSON."""
+        return cls("malformed")
+
+    @classmethod
+    def ignore_n(cls) -> Fault:
+        """Answer this one request with a single choice whatever ``n`` was."""
+        return cls("ignore_n")
+
+
+@dataclass(frozen=True)
+class ReceivedRequest:
+    method: str
+    path: str
+    body: dict[str, Any] | None
+    authorization: str | None
+    at: float  # time.monotonic() at arrival
+    fault: Fault | None = None
+
+
+@dataclass
+class _State:
+    replies: Replies
+    latency: float
+    ignore_n: bool
+    api_key: str | None
+    models: frozenset[str] | None
+    faults: deque[Fault] = field(default_factory=deque)
+    received: list[ReceivedRequest] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    reply_iter: Iterable[str] | None = None
+    counter: itertools.count[int] = field(default_factory=itertools.count)
+    in_flight: int = 0
+    max_in_flight: int = 0
+
+
+def _words(text: str) -> int:
+    return len(re.findall(r"\w+|[^\w\s]", text))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  (silence stderr)
+        return
+
+    # --- helpers -------------------------------------------------------------------------
+    def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(raw)
+        self.wfile.flush()
+
+    def _error(self, status: int, message: str, code: str, headers: dict[str, str] | None = None) -> None:
+        self._send(status, {"error": {"message": message, "type": code, "code": code}}, headers)
+
+    def _record(self, body: dict[str, Any] | None, fault: Fault | None) -> None:
+        st = self.server.state
+        with st.lock:
+            st.received.append(
+                ReceivedRequest(
+                    self.command, self.path.split("?")[0], body,
+                    self.headers.get("Authorization"), time.monotonic(), fault,
+                )
+            )
+
+    def _auth_ok(self) -> bool:
+        st = self.server.state
+        if st.api_key is None:
+            return True
+        return self.headers.get("Authorization") == f"Bearer {st.api_key}"
+
+    # --- routes --------------------------------------------------------------------------
+    def do_GET(self) -> None:  # noqa: N802
+        self._record(None, None)
+        st = self.server.state
+        if self.path.split("?")[0] != "/v1/models":
+            self._error(404, f"no route {self.path}", "not_found")
+        elif not self._auth_ok():
+            self._error(401, "Incorrect API key provided (fake)", "invalid_api_key")
+        else:
+            names = sorted(st.models) if st.models is not None else ["fake-model"]
+            self._send(200, {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "fake"} for m in names]})
+
+    def do_POST(self) -> None:  # noqa: N802
+        st = self.server.state
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw or b"{}")
+        except json.JSONDecodeError:
+            self._record(None, None)
+            self._error(400, "request body is not JSON", "invalid_request_error")
+            return
+        path = self.path.split("?")[0]
+        if path != "/v1/chat/completions":
+            self._record(body, None)
+            self._error(404, f"no route {path}", "not_found")
+            return
+        with st.lock:
+            fault = st.faults.popleft() if st.faults else None
+            st.in_flight += 1
+            st.max_in_flight = max(st.max_in_flight, st.in_flight)
+        self._record(body, fault)
+        try:
+            self._chat(body, fault)
+        finally:
+            with st.lock:
+                st.in_flight -= 1
+
+    def _chat(self, body: dict[str, Any], fault: Fault | None) -> None:
+        st = self.server.state
+        if st.latency:
+            time.sleep(st.latency)
+        if fault is not None:
+            if fault.kind == "status":
+                headers = {}
+                if fault.retry_after is not None:
+                    headers["retry-after-ms"] = str(int(fault.retry_after * 1000))
+                    headers["retry-after"] = str(math.ceil(fault.retry_after))
+                code = {401: "invalid_api_key", 404: "model_not_found", 400: "invalid_request_error"}.get(
+                    fault.status, "server_error")
+                if fault.status == 429:
+                    code = "insufficient_quota" if "quota" in fault.message else "rate_limit_exceeded"
+                self._error(fault.status, fault.message, code, headers)
+                return
+            if fault.kind == "drop":
+                self.close_connection = True
+                try:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                return
+            if fault.kind == "malformed":
+                self._send(200, b'{"id": "chatcmpl-broken", "choices": [ {"index": 0,, <<garbled')
+                return
+            if fault.kind == "slow":
+                time.sleep(fault.delay)
+        if not self._auth_ok():
+            self._error(401, "Incorrect API key provided (fake)", "invalid_api_key")
+            return
+        model = body.get("model")
+        if st.models is not None and model not in st.models:
+            self._error(404, f"The model `{model}` does not exist (fake)", "model_not_found")
+            return
+        n = int(body.get("n") or 1)
+        if st.ignore_n or (fault is not None and fault.kind == "ignore_n"):
+            n = 1
+        texts = self.server.reply_texts(body, n)
+        prompt = sum(_words(str(m.get("content", ""))) for m in body.get("messages", []))
+        comp = sum(_words(t) for t in texts)
+        idx = next(st.counter)
+        self._send(200, {
+            "id": f"chatcmpl-fake-{idx}",
+            "object": "chat.completion",
+            "created": 0,
+            "model": model,
+            "choices": [
+                {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
+                for i, t in enumerate(texts)
+            ],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": comp, "total_tokens": prompt + comp},
+        })
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    block_on_close = False
+
+    def __init__(self, state: _State) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.state = state
+
+    def reply_texts(self, body: dict[str, Any], n: int) -> list[str]:
+        st = self.state
+        replies = st.replies
+        if callable(replies):
+            got = replies(body)
+            texts = [got] if isinstance(got, str) else list(got)
+            return texts[:n]
+        with st.lock:
+            if replies is None:
+                last = str((body.get("messages") or [{}])[-1].get("content", ""))
+                return [f"reply {next(st.counter)}: {last[:40]}" for _ in range(n)]
+            if st.reply_iter is None:
+                st.reply_iter = itertools.cycle(list(replies))
+            it = iter(st.reply_iter)
+            return [next(it) for _ in range(n)]
+
+
+class FakeOpenAIServer:
+    """Start with ``with`` (or ``start()``/``stop()``); serves in a daemon thread."""
+
+    def __init__(
+        self,
+        replies: Replies = None,
+        *,
+        latency: float = 0.0,
+        ignore_n: bool = False,
+        api_key: str | None = None,
+        models: Iterable[str] | None = None,
+    ) -> None:
+        self._state = _State(
+            replies=replies, latency=latency, ignore_n=ignore_n, api_key=api_key,
+            models=frozenset(models) if models is not None else None,
+        )
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def start(self) -> FakeOpenAIServer:
+        self._server = _Server(self._state)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> FakeOpenAIServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- configuration -------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the fake server is not running")
+        return int(self._server.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def inject(self, *faults: Fault) -> None:
+        with self._state.lock:
+            self._state.faults.extend(faults)
+
+    def set(self, *, latency: float | None = None, ignore_n: bool | None = None, replies: Replies = None) -> None:
+        with self._state.lock:
+            if latency is not None:
+                self._state.latency = latency
+            if ignore_n is not None:
+                self._state.ignore_n = ignore_n
+            if replies is not None:
+                self._state.replies = replies
+                self._state.reply_iter = None
+
+    # --- observation ---------------------------------------------------------------------
+    @property
+    def requests(self) -> list[ReceivedRequest]:
+        with self._state.lock:
+            return list(self._state.received)
+
+    def count(self, path: str | None = None) -> int:
+        with self._state.lock:
+            return sum(1 for r in self._state.received if path is None or r.path == path)
+
+    def counts(self) -> Counter[str]:
+        with self._state.lock:
+            return Counter(r.path for r in self._state.received)
+
+    @property
+    def bodies(self) -> list[dict[str, Any]]:
+        return [r.body for r in self.requests if r.body is not None]
+
+    @property
+    def pending_faults(self) -> int:
+        with self._state.lock:
+            return len(self._state.faults)
+
+    @property
+    def max_in_flight(self) -> int:
+        return self._state.max_in_flight
