@@ -110,10 +110,18 @@ class Evaluation:
             instances=tuple(InstanceOutcome.from_dict(o) for o in instances),
         )
 
-    def to_json(self) -> str:
-        """Canonical JSON (sorted keys, no spaces): equal evaluations give equal bytes."""
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+    def to_json(self) -> dict[str, Any]:
+        """JSON-native form (like ``JobResult.to_json``): {"task", "split", "utility", "instances"}."""
+        return self.to_dict()
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> Evaluation:
-        return cls.from_dict(json.loads(text))
+    def from_json(cls, data: Mapping[str, Any] | str | bytes) -> Evaluation:
+        """Inverse of :meth:`to_json`; also accepts the JSON text."""
+        if isinstance(data, (str, bytes)):
+            data = json.loads(data)
+        assert isinstance(data, Mapping)
+        return cls.from_dict(data)
+
+    def canonical_json(self) -> str:
+        """Sorted keys, no spaces: equal evaluations give equal text."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))

@@ -82,7 +82,11 @@ def job_seed(task: str, split: str, index: int, seed: int) -> int:
 
 
 def _freeze(obj: Any) -> Any:
-    if isinstance(obj, np.ndarray):
+    """Make the numpy arrays inside cached instance data read-only."""
+    if isinstance(obj, Instance):
+        _freeze(obj.args)
+        _freeze(list(obj.hidden.values()))
+    elif isinstance(obj, np.ndarray):
         obj.setflags(write=False)
     elif isinstance(obj, (list, tuple)):
         for x in obj:
@@ -205,7 +209,7 @@ class Task(ABC):
         if time_s is not None and not math.isfinite(time_s):
             time_s = None
         if result.status != "ok":
-            detail = (result.error or "").strip().splitlines()
+            detail = (result.error or result.status).strip().splitlines()
             tail = detail[-1][:200] if detail else ""
             reason = f"sandbox status {result.status}" + (f": {tail}" if tail else "")
             return InstanceOutcome(instance.index, 0.0, time_s, result.status, reason)
@@ -216,7 +220,12 @@ class Task(ABC):
             reason = f"call took {time_s:.3f} s, over the {limit:g} s limit"
             return InstanceOutcome(instance.index, 0.0, time_s, "time_limit", reason)
         try:
-            ok, value, why = self.validate(instance, result.value)
+            raw = result.value
+        except Exception as exc:  # the sandbox's decoder refused the guest's data
+            reason = f"undecodable output: {str(exc)[:200]}"
+            return InstanceOutcome(instance.index, 0.0, time_s, "invalid_output", reason)
+        try:
+            ok, value, why = self.validate(instance, raw)
         except Exception as exc:  # a validator bug must not crash the fold; record it
             ok, value, why = False, None, f"validator rejected output ({type(exc).__name__})"
         if not ok:
