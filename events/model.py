@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
+from json.encoder import encode_basestring as _encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
-from events.codec import canonical_bytes, canonical_json, normalise, sha256_hex
+from events.codec import canonical_bytes, canonical_json, sha256_hex
 from events.registry import Payload, UnknownEventType, decode_payload, payload_class
 
 __all__ = (
@@ -20,6 +22,11 @@ __all__ = (
     "ChainReport",
     "verify_chain",
 )
+
+def _STR(value: str | None) -> str:
+    """JSON for a str or None, exactly as ``canonical_json`` writes it (C fast path)."""
+    return "null" if value is None else _encode_basestring(value)
+
 
 #: The ``prev_hash`` of a run's first event.
 GENESIS = "0" * 64
@@ -55,6 +62,20 @@ class Event:
         """The payload as its typed, upcast dataclass."""
         return decode_payload(self.type, self.version, self.payload)
 
+    @cached_property
+    def payload_json(self) -> str:
+        """The payload's canonical JSON, encoded once per event object."""
+        return canonical_json(self.payload)
+
+    @cached_property
+    def body_json(self) -> str:
+        """``canonical_json(self.body())``, assembled without re-encoding the payload."""
+        return (
+            f'{{"causation_id":{_STR(self.causation_id)},"id":{_STR(self.id)},'
+            f'"key":{_STR(self.key)},"payload":{self.payload_json},'
+            f'"run_id":{_STR(self.run_id)},"type":{_STR(self.type)},"version":{int(self.version)}}}'
+        )
+
     def body(self) -> dict[str, Any]:
         """Everything that makes the event what it is (what the chain hash and conflicts cover)."""
         return {
@@ -68,7 +89,7 @@ class Event:
         }
 
     def same_content(self, other: Event) -> bool:
-        return canonical_json(self.body()) == canonical_json(other.body())
+        return self.body_json == other.body_json
 
     def comparable(self) -> dict[str, Any]:
         """The body without wall-clock/machine fields: what replay and resume compare."""
@@ -81,9 +102,12 @@ class Event:
         return body
 
     def stored(self, *, seq: int, prev_hash: str) -> Event:
-        return dataclasses.replace(
-            self, seq=seq, prev_hash=prev_hash, hash=chain_hash(prev_hash, self)
-        )
+        # A copy with the store's fields set; built through __dict__ because this is the
+        # append hot path and the frozen dataclass __init__ costs more than the hashing.
+        out = object.__new__(Event)
+        out.__dict__.update(self.__dict__)
+        out.__dict__.update(seq=seq, prev_hash=prev_hash, hash=chain_hash(prev_hash, self))
+        return out
 
 
 def make_event(
@@ -92,19 +116,23 @@ def make_event(
     """Build an event whose identity derives from its cause, its type and its key."""
     causation_id = cause.id if isinstance(cause, Event) else cause
     key_s = str(key)
-    return Event(
+    text = canonical_json(data.to_dict())
+    ev = Event(
         id=event_id(run_id, causation_id, data.TYPE, key_s),
         run_id=run_id,
         type=data.TYPE,
         version=data.VERSION,
         causation_id=causation_id,
         key=key_s,
-        payload=normalise(data.to_dict()),
+        payload=json.loads(text),
     )
+    ev.__dict__["payload_json"] = text
+    ev.__dict__["body_json"] = ev.body_json  # the canonical body is fixed at creation
+    return ev
 
 
 def chain_hash(prev_hash: str, event: Event) -> str:
-    return sha256_hex(prev_hash.encode("ascii") + b"\n" + canonical_bytes(event.body()))
+    return sha256_hex(prev_hash.encode("ascii") + b"\n" + event.body_json.encode("utf-8"))
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,49 @@ from events.model import GENESIS, Event
 from store.base import CacheEntry, blob_bytes
 from store.errors import ConflictError
 
-__all__ = ("plan_append", "check_cache", "blob_rows")
+__all__ = ("AppendPlanner", "plan_append", "check_cache", "blob_rows")
+
+
+class AppendPlanner:
+    """Plans one transaction's events chunk by chunk (so writing can overlap planning).
+
+    ``existing`` maps the batch's ids already in the store to their stored events;
+    ``head_of(run_id)`` gives the hash of a run's last stored event (None for a new run).
+    """
+
+    def __init__(
+        self, existing: Mapping[str, Event], head_of: Callable[[str], str | None], next_seq: int
+    ) -> None:
+        self._existing = existing
+        self._head_of = head_of
+        self._next_seq = next_seq
+        self._heads: dict[str, str] = {}
+        self._fresh: dict[str, Event] = {}
+
+    def plan(self, chunk: Sequence[Event]) -> tuple[list[Event], list[Event]]:
+        """Return (rows to insert, the stored event for each input in order)."""
+        inserts: list[Event] = []
+        out: list[Event] = []
+        heads = self._heads
+        for ev in chunk:
+            prior = self._existing.get(ev.id) or self._fresh.get(ev.id)
+            if prior is not None:
+                if not prior.same_content(ev):
+                    raise ConflictError(
+                        f"event {ev.id} ({ev.type}) already exists with a different content;"
+                        " the log is append-only and the stored event was kept"
+                    )
+                out.append(prior)
+                continue
+            if ev.run_id not in heads:
+                heads[ev.run_id] = self._head_of(ev.run_id) or GENESIS
+            stored = ev.stored(seq=self._next_seq, prev_hash=heads[ev.run_id])
+            heads[ev.run_id] = stored.hash or GENESIS
+            self._next_seq += 1
+            self._fresh[ev.id] = stored
+            inserts.append(stored)
+            out.append(stored)
+        return inserts, out
 
 
 def plan_append(
@@ -22,34 +64,8 @@ def plan_append(
     head_of: Callable[[str], str | None],
     next_seq: int,
 ) -> tuple[list[Event], list[Event]]:
-    """Return (rows to insert, the stored event for each input in order).
-
-    ``existing`` maps the batch's ids already in the store to their stored events;
-    ``head_of(run_id)`` gives the hash of a run's last stored event (None for a new run).
-    """
-    heads: dict[str, str] = {}
-    fresh: dict[str, Event] = {}
-    inserts: list[Event] = []
-    out: list[Event] = []
-    for ev in batch:
-        prior = existing.get(ev.id) or fresh.get(ev.id)
-        if prior is not None:
-            if not prior.same_content(ev):
-                raise ConflictError(
-                    f"event {ev.id} ({ev.type}) already exists with a different content;"
-                    " the log is append-only and the stored event was kept"
-                )
-            out.append(prior)
-            continue
-        if ev.run_id not in heads:
-            heads[ev.run_id] = head_of(ev.run_id) or GENESIS
-        stored = ev.stored(seq=next_seq, prev_hash=heads[ev.run_id])
-        heads[ev.run_id] = stored.hash or GENESIS
-        next_seq += 1
-        fresh[ev.id] = stored
-        inserts.append(stored)
-        out.append(stored)
-    return inserts, out
+    """Plan a whole batch at once (see ``AppendPlanner``)."""
+    return AppendPlanner(existing, head_of, next_seq).plan(batch)
 
 
 def check_cache(

@@ -63,6 +63,7 @@ CREATE TABLE IF NOT EXISTS lm_cache (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 _COLUMNS = "seq, id, run_id, type, version, causation_id, key, payload, prev_hash, hash"
+_INSERT = f"INSERT INTO events ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
 _POLL_SECONDS = 0.05
 _CHUNK = 500
 
@@ -91,7 +92,7 @@ def _event_row(ev: Event) -> tuple[Any, ...]:
         ev.version,
         ev.causation_id,
         ev.key,
-        canonical_json(ev.payload),
+        ev.payload_json,
         ev.prev_hash,
         ev.hash,
     )
@@ -205,7 +206,13 @@ class SqliteStore:
             ):
                 with attempt:
                     try:
-                        out, inserted = await self._append_txn(events, blobs, cache)
+                        try:
+                            out, inserted = await self._append_txn(events, blobs, cache, False)
+                        except sqlite3.IntegrityError:
+                            # Some id already exists (a re-append, e.g. on resume): redo the
+                            # transaction comparing each one with what is stored.
+                            await self._conn.execute("ROLLBACK")
+                            out, inserted = await self._append_txn(events, blobs, cache, True)
                     except sqlite3.Error as e:
                         if self._conn.in_transaction:
                             await self._conn.execute("ROLLBACK")
@@ -223,12 +230,18 @@ class SqliteStore:
         return out
 
     async def _append_txn(
-        self, events: Sequence[Event], blobs: Sequence[bytes | str], cache: Sequence[CacheEntry]
+        self,
+        events: Sequence[Event],
+        blobs: Sequence[bytes | str],
+        cache: Sequence[CacheEntry],
+        check_existing: bool,
     ) -> tuple[list[Event], int]:
+        """One transaction. Without ``check_existing`` it is optimistic: the UNIQUE index on
+        ids raises IntegrityError if any event exists, and the caller retries with the check."""
         conn = self._conn
         await conn.execute("BEGIN IMMEDIATE")
         existing: dict[str, Event] = {}
-        ids = list(dict.fromkeys(e.id for e in events))
+        ids = list(dict.fromkeys(e.id for e in events)) if check_existing else []
         for i in range(0, len(ids), _CHUNK):
             chunk = ids[i : i + _CHUNK]
             rows = await conn.execute_fetchall(
@@ -244,10 +257,7 @@ class SqliteStore:
         last = (await conn.execute_fetchall("SELECT COALESCE(MAX(seq), 0) FROM events"))[0][0]
         inserts, out = plan_append(events, existing, heads.__getitem__, last + 1)
         if inserts:
-            await conn.executemany(
-                f"INSERT INTO events ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                [_event_row(e) for e in inserts],
-            )
+            await conn.executemany(_INSERT, [_event_row(e) for e in inserts])
         rows = blob_rows(blobs)
         if rows:
             await conn.executemany("INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)", rows)
