@@ -109,9 +109,16 @@ class OpenAICompatibleBackend:
         return self._limiter
 
     async def aclose(self) -> None:
+        """Close the HTTP client (its pooled connections). The backend can be used again after."""
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+    async def __aenter__(self) -> OpenAICompatibleBackend:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     async def complete(self, req: LMRequest, *, ordinal: int = 0) -> list[Completion]:
         if self.honours_n is False and req.n > 1:

@@ -136,6 +136,20 @@ class LMService:
             return None
         return self.backend.default_model
 
+    async def aclose(self) -> None:
+        """Close the backend if it was constructed and can be closed (the store is the caller's)."""
+        b = self._backend
+        if b is not None and isinstance(b, LMBackend):
+            close = getattr(b, "aclose", None)
+            if close is not None:
+                await close()
+
+    async def __aenter__(self) -> LMService:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
     def key(self, req: LMRequest, ordinal: int) -> str:
         return cache_key(req, ordinal, self.namespace)
 
