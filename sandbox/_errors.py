@@ -1,0 +1,26 @@
+"""Exceptions of the sandbox package.
+
+SandboxError
+ ├── SandboxUnavailable   no isolation layer works here (and unsafe mode was not chosen),
+ │                        or a worker could not be started
+ └── BridgeError          raised by an ``on_request`` handler to refuse a guest request;
+                          the guest's proxy raises an exception with the same message
+Outcomes of untrusted programs (errors, timeouts, limits, crashes) are never exceptions: they
+are ``JobResult.status`` values.
+"""
+
+from __future__ import annotations
+
+__all__ = ("SandboxError", "SandboxUnavailable", "BridgeError")
+
+
+class SandboxError(Exception):
+    """Base class of the sandbox's own exceptions."""
+
+
+class SandboxUnavailable(SandboxError):
+    """Raised by ``SandboxPool`` when it cannot isolate untrusted code on this machine."""
+
+
+class BridgeError(SandboxError):
+    """Raised by a session's ``on_request`` handler to refuse one request (e.g. budget spent)."""

@@ -1,0 +1,285 @@
+"""``SandboxPool``: warm workers for short jobs, a dedicated worker per improver session."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import math
+import pickle
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from types import TracebackType
+from typing import Any
+
+import anyio
+import structlog
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ._config import SandboxConfig
+from ._errors import BridgeError, SandboxUnavailable
+from ._job import Job, JobResult, LanguageModelProxy, UtilityProxy
+from ._launch import make_launch
+from ._layers import LayerReport, detect_layers
+from ._seccomp import build_bpf
+from ._values import canonical_json
+from ._worker import WorkerHandle, WorkerLost
+
+__all__ = ("SandboxPool", "RequestHandler", "effective_layers")
+
+log = structlog.get_logger("sandbox")
+
+RequestHandler = Callable[[str, dict[str, Any], int], Awaitable[Any]]
+
+
+def effective_layers(config: SandboxConfig, detected: LayerReport) -> LayerReport:
+    """The layers a pool with ``config`` will use, or SandboxUnavailable (fail closed)."""
+    report = detected
+    if config.use_bubblewrap is False:
+        report = report.without("bubblewrap")
+    elif config.use_bubblewrap is True and not report.active("bubblewrap"):
+        raise SandboxUnavailable("bubblewrap was required but is unusable here: "
+                                 + report.get("bubblewrap").detail)
+    if not config.use_landlock:
+        report = report.without("landlock")
+    if not config.use_seccomp:
+        report = report.without("seccomp")
+    if config.unsafe_no_sandbox:
+        return replace(report.without("bubblewrap", "landlock", "seccomp", "capdrop",
+                                      reason="--unsafe-no-sandbox"), unsafe_no_sandbox=True)
+    if not report.isolated:
+        raise SandboxUnavailable(
+            "refusing to run untrusted code: neither namespaces (bubblewrap) nor Landlock work "
+            "here (" + "; ".join(report.missing()) + "). Install bubblewrap or use a kernel "
+            "with Landlock; --unsafe-no-sandbox exists for development only.")
+    return report
+
+
+class _Pickler(pickle.Pickler):
+    """Host -> guest encoding; bridge proxies travel as persistent ids."""
+
+    def __init__(self, file: io.BytesIO, allow_proxies: bool) -> None:
+        super().__init__(file, protocol=5)
+        self.allow_proxies = allow_proxies
+        self.proxies = 0
+
+    def persistent_id(self, obj: Any) -> Any:
+        if isinstance(obj, UtilityProxy):
+            self.proxies += 1
+            return ("stop.utility", {"description": obj.description, "budget": obj.budget})
+        if isinstance(obj, LanguageModelProxy):
+            self.proxies += 1
+            return ("stop.language_model", {"budget": obj.budget,
+                                            "max_responses_per_call": obj.max_responses_per_call})
+        return None
+
+
+class SandboxPool:
+    """Runs untrusted programs. Use as ``async with SandboxPool(config) as pool``.
+
+    ``layers`` injects a LayerReport instead of probing the machine (tests of the refusal).
+    """
+
+    def __init__(self, config: SandboxConfig | None = None, *,
+                 layers: LayerReport | None = None) -> None:
+        self.config = config or SandboxConfig()
+        self._injected = layers
+        self.layers: LayerReport = layers or LayerReport(layers=())
+        self._bpf: bytes | None = None
+        self._idle_send: MemoryObjectSendStream[WorkerHandle] | None = None
+        self._idle_recv: MemoryObjectReceiveStream[WorkerHandle] | None = None
+        self._workers: set[WorkerHandle] = set()
+        self._ids = itertools.count(1)
+        self._closed = False
+
+    # --- lifecycle -------------------------------------------------------------------------
+    async def __aenter__(self) -> SandboxPool:
+        detected = self._injected or await anyio.to_thread.run_sync(detect_layers)
+        self.layers = effective_layers(self.config, detected)
+        if self.layers.unsafe_no_sandbox:
+            log.warning("UNSAFE: sandbox disabled (--unsafe-no-sandbox); untrusted code runs "
+                        "without namespaces, Landlock or seccomp", layers=self.layers.to_json())
+        else:
+            log.info("sandbox layers", summary=self.layers.summary())
+        if self.layers.active("seccomp"):
+            self._bpf = build_bpf()
+        n = self.config.worker_count
+        self._idle_send, self._idle_recv = anyio.create_memory_object_stream[WorkerHandle](n)
+        try:
+            async with anyio.create_task_group() as tg:
+                for _ in range(n):
+                    tg.start_soon(self._add_worker)
+        except BaseException:
+            await self._shutdown()
+            raise
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        self._closed = True
+        with anyio.CancelScope(shield=True):
+            async with anyio.create_task_group() as tg:
+                for worker in list(self._workers):
+                    tg.start_soon(worker.close)
+            self._workers.clear()
+            for stream in (self._idle_send, self._idle_recv):
+                if stream is not None:
+                    stream.close()
+
+    async def _start_worker(self) -> WorkerHandle:
+        spec = make_launch(self.layers, python=self.config.python, seccomp_bpf=self._bpf)
+        worker = await WorkerHandle.start(spec, timeout_s=self.config.worker_start_timeout_s)
+        self._check_worker(worker)
+        return worker
+
+    def _check_worker(self, worker: WorkerHandle) -> None:
+        abi = worker.ready.get("landlock_abi", 0)
+        if self.layers.active("landlock") and not abi:
+            raise SandboxUnavailable("Landlock is unavailable inside the worker")
+
+    async def _add_worker(self) -> None:
+        worker = await self._start_worker()
+        self._workers.add(worker)
+        assert self._idle_send is not None
+        self._idle_send.send_nowait(worker)
+
+    def worker_pids(self) -> list[int]:
+        """Host pids of the worker processes (bwrap's when bubblewrap is active)."""
+        return sorted(w.pid for w in self._workers if w.alive)
+
+    # --- jobs ------------------------------------------------------------------------------
+    def _prepare(self, job: Job, *, session: bool) -> tuple[dict[str, Any], bytes] | JobResult:
+        if self._closed or self._idle_recv is None:
+            raise RuntimeError("the SandboxPool is not open")
+        if not isinstance(job.program, str):
+            return JobResult(status="refused", error="the program must be a str")
+        for name in ("wall_timeout_s", "call_timeout_s", "cpu_s"):
+            value = getattr(job, name)
+            if value is not None and not (0 < value <= self.config.max_wall_timeout_s
+                                          and math.isfinite(value)):
+                return JobResult(status="refused", error=f"{name}={value!r} is out of range")
+        buf = io.BytesIO()
+        pickler = _Pickler(buf, allow_proxies=session)
+        try:
+            pickler.dump((job.program, job.function, list(job.args), dict(job.kwargs)))
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            return JobResult(status="refused", error=f"the arguments cannot be sent: {exc}")
+        if pickler.proxies and not session:
+            return JobResult(status="refused",
+                             error="utility/language_model proxies need run_session")
+        payload = buf.getvalue()
+        if len(payload) > self.config.max_payload_bytes:
+            return JobResult(status="refused", error=f"the job is {len(payload)} bytes, over "
+                             f"the {self.config.max_payload_bytes}-byte limit")
+        header = {"op": "job", "id": next(self._ids), "session": session, **job.header()}
+        return header, payload
+
+    def _backstop(self, job: Job) -> float:
+        return job.wall_timeout_s + self.config.backstop_grace_s
+
+    async def run(self, job: Job) -> JobResult:
+        """Run a short job in a warm worker (waits for a free one)."""
+        prepared = self._prepare(job, session=False)
+        if isinstance(prepared, JobResult):
+            return prepared
+        header, payload = prepared
+        assert self._idle_recv is not None and self._idle_send is not None
+        worker = await self._idle_recv.receive()
+        healthy = False
+        try:
+            frame = await worker.run(header, payload, backstop_s=self._backstop(job))
+            healthy = True
+            return JobResult.from_worker(frame)
+        except WorkerLost as exc:
+            return self._lost(worker, exc)
+        except TimeoutError:
+            return JobResult(status="timeout", error="the worker did not report within "
+                             "the deadline; it was replaced")
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._release(worker, healthy)
+
+    def _lost(self, worker: WorkerHandle, exc: BaseException) -> JobResult:
+        code = worker.process.returncode
+        detail = worker.stderr_tail(500)
+        log.warning("sandbox worker lost", pid=worker.pid, error=str(exc), returncode=code)
+        return JobResult(status="crashed", error=f"the worker died during the job ({exc}); "
+                         f"it was replaced" + (f"; stderr: {detail}" if detail else ""))
+
+    async def _release(self, worker: WorkerHandle, healthy: bool) -> None:
+        assert self._idle_send is not None
+        if healthy and worker.alive and not self._closed:
+            self._idle_send.send_nowait(worker)
+            return
+        self._workers.discard(worker)
+        await worker.kill()
+        if self._closed:
+            return
+        try:
+            await self._add_worker()
+        except SandboxUnavailable as exc:
+            log.error("cannot replace a sandbox worker", error=str(exc))
+            raise
+
+    async def run_session(self, job: Job, on_request: RequestHandler) -> JobResult:
+        """Run a long-lived job (an improver) in its own sandboxed worker, outside the warm
+        slots, answering its bridge requests with ``on_request(kind, body, occurrence)``.
+
+        ``occurrence`` counts earlier identical (kind, canonical body) requests of this session
+        in the order the host received them. A ``BridgeError`` from the handler becomes an
+        exception in the guest; any other exception ends the session and propagates.
+        """
+        prepared = self._prepare(job, session=True)
+        if isinstance(prepared, JobResult):
+            return prepared
+        header, payload = prepared
+        worker = await self._start_worker()
+        seen: dict[tuple[str, str], int] = {}
+        slots = anyio.Semaphore(self.config.max_inflight_requests)
+        try:
+            async with anyio.create_task_group() as tg:
+
+                async def answer(msg: dict[str, Any], occurrence: int) -> None:
+                    try:
+                        data = await on_request(str(msg["kind"]), msg["body"], occurrence)
+                        canonical_json(data)  # must be JSON data
+                        reply = {"op": "ans", "id": msg["id"], "ok": True, "data": data}
+                    except BridgeError as exc:
+                        reply = {"op": "ans", "id": msg["id"], "ok": False, "error": str(exc)}
+                    finally:
+                        slots.release()
+                    try:
+                        await worker.send_json(reply)
+                    except WorkerLost:
+                        pass  # the job ended; its result says how
+
+                async def on_frame(msg: dict[str, Any]) -> None:
+                    kind, body = msg.get("kind"), msg.get("body")
+                    if not isinstance(kind, str) or not isinstance(body, dict):
+                        return
+                    key = (kind, canonical_json(body))
+                    occurrence = seen.get(key, 0)
+                    seen[key] = occurrence + 1
+                    await slots.acquire()
+                    tg.start_soon(answer, msg, occurrence)
+
+                try:
+                    frame = await worker.run(header, payload, backstop_s=self._backstop(job),
+                                             on_request=on_frame)
+                    result = JobResult.from_worker(frame)
+                except WorkerLost as exc:
+                    result = self._lost(worker, exc)
+                except TimeoutError:
+                    result = JobResult(status="timeout", error="the session's worker did not "
+                                       "report within the deadline")
+                tg.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await worker.close()
+        return result

@@ -1,0 +1,305 @@
+"""What a forked child does: confine itself, run the job's program, report one result frame.
+
+The child never returns into the worker loop: every path ends in ``os._exit``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import linecache
+import os
+import pickle
+import random
+import signal
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import types
+from dataclasses import dataclass
+from typing import Any
+
+from . import bridge, encode, frames
+from .confine import Confiner
+
+RESULT_FD = 3
+MAX_ERROR = 2000
+MAX_TRACEBACK = 8000
+MAX_VIOLATIONS = 32
+EXIT_RUNTIME_FAILURE = 70
+
+
+@dataclass
+class ChildSpec:
+    header: dict[str, Any]
+    payload: bytes
+    scratch: str
+    out_w: int
+    err_w: int
+    res_w: int
+    ans_r: int
+    devnull: int
+    ruleset_fd: int
+    confiner: Confiner | None
+    layers: dict[str, bool]
+    ro_paths: list[str]
+
+
+class CallTimeout(BaseException):
+    """Raised by the per-call timer; a BaseException so ordinary ``except Exception`` blocks in
+    the program do not swallow it (the worker's backstop kills the child if one does)."""
+
+
+class _Reporter:
+    """Serialises every write to the result pipe (the bridge and audit hook use it too)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.seen: set[str] = set()
+
+    def send(self, obj: dict[str, Any]) -> None:
+        data = encode.json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+        with self.lock:
+            frames.write_frame(RESULT_FD, data)
+
+    def violation(self, what: str) -> None:
+        if what in self.seen or len(self.seen) >= MAX_VIOLATIONS:
+            return
+        self.seen.add(what)
+        try:
+            self.send({"t": "viol", "v": what[:200]})
+        except OSError:
+            pass
+
+
+def _setup_fds(spec: ChildSpec) -> int:
+    """Put the pipes on fixed numbers 0-4 and close everything else except the ruleset."""
+    wanted = [spec.devnull, spec.out_w, spec.err_w, spec.res_w, spec.ans_r, spec.ruleset_fd]
+    high = [os.dup(fd) if fd >= 0 else -1 for fd in wanted]  # dup first: no clobbering
+    for target, fd in enumerate(high[:5]):
+        if fd >= 0:
+            os.dup2(fd, target, inheritable=True)
+    ruleset = -1
+    if high[5] >= 0:
+        ruleset = 5
+        os.dup2(high[5], 5, inheritable=False)
+    os.closerange(6 if ruleset == 5 else 5, 1 << 20)
+    if high[4] < 0:
+        try:
+            os.close(4)
+        except OSError:
+            pass
+    return ruleset
+
+
+def _make_audit_hook(reporter: _Reporter, scratch: str, layers: dict[str, bool],
+                     ro_paths: list[str]) -> Any:
+    seccomp = "seccomp" if layers.get("seccomp") else "unconfined"
+    landlock = "landlock" if layers.get("landlock") else "unconfined"
+    me = os.getpid()
+    busy = threading.local()
+    write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+
+    def outside(path: Any, *, reading: bool) -> str | None:
+        if isinstance(path, bytes):
+            path = path.decode(errors="replace")
+        if not isinstance(path, str):
+            return None
+        full = os.path.normpath(os.path.join(scratch, path))
+        if full == scratch or full.startswith(scratch + os.sep):
+            return None
+        if reading and (full == "/dev/null" or any(full == p or full.startswith(p + os.sep)
+                                                  for p in ro_paths)):
+            return None
+        return full
+
+    def hook(event: str, args: tuple[Any, ...]) -> None:
+        if getattr(busy, "on", False):
+            return
+        busy.on = True
+        try:
+            if event == "socket.__new__":
+                reporter.violation(f"{seccomp}:socket")
+            elif event in ("subprocess.Popen", "os.system", "os.exec", "os.posix_spawn",
+                           "os.spawn", "pty.spawn"):
+                reporter.violation(f"{seccomp}:exec")
+            elif event in ("os.fork", "os.forkpty"):
+                reporter.violation(f"{seccomp}:fork")
+            elif event == "ctypes.dlsym" and len(args) > 1:
+                reporter.violation(f"ctypes:dlsym:{args[1]}")
+            elif event in ("os.kill", "os.killpg") and args and args[0] not in (me, 0):
+                reporter.violation(f"{landlock}:signal")
+            elif event == "open" and args:
+                flags = args[2] if len(args) > 2 and isinstance(args[2], int) else 0
+                mode = args[1] if len(args) > 1 and isinstance(args[1], str) else "r"
+                writing = bool(flags & write_flags) or any(c in mode for c in "wax+")
+                where = outside(args[0], reading=not writing)
+                if where is not None:
+                    kind = "write" if writing else "read"
+                    reporter.violation(f"{landlock}:{kind}:{where}")
+            elif event in ("os.listdir", "os.scandir") and args:
+                where = outside(args[0], reading=True)
+                if where is not None:
+                    reporter.violation(f"{landlock}:read:{where}")
+        except Exception:
+            pass
+        finally:
+            busy.on = False
+
+    return hook
+
+
+def _describe(exc: BaseException) -> tuple[str, str]:
+    try:
+        message = f"{type(exc).__qualname__}: {exc}"
+    except BaseException:
+        message = f"{type(exc).__qualname__}: <unprintable>"
+    try:
+        tb = "".join(traceback.format_exception(exc))
+    except BaseException:
+        tb = ""
+    if len(tb) > MAX_TRACEBACK:
+        tb = "...\n" + tb[-MAX_TRACEBACK:]
+    return message[:MAX_ERROR], tb
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, data: Any, channel: bridge.Channel | None) -> None:
+        import io
+
+        super().__init__(io.BytesIO(data))
+        self.channel = channel
+
+    def persistent_load(self, pid: Any) -> Any:
+        kind, params = pid
+        if self.channel is None:
+            raise pickle.UnpicklingError("bridge proxies are only available in sessions")
+        if kind == "stop.utility":
+            return bridge.Utility(self.channel, str(params["description"]), int(params["budget"]))
+        if kind == "stop.language_model":
+            return bridge.LanguageModel(self.channel, int(params["budget"]),
+                                        int(params["max_responses_per_call"]))
+        raise pickle.UnpicklingError(f"unknown persistent id {kind!r}")
+
+
+def _seed(seed: int) -> None:
+    random.seed(seed)
+    np = sys.modules.get("numpy")
+    if np is not None:
+        np.random.seed(seed % (1 << 32))
+
+
+def run_child(spec: ChildSpec) -> None:
+    code = EXIT_RUNTIME_FAILURE
+    try:
+        code = _run(spec)
+    finally:
+        os._exit(code)
+
+
+def _run(spec: ChildSpec) -> int:
+    h = spec.header
+    os.setsid()
+    ruleset = _setup_fds(spec)
+    os.chdir(spec.scratch)
+    os.environ.clear()
+    os.environ.update({"PATH": "/usr/bin:/bin", "TMPDIR": spec.scratch, "HOME": spec.scratch,
+                       "LANG": "C.UTF-8", "MALLOC_ARENA_MAX": "2", "OMP_NUM_THREADS": "1",
+                       "OPENBLAS_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"})
+    tempfile.tempdir = spec.scratch
+    reporter = _Reporter()
+    try:
+        Confiner.set_rlimits(cpu_s=float(h["cpu_s"]), memory_mb=int(h["memory_mb"]),
+                             file_size_mb=int(h["file_size_mb"]), open_files=int(h["open_files"]))
+        c = spec.confiner
+        if c is not None:
+            c.drop_caps()
+            c.no_new_privs()
+            c.restrict(ruleset)
+            if ruleset >= 0:
+                os.close(ruleset)
+            c.load_seccomp()
+    except BaseException as exc:
+        # Fail closed: a job whose confinement failed never runs.
+        reporter.send({"t": "result", "status": "refused",
+                       "error": f"confinement failed: {_describe(exc)[0]}"})
+        return EXIT_RUNTIME_FAILURE
+    sys.addaudithook(_make_audit_hook(reporter, spec.scratch, spec.layers, spec.ro_paths))
+    channel = bridge.Channel(reporter.lock) if h.get("session") else None
+    result = _execute(h, spec.payload, channel, reporter)
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            if stream is not None:
+                stream.flush()
+        except BaseException:
+            pass
+    try:
+        reporter.send(result)
+    except (OSError, ValueError):
+        return EXIT_RUNTIME_FAILURE
+    return 0
+
+
+def _execute(h: dict[str, Any], payload: bytes, channel: bridge.Channel | None,
+             reporter: _Reporter) -> dict[str, Any]:
+    try:
+        program, function, args, kwargs = _Unpickler(payload, channel).load()
+    except BaseException as exc:
+        return {"t": "result", "status": "refused", "error": _describe(exc)[0]}
+    _seed(int(h["seed"]))
+    name = "__main__" if function is None else "__candidate__"
+    module = types.ModuleType(name)
+    module.__dict__["__builtins__"] = builtins
+    module.__file__ = "<candidate>"
+    sys.modules[name] = module
+    linecache.cache["<candidate>"] = (len(program), None, program.splitlines(True), "<candidate>")
+    call_timeout = h.get("call_timeout_s")
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise CallTimeout()
+
+    started = 0.0
+    try:
+        code = compile(program, "<candidate>", "exec")
+        if function is None:
+            reporter.send({"t": "start"})
+            started = time.perf_counter()
+            _arm(call_timeout, on_alarm)
+            exec(code, module.__dict__)
+            value = None
+        else:
+            exec(code, module.__dict__)
+            fn = module.__dict__.get(function)
+            if not callable(fn):
+                raise NameError(f"the program defines no function {function!r}")
+            reporter.send({"t": "start"})
+            started = time.perf_counter()
+            _arm(call_timeout, on_alarm)
+            value = fn(*args, **kwargs)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        elapsed = time.perf_counter() - started if started else None
+    except CallTimeout:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        return {"t": "result", "status": "call_timeout", "call_time_s": time.perf_counter() - started,
+                "error": f"CallTimeout: the call took longer than {call_timeout} s"}
+    except BaseException as exc:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        message, tb = _describe(exc)
+        return {"t": "result", "status": "error", "error": message, "traceback": tb,
+                "memory": isinstance(exc, MemoryError),
+                "call_time_s": (time.perf_counter() - started) if started else None}
+    try:
+        text = encode.dumps(value, int(h["result_limit_bytes"]))
+    except CallTimeout:
+        return {"t": "result", "status": "call_timeout", "error": "CallTimeout while encoding"}
+    except BaseException as exc:
+        return {"t": "result", "status": "invalid_output", "error": _describe(exc)[0],
+                "call_time_s": elapsed}
+    return {"t": "result", "status": "ok", "value_json": text.decode(), "call_time_s": elapsed}
+
+
+def _arm(call_timeout: float | None, handler: Any) -> None:
+    if call_timeout:
+        signal.signal(signal.SIGALRM, handler)
+        signal.setitimer(signal.ITIMER_REAL, float(call_timeout))

@@ -1,0 +1,315 @@
+"""The warm worker: a pre-started interpreter that forks once per job and supervises the child.
+
+Protocol on fds 0 (from the host) and 1 (to the host), frames as in ``frames``:
+  host -> worker: {"op": "init", ...}, then per job {"op": "job", ...} + one binary payload frame,
+                  and during a session {"op": "ans", "id": n, "ok": bool, "data"/"error"}.
+  worker -> host: {"op": "ready", ...}, {"op": "req", ...} (sessions), {"op": "done", ...}.
+The worker holds no secrets: a job can read its memory (it is the job's parent image).
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import json
+import os
+import select
+import shutil
+import signal
+import sys
+import time
+from typing import Any
+
+from . import frames
+from .child import ChildSpec, run_child
+from .confine import Confiner, harden_worker
+
+DRAIN_AFTER_EXIT_S = 0.5
+CALL_GRACE_S = 0.25
+REQUEST_LIMIT = 4 << 20
+KINDS = frozenset({"lm.prompt", "lm.batch_prompt", "utility"})
+
+
+class Worker:
+    def __init__(self, ctl_in: int, ctl_out: int, init: dict[str, Any]) -> None:
+        self.ctl_in = ctl_in
+        self.ctl_out = ctl_out
+        self.scratch_root = str(init["scratch_root"])
+        os.makedirs(self.scratch_root, exist_ok=True)
+        self.devnull = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+        self.layers: dict[str, bool] = dict(init.get("layers", {}))
+        self.ro_paths = [os.path.realpath(p) for p in init.get("ro_paths", [])]
+        self.confiner: Confiner | None = None
+        if not init.get("unsafe"):
+            bpf = bytes.fromhex(init["seccomp_bpf"]) if init.get("seccomp_bpf") else None
+            self.confiner = Confiner(landlock=bool(init.get("landlock")), seccomp_bpf=bpf,
+                                     capdrop=True, ro_paths=self.ro_paths,
+                                     rw_devices=["/dev/null", "/dev/zero", "/dev/urandom"])
+        self.counter = 0
+
+    # --- one job ---------------------------------------------------------------------------
+    def run_job(self, header: dict[str, Any], payload: bytes) -> dict[str, Any]:
+        self.counter += 1
+        scratch = os.path.join(self.scratch_root, f"job{self.counter}")
+        os.mkdir(scratch, 0o700)
+        session = bool(header.get("session"))
+        try:
+            return self._supervise(header, payload, scratch, session)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _supervise(self, h: dict[str, Any], payload: bytes, scratch: str,
+                   session: bool) -> dict[str, Any]:
+        ruleset = self.confiner.make_ruleset(scratch) if self.confiner else -1
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        res_r, res_w = os.pipe2(os.O_CLOEXEC)
+        ans_r, ans_w = os.pipe2(os.O_CLOEXEC) if session else (-1, -1)
+        started = time.monotonic()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            run_child(ChildSpec(h, payload, scratch, out_w, err_w, res_w, ans_r, self.devnull,
+                                ruleset, self.confiner, self.layers, self.ro_paths))
+        for fd in (out_w, err_w, res_w, ans_r, ruleset):
+            if fd >= 0:
+                os.close(fd)
+        try:
+            return self._watch(h, pid, started, out_r, err_r, res_r, ans_w, session)
+        finally:
+            for fd in (out_r, err_r, res_r, ans_w):
+                if fd >= 0:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+
+    def _watch(self, h: dict[str, Any], pid: int, started: float, out_r: int, err_r: int,
+               res_r: int, ans_w: int, session: bool) -> dict[str, Any]:
+        wall_deadline = started + float(h["wall_timeout_s"])
+        call_timeout = h.get("call_timeout_s")
+        call_deadline: float | None = None
+        output_limit = int(h["output_limit_bytes"])
+        capture_limit = int(h["capture_limit_bytes"])
+        result_parser = frames.FrameBuffer(int(h["result_limit_bytes"]) + 4096)
+        pidfd = os.pidfd_open(pid)
+        poller = select.poll()
+        names = {out_r: "stdout", err_r: "stderr", res_r: "result", pidfd: "exit"}
+        if session:
+            names[self.ctl_in] = "host"
+        for fd in names:
+            poller.register(fd, select.POLLIN)
+        open_pipes = {out_r, err_r, res_r}
+        captured = {"stdout": bytearray(), "stderr": bytearray()}
+        truncated = {"stdout": False, "stderr": False}
+        total_output = 0
+        violations: list[str] = []
+        result: dict[str, Any] | None = None
+        kill_reason: str | None = None
+        detail: str | None = None
+        exited_at: float | None = None
+        try:
+            while True:
+                now = time.monotonic()
+                if exited_at is not None and (not open_pipes or now > exited_at + DRAIN_AFTER_EXIT_S):
+                    break
+                if now >= wall_deadline:
+                    kill_reason = "timeout"
+                    break
+                if call_deadline is not None and now >= call_deadline:
+                    kill_reason = "call_timeout"
+                    break
+                until = wall_deadline if call_deadline is None else min(wall_deadline, call_deadline)
+                if exited_at is not None:
+                    until = min(until, exited_at + DRAIN_AFTER_EXIT_S)
+                for fd, _ in poller.poll(max(1, int((until - now) * 1000) + 1)):
+                    which = names[fd]
+                    if which == "exit":
+                        poller.unregister(fd)
+                        exited_at = time.monotonic()
+                        continue
+                    if which == "host":
+                        self._forward_answer(ans_w)
+                        continue
+                    chunk = os.read(fd, 65536)
+                    if not chunk:
+                        poller.unregister(fd)
+                        open_pipes.discard(fd)
+                        continue
+                    if which == "result":
+                        try:
+                            msgs = result_parser.feed(chunk)
+                        except ValueError as exc:
+                            kill_reason, detail = "invalid_output", f"result channel: {exc}"
+                            break
+                        for raw in msgs:
+                            msg = _parse(raw)
+                            kind = msg.get("t") if msg else None
+                            if kind == "start" and call_deadline is None and call_timeout:
+                                call_deadline = time.monotonic() + float(call_timeout) * 1.1 + CALL_GRACE_S
+                            elif kind == "viol" and len(violations) < 64:
+                                violations.append(str(msg.get("v"))[:200])  # type: ignore[union-attr]
+                            elif kind == "req":
+                                self._forward_request(msg, session, violations)  # type: ignore[arg-type]
+                            elif kind == "result" and result is None:
+                                result = msg
+                        continue
+                    total_output += len(chunk)
+                    buf = captured[which]
+                    room = capture_limit - len(buf)
+                    if room > 0:
+                        buf += chunk[:room]
+                    if len(chunk) > max(room, 0):
+                        truncated[which] = True
+                    if total_output > output_limit:
+                        kill_reason = "output_limit"
+                        break
+                else:
+                    continue
+                break
+        finally:
+            os.close(pidfd)
+        # Kill the whole process group (the child called setsid, so its pgid is its pid).
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        _, status, usage = os.wait4(pid, 0)
+        wall = time.monotonic() - started
+        code = os.waitstatus_to_exitcode(status)
+        cpu = usage.ru_utime + usage.ru_stime
+        out: dict[str, Any] = {
+            "op": "done", "id": h["id"], "wall_time_s": wall, "cpu_time_s": cpu,
+            "max_rss_kb": usage.ru_maxrss, "exit_code": code if code >= 0 else None,
+            "signal": signal.Signals(-code).name if code < 0 and -code in signal.valid_signals()
+            else None,
+            "stdout": captured["stdout"].decode("utf-8", "replace"),
+            "stderr": captured["stderr"].decode("utf-8", "replace"),
+            "stdout_truncated": truncated["stdout"], "stderr_truncated": truncated["stderr"],
+            "violations": violations,
+        }
+        out.update(_classify(kill_reason, detail, result, code, cpu, float(h["cpu_s"]), h))
+        return out
+
+    def _forward_request(self, msg: dict[str, Any], session: bool, violations: list[str]) -> None:
+        ok = (session and isinstance(msg.get("id"), int) and msg.get("kind") in KINDS
+              and isinstance(msg.get("body"), dict))
+        if not ok:
+            if "bridge:unexpected-request" not in violations:
+                violations.append("bridge:unexpected-request")
+            return
+        frames.write_json(self.ctl_out, {"op": "req", "id": msg["id"], "kind": msg["kind"],
+                                         "body": msg["body"]})
+
+    def _forward_answer(self, ans_w: int) -> None:
+        raw = frames.read_frame(self.ctl_in, REQUEST_LIMIT * 16)
+        if raw is None:
+            os._exit(0)  # the host is gone; the job dies with us (pdeathsig / pid namespace)
+        msg = json.loads(raw)
+        answer = {"id": msg["id"], "ok": bool(msg.get("ok")), "data": msg.get("data"),
+                  "error": msg.get("error")}
+        try:
+            frames.write_json(ans_w, answer)
+        except (BrokenPipeError, OSError):
+            pass
+
+
+def _parse(raw: bytes) -> dict[str, Any] | None:
+    try:
+        msg = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return msg if isinstance(msg, dict) else None
+
+
+def _classify(kill_reason: str | None, detail: str | None, result: dict[str, Any] | None,
+              code: int, cpu: float, cpu_limit: float, h: dict[str, Any]) -> dict[str, Any]:
+    """Turn what the worker saw into a status. Facts the worker measured win over the child's
+    claims; the child's result frame only supplies the value, the call time and the error."""
+    if kill_reason == "timeout":
+        return {"status": "timeout", "error": f"wall-clock limit of {h['wall_timeout_s']} s"}
+    if kill_reason == "call_timeout":
+        return {"status": "call_timeout",
+                "error": f"the call took longer than {h.get('call_timeout_s')} s"}
+    if kill_reason == "output_limit":
+        return {"status": "output_limit",
+                "error": f"output exceeded {h['output_limit_bytes']} bytes"}
+    if kill_reason == "invalid_output":
+        return {"status": "invalid_output", "error": detail}
+    if code < 0 and -code in (signal.SIGXCPU, signal.SIGKILL) and cpu >= max(cpu_limit, 1) * 0.95:
+        return {"status": "cpu_limit", "error": f"CPU limit of {cpu_limit} s"}
+    if result is not None and code == 0:
+        status = str(result.get("status"))
+        fields: dict[str, Any] = {"call_time_s": _float_or_none(result.get("call_time_s")),
+                                  "error": _str_or_none(result.get("error")),
+                                  "traceback": _str_or_none(result.get("traceback"))}
+        if status == "ok":
+            try:
+                fields["value"] = json.loads(str(result.get("value_json")))
+            except (ValueError, RecursionError):
+                return {"status": "invalid_output", "error": "the value is not valid JSON"}
+            return {"status": "ok", **fields}
+        if status == "error" and result.get("memory"):
+            return {**fields, "status": "memory"}
+        if status in ("error", "call_timeout", "invalid_output", "refused"):
+            return {**fields, "status": status}
+        return {"status": "crashed", "error": "the job sent an unknown result"}
+    if result is not None and result.get("status") == "refused":
+        return {"status": "refused", "error": _str_or_none(result.get("error"))}
+    if code < 0:
+        return {"status": "crashed", "error": f"killed by {signal.Signals(-code).name}"
+                if -code in signal.valid_signals() else f"killed by signal {-code}"}
+    return {"status": "crashed", "error": f"the job exited (code {code}) without a result"}
+
+
+def _float_or_none(x: Any) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
+
+
+def _str_or_none(x: Any) -> str | None:
+    return None if x is None else str(x)[:10000]
+
+
+def main() -> None:
+    ctl_in = os.dup(0)
+    ctl_out = os.dup(1)
+    devnull = os.open("/dev/null", os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    os.set_inheritable(ctl_in, False)
+    os.set_inheritable(ctl_out, False)
+    harden_worker()
+    raw = frames.read_frame(ctl_in)
+    if raw is None:
+        return
+    init = json.loads(raw)
+    errors: list[str] = []
+    for name in init.get("preload", []):
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # optional modules (numpy) may be missing
+            errors.append(f"preload {name}: {exc!r}")
+    try:
+        worker = Worker(ctl_in, ctl_out, init)
+    except Exception as exc:
+        frames.write_json(ctl_out, {"op": "failed", "error": repr(exc)})
+        return
+    # Move every object of the warm image out of the collector's reach: otherwise the first
+    # collection in each child touches (and so copies) most of the inherited pages.
+    gc.collect()
+    gc.freeze()
+    frames.write_json(ctl_out, {"op": "ready", "pid": os.getpid(), "notes": errors,
+                                "landlock_abi": worker.confiner.abi if worker.confiner else 0,
+                                "python": sys.version.split()[0]})
+    while True:
+        raw = frames.read_frame(ctl_in)
+        if raw is None:
+            return
+        header = json.loads(raw)
+        if header.get("op") == "exit":
+            return
+        payload = frames.read_frame(ctl_in)
+        if payload is None:
+            return
+        frames.write_json(ctl_out, worker.run_job(header, payload))
