@@ -13,6 +13,7 @@ from events.model import verify_chain as verify_chain
 from events.registry import Payload as Payload
 from events.registry import payload as payload
 from events.registry import upcaster as upcaster
+from events import stop_events as stop_events  # noqa: E402  (registers the agents' payload types)
 from events import types as types  # noqa: E402  (registers the core payload types)
 
 __all__ = (

@@ -11,7 +11,12 @@ __all__ = ("RunStarted", "RunFinished", "RunFailed", "Note")
 
 @payload("run.started", volatile=("host",))
 class RunStarted(Payload):
-    """The root of a run: what was asked, with which seed and config (a run's identity input)."""
+    """The root of a run: what was asked, with which seed and config (a run's identity input).
+
+    ``host`` holds the machine facts announced at the start: the sandbox layers in force and the
+    LM backend's description (offline or which endpoint). They are facts of this machine and
+    this launch, so replay does not compare them; ``config`` (unsafe-mode flags included) is.
+    """
 
     command: str
     seed: int

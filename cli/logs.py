@@ -1,0 +1,31 @@
+"""structlog set-up, done once by the command line: JSON lines in runs, pretty in a terminal."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+__all__ = ("configure_logging",)
+
+
+def configure_logging(fmt: str = "auto", verbosity: int = 0) -> None:
+    """Logs go to stderr (stdout is for results and ``--json``)."""
+    level = logging.WARNING - 10 * verbosity
+    pretty = sys.stderr.isatty() if fmt == "auto" else fmt == "pretty"
+    renderer: structlog.typing.Processor = (
+        structlog.dev.ConsoleRenderer(colors=True) if pretty else structlog.processors.JSONRenderer(sort_keys=True)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(max(level, logging.DEBUG)),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )

@@ -1,0 +1,218 @@
+"""The payload types the agents record. One run is a tree of these under its ``run.started``.
+
+Blob fields (program texts, replies, result sets) hold sha256 addresses into the store's blobs.
+Fields listed as volatile depend on wall time or the machine and are left out when replay or
+resume compare events; identities never depend on them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from events.registry import Payload, payload
+
+__all__ = (
+    "WorkClaimed",
+    "WorkRenewed",
+    "SessionRequested",
+    "SessionCompleted",
+    "ProgramScanned",
+    "LMRequested",
+    "LMResponded",
+    "LMFailed",
+    "BudgetExceeded",
+    "UtilityRequested",
+    "UtilityEvaluated",
+    "SandboxBatchRequested",
+    "SandboxBatchCompleted",
+    "GenerationStarted",
+    "ImproverDecided",
+    "RepairProblemStarted",
+    "RepairProgram",
+    "SCHEDULING_TYPES",
+)
+
+
+# ---- scheduling: who does a piece of work (not compared by replay) -----------------------------
+
+@payload("work.claimed", volatile=("worker", "expires_at", "lease_s"))
+class WorkClaimed(Payload):
+    """A lease on the work its cause asks for. Its identity is (work, attempt), so two workers
+    claiming the same attempt collide in the store and exactly one wins."""
+
+    attempt: int
+    worker: str
+    lease_s: float
+    expires_at: float
+
+
+@payload("work.renewed", volatile=("worker", "expires_at"))
+class WorkRenewed(Payload):
+    attempt: int
+    worker: str
+    expires_at: float
+
+
+SCHEDULING_TYPES = frozenset({"work.claimed", "work.renewed"})
+
+
+# ---- sandbox ------------------------------------------------------------------------------------
+
+@payload("session.requested")
+class SessionRequested(Payload):
+    """Run an improver in the sandbox: ``improve_algorithm(initial_solution, utility, lm)``.
+
+    purpose: "improve" (one improvement), "generation" (an improver on its own source, scored by
+    the meta-utility), "meta_run" (one run of a candidate improver on a downstream task).
+    """
+
+    purpose: str
+    improver: str
+    initial_solution: str
+    utility_task: str
+    lm_calls: int
+    responses_per_call: int
+    utility_calls: int
+    timeout_s: float
+    seed: int
+
+
+@payload("session.completed", volatile=("wall_s", "cpu_s", "stdout_tail"))
+class SessionCompleted(Payload):
+    status: str
+    solution: str | None
+    error: str
+    lm_calls: int
+    utility_calls: int
+    violations: list[str]
+    wall_s: float
+    cpu_s: float
+    stdout_tail: str
+
+
+@payload("program.scanned")
+class ProgramScanned(Payload):
+    """Static scan of a program before it ran: one per proposal, findings by category."""
+
+    program: str
+    role: str
+    findings: list[dict[str, Any]]
+    categories: list[str]
+
+
+@payload("sandbox.batch.requested")
+class SandboxBatchRequested(Payload):
+    """Score ``solution`` on ``task``'s ``split``: one sandbox job per instance."""
+
+    task: str
+    split: str
+    solution: str
+    seed: int
+
+
+@payload("sandbox.batch.completed", volatile=("results", "wall_s"))
+class SandboxBatchCompleted(Payload):
+    results: str
+    statuses: dict[str, int]
+    violations: list[str]
+    wall_s: float
+
+
+# ---- language model -----------------------------------------------------------------------------
+
+@payload("lm.requested")
+class LMRequested(Payload):
+    """``namespace`` and ``ordinal`` fix which sample this is: the k-th identical request at
+    this causal position gets the k-th recorded answer (see ``agents.identity``)."""
+
+    request: dict[str, Any]
+    namespace: str
+    ordinal: int
+    cache_key: str
+    purpose: str
+
+
+@payload("lm.responded", volatile=("source",))
+class LMResponded(Payload):
+    cache_key: str
+    completions: list[dict[str, Any]]
+    produced_by: str
+    source: str
+
+
+@payload("lm.failed")
+class LMFailed(Payload):
+    error: str
+    kind: str
+
+
+@payload("budget.exceeded")
+class BudgetExceeded(Payload):
+    """A request refused because a host-side budget was spent (the guest got an error)."""
+
+    resource: str
+    used: int
+    limit: int
+    detail: str
+
+
+# ---- utilities ----------------------------------------------------------------------------------
+
+@payload("utility.requested")
+class UtilityRequested(Payload):
+    """Score ``solution`` on ``task`` ("meta" for the meta-utility, "humaneval/<id>" for checks)."""
+
+    task: str
+    split: str
+    solution: str
+    seed: int
+
+
+@payload("utility.evaluated", volatile=("outcomes",))
+class UtilityEvaluated(Payload):
+    task: str
+    split: str
+    utility: float
+    detail: dict[str, Any]
+    outcomes: str | None
+
+
+# ---- the STOP loop --------------------------------------------------------------------------------
+
+@payload("generation.started")
+class GenerationStarted(Payload):
+    generation: int
+    improver: str
+    parent: str | None
+
+
+@payload("improver.decided")
+class ImproverDecided(Payload):
+    generation: int
+    candidate: str | None
+    parent: str
+    adopted: bool
+    reason: str
+    meta_val: float | None
+    meta_test: float | None
+
+
+# ---- self-repair ----------------------------------------------------------------------------------
+
+@payload("repair.problem")
+class RepairProblemStarted(Payload):
+    problem: str
+    n_p: int
+    n_fr: int
+
+
+@payload("repair.program")
+class RepairProgram(Payload):
+    """A program in a problem's repair tree: an initial sample or a repair of ``parent``."""
+
+    problem: str
+    kind: str
+    program: str
+    parent: str | None
+    feedback: str | None
+    tokens: int
