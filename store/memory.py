@@ -21,6 +21,7 @@ class MemoryStore:
         self._events: list[Event] = []
         self._by_id: dict[str, Event] = {}
         self._heads: dict[str, str] = {}
+        self._by_cause: dict[str, list[Event]] = {}
         self._blobs: dict[str, bytes] = {}
         self._cache: dict[str, dict[str, Any]] = {}
         self._appended = anyio.Event()
@@ -39,6 +40,8 @@ class MemoryStore:
             self._events.append(ev)
             self._by_id[ev.id] = ev
             self._heads[ev.run_id] = ev.hash or ""
+            if ev.causation_id is not None:
+                self._by_cause.setdefault(ev.causation_id, []).append(ev)
         for digest, data in blob_rows(blobs):
             self._blobs[digest] = data
         for entry in new_cache:
@@ -72,6 +75,15 @@ class MemoryStore:
             if ev.run_id == run_id:
                 return ev
         return None
+
+    async def children(self, causation_id: str, types: Collection[str] | None = None) -> list[Event]:
+        return [
+            ev for ev in self._by_cause.get(causation_id, ())
+            if types is None or ev.type in types
+        ]
+
+    async def last_seq(self) -> int:
+        return len(self._events)
 
     async def run_ids(self) -> list[str]:
         return list(dict.fromkeys(ev.run_id for ev in self._events))

@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_by_run ON events (run_id, seq);
 CREATE INDEX IF NOT EXISTS events_by_type ON events (type, seq);
+CREATE INDEX IF NOT EXISTS events_by_cause ON events (causation_id, seq);
 CREATE TABLE IF NOT EXISTS blobs (hash TEXT PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS lm_cache (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -322,6 +323,18 @@ class SqliteStore:
             f"SELECT {_COLUMNS} FROM events WHERE run_id = ? ORDER BY seq DESC LIMIT 1", (run_id,)
         )
         return _row_to_event(rows[0]) if rows else None
+
+    async def children(self, causation_id: str, types: Collection[str] | None = None) -> list[Event]:
+        sql = f"SELECT {_COLUMNS} FROM events WHERE causation_id = ?"
+        params: list[Any] = [causation_id]
+        if types is not None:
+            tlist = sorted(types)
+            sql += f" AND type IN ({','.join('?' * len(tlist))})"
+            params.extend(tlist)
+        return [_row_to_event(r) for r in await self._fetch(sql + " ORDER BY seq", params)]
+
+    async def last_seq(self) -> int:
+        return int((await self._fetch("SELECT COALESCE(MAX(seq), 0) FROM events"))[0][0])
 
     async def run_ids(self) -> list[str]:
         rows = await self._fetch(

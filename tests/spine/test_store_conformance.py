@@ -176,3 +176,17 @@ async def test_head_and_run_ids(make_store: StoreFactory, tmp_path: Path) -> Non
     got = await s.get(a[0].id)
     assert got is not None and got.body() == a[0].body()
     await s.aclose()
+
+
+@pytest.mark.anyio
+async def test_children_and_last_seq(make_store: StoreFactory, tmp_path: Path) -> None:
+    s = await make_store(tmp_path)
+    evs = _run_events("r", [("a", 1), ("b", 2)])
+    assert await s.last_seq() == 0
+    await s.append(evs)
+    kids = await s.children(evs[0].id)
+    assert [k.id for k in kids] == [e.id for e in evs[1:]]
+    assert await s.children(evs[0].id, types={"run.started"}) == []
+    assert await s.children("nobody") == []
+    assert await s.last_seq() == 3
+    await s.aclose()
