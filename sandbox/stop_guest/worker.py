@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import importlib
 import json
+import math
 import os
 import select
 import shutil
@@ -104,6 +105,7 @@ class Worker:
         total_output = 0
         violations: list[str] = []
         result: dict[str, Any] | None = None
+        results = 0
         kill_reason: str | None = None
         detail: str | None = None
         exited_at: float | None = None
@@ -150,8 +152,9 @@ class Worker:
                                 violations.append(str(msg.get("v"))[:200])  # type: ignore[union-attr]
                             elif kind == "req":
                                 self._forward_request(msg, session, violations)  # type: ignore[arg-type]
-                            elif kind == "result" and result is None:
-                                result = msg
+                            elif kind == "result":
+                                results += 1
+                                result = msg if result is None else result
                         continue
                     total_output += len(chunk)
                     buf = captured[which]
@@ -188,6 +191,10 @@ class Worker:
             "stdout_truncated": truncated["stdout"], "stderr_truncated": truncated["stderr"],
             "violations": violations,
         }
+        if results > 1 and kill_reason is None:
+            # The runtime sends exactly one; a second is a forgery attempt by the program.
+            kill_reason, detail = "invalid_output", "the job sent more than one result"
+            violations.append("result:forged")
         out.update(_classify(kill_reason, detail, result, code, cpu, float(h["cpu_s"]), h))
         return out
 
@@ -236,7 +243,8 @@ def _classify(kill_reason: str | None, detail: str | None, result: dict[str, Any
                 "error": f"output exceeded {h['output_limit_bytes']} bytes"}
     if kill_reason == "invalid_output":
         return {"status": "invalid_output", "error": detail}
-    if code < 0 and -code in (signal.SIGXCPU, signal.SIGKILL) and cpu >= max(cpu_limit, 1) * 0.95:
+    cpu_rlimit = max(1, math.ceil(cpu_limit))
+    if code == -signal.SIGXCPU or (code == -signal.SIGKILL and cpu >= cpu_rlimit * 0.9):
         return {"status": "cpu_limit", "error": f"CPU limit of {cpu_limit} s"}
     if result is not None and code == 0:
         status = str(result.get("status"))
