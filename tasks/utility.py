@@ -9,7 +9,9 @@ test split: the guest only ever receives the float val utility (or a budget-exce
 from __future__ import annotations
 
 import threading
+from typing import Any
 
+from sandbox import BridgeError, UtilityProxy
 from tasks._types import Evaluation
 from tasks.base import Task
 from tasks.evaluate import JobRunner, run_jobs
@@ -86,6 +88,25 @@ class HostUtility:
     def history(self) -> list[Evaluation]:
         """Host-side record of every evaluation (never shown to the guest)."""
         return list(self._history)
+
+    def proxy(self) -> UtilityProxy:
+        """The placeholder to put in an improver session's args (the guest's ``utility``)."""
+        return UtilityProxy(description=self._task.description, budget=self._budget.remaining)
+
+    async def handle_request(self, kind: str, body: dict[str, Any], occurrence: int) -> float:
+        """Answer a guest ``utility(solution)`` bridge request (``SandboxPool.run_session``).
+
+        Refusals (spent budget, malformed request) become an exception in the guest.
+        """
+        if kind != "utility":
+            raise BridgeError(f"this handler answers utility requests, not {kind!r}")
+        solution = body.get("solution")
+        if not isinstance(solution, str):
+            raise BridgeError("utility() takes the solution's program text (str)")
+        try:
+            return await self(solution)
+        except BudgetExceeded as exc:
+            raise BridgeError(str(exc)) from None
 
     async def __call__(self, solution_text: str) -> float:
         """Charge one use, evaluate on val, and return only the utility."""

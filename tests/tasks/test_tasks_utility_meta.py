@@ -128,3 +128,39 @@ def test_seed_improver_is_a_program_defining_improve_algorithm() -> None:
 def test_meta_utility_value_is_a_clamped_mean() -> None:
     assert meta_utility_value([]) == 0.0
     assert meta_utility_value([0.5, 1.0, float("nan"), 2.0]) == pytest.approx(2.5 / 4)
+
+
+def test_improver_session_sees_only_val_scores_and_cannot_overspend() -> None:
+    """A guest program calls its utility proxy past the budget and tries to re-arm it."""
+    from sandbox import Job, SandboxConfig, SandboxPool
+
+    task = get_task("parity_noiseless")
+    program = (
+        "def improve_algorithm(initial_solution, utility, language_model):\n"
+        "    scores = [utility(initial_solution)]\n"
+        "    try:\n"
+        "        utility._Utility__remaining = 100\n"
+        "    except Exception:\n"
+        "        pass\n"
+        "    try:\n"
+        "        scores.append(utility(initial_solution))\n"
+        "        scores.append(utility(initial_solution))\n"
+        "    except Exception as exc:\n"
+        "        scores.append(str(exc))\n"
+        "    return scores\n"
+    )
+
+    async def main() -> tuple[JobResult, HostUtility]:
+        async with SandboxPool(SandboxConfig(workers=1)) as pool:
+            host = HostUtility(task, pool, UtilityBudget(2))
+            job = Job(program=program, function="improve_algorithm",
+                      args=[task.seed_solution, host.proxy(), None], wall_timeout_s=60.0)
+            return await pool.run_session(job, host.handle_request), host
+
+    result, host = anyio.run(main)
+    assert result.status == "ok", result.error
+    first, second, refusal = result.value
+    assert type(first) is float and first == host.history[0].utility
+    assert second == host.history[1].utility
+    assert "budget exhausted" in refusal
+    assert host.budget.used == 2 and [e.split for e in host.history] == ["val", "val"]
