@@ -128,6 +128,9 @@ def _words(text: str) -> int:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # headers and body go out in two writes; with Nagle on, the body waits for the client's
+    # delayed ACK (~40 ms on Linux), which would swamp any latency a test sets up
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  (silence stderr)
@@ -260,6 +263,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 256  # the default backlog of 5 drops bursts of concurrent connects
     block_on_close = False
 
     def __init__(self, state: _State) -> None:
@@ -384,3 +388,24 @@ class FakeOpenAIServer:
     @property
     def max_in_flight(self) -> int:
         return self._state.max_in_flight
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m lm.fake_server [--latency S] [--ignore-n]``: serve in this process, print the
+    base URL on stdout, stop when stdin closes (benchmarks run it out of process so the server's
+    threads do not share the client's GIL)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m lm.fake_server")
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--ignore-n", action="store_true")
+    args = parser.parse_args(argv)
+    with FakeOpenAIServer(latency=args.latency, ignore_n=args.ignore_n) as srv:
+        print(srv.base_url, flush=True)
+        sys.stdin.read()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
