@@ -73,9 +73,9 @@ def integer_vector(value: object, length: int, *, lo: int, hi: int) -> Checked:
     for i, x in enumerate(value):  # type: ignore[arg-type]
         v = _plain_integer(x)
         if v is None:
-            return False, None, f"element {i} is not an integer: {describe(x)}"
+            return False, None, f"element {i} is not a finite integer: {describe(x)}"
         if not lo <= v <= hi:
-            return False, None, f"element {i} = {v} is outside [{lo}, {hi}]"
+            return False, None, f"element {i} = {describe(v)} is outside [{lo}, {hi}]"
         out[i] = v
     return True, out, "ok"
 

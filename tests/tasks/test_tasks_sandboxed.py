@@ -112,7 +112,10 @@ def adversarial() -> dict[tuple[str, str], Evaluation]:
     specs = {}
     for name in TASK_NAMES:
         task = get_task(name)
-        specs[(name, "trivial")] = (task, TRIVIAL[name], "val", ADVERSARY_INDICES)
+        # The honest baseline runs without time pressure, so a slow moment on a busy machine
+        # can only lower an adversary's score, never the baseline's.
+        relaxed = task.with_options(time_limit_s=RELAXED_S)
+        specs[(name, "trivial")] = (relaxed, TRIVIAL[name], "val", ADVERSARY_INDICES)
         for adv, program in adversaries(name, task.time_limit_s).items():
             specs[(name, adv)] = (task, program, "val", ADVERSARY_INDICES)
     keys = list(specs)
@@ -135,15 +138,19 @@ def test_adversaries_never_beat_an_honest_trivial_solution(name: str, adversaria
 @pytest.mark.parametrize("name", TASK_NAMES)
 def test_adversary_outcomes_say_why(name: str, adversarial: dict) -> None:
     kinds = {adv: {o.error_kind for o in adversarial[(name, adv)].instances} for adv in adversaries(name, 1.0)}
-    assert kinds["raise"] == {"error"}
+
+    def only(adv: str, kind: str) -> bool:  # a descheduled guest may also hit the time limit
+        return kind in kinds[adv] and kinds[adv] <= {kind} | TIMING_KINDS
+
+    assert only("raise", "error")
     assert kinds["sleep_past_limit"] <= TIMING_KINDS
     assert kinds["busy_loop"] <= TIMING_KINDS
-    assert kinds["custom_eq"] == {"invalid_output"}  # not representable as data
-    assert kinds["custom_eq_object"] == {"invalid_output"}
-    assert kinds["object_array"] == {"invalid_output"}
+    assert only("custom_eq", "invalid_output")  # not representable as data
+    assert only("custom_eq_object", "invalid_output")
+    assert only("object_array", "invalid_output")
     if name != "str_grid_dist":
-        assert kinds["column_broadcast"] == {"invalid"}
-        assert kinds["nan"] == {"invalid"} and kinds["inf"] == {"invalid"}
+        assert only("column_broadcast", "invalid")
+        assert only("nan", "invalid") and only("inf", "invalid")
     for o in adversarial[(name, "sleep_past_limit")].instances:
         assert "limit" in o.reason or "timeout" in o.reason
 
@@ -158,10 +165,8 @@ def test_side_effect_adversaries_get_exactly_the_trivial_score(adversarial: dict
         trivial = adversarial[(name, "trivial")]
         for adv in ("fake_score_print", "monkeypatch", "write_files"):
             ev = adversarial[(name, adv)]
-            got = [o.score for o in ev.instances]
-            assert got == [o.score for o in trivial.instances] or all(
-                o.error_kind is not None for o in ev.instances
-            ), (name, adv, ev)
+            for o, base in zip(ev.instances, trivial.instances, strict=True):
+                assert o.score == base.score or (o.error_kind is not None and o.score == 0), (adv, o)
 
 
 def test_guest_gets_writable_copies_of_inputs() -> None:
