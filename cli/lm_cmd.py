@@ -1,0 +1,118 @@
+"""``stop lm``: which language model a run would use; ``stop lm check``; ``stop lm propose FILE``.
+
+``register(subparsers)`` adds the commands; handlers take the parsed namespace and return an
+exit code. Keys are read from the environment only and never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from lm import (
+    ConfigError, LMBudget, LMError, LMService, OpenAICompatibleBackend, StopLanguageModel,
+    backend_from_config,
+)
+from store import MemoryStore
+
+__all__ = ("register",)
+
+
+def register(subparsers: Any) -> None:
+    lm_p = subparsers.add_parser("lm", help="show the language model backend a run would use")
+    _common(lm_p)
+    lm_p.set_defaults(func=_cmd_show)
+    sub = lm_p.add_subparsers(dest="lm_command", metavar="{check,propose}")
+    check_p = sub.add_parser("check", help="ask the configured endpoint for its model list (one request)")
+    _common(check_p)
+    check_p.set_defaults(func=_cmd_check)
+    prop_p = sub.add_parser("propose", help="ask the backend for improved versions of a program file")
+    _common(prop_p)
+    prop_p.add_argument("file", type=Path, help="a Python program")
+    prop_p.add_argument("-n", type=int, default=3, help="number of proposals")
+    prop_p.add_argument("--temperature", type=float, default=0.7)
+    prop_p.set_defaults(func=_cmd_propose)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="model name (else OPENAI_MODEL)")
+    p.add_argument("--base-url", help="OpenAI-compatible endpoint (else OPENAI_BASE_URL)")
+    p.add_argument("--offline", action="store_true", help="use the offline mutation model")
+
+
+def _backend(args: argparse.Namespace) -> Any:
+    cfg: dict[str, Any] = {}
+    if getattr(args, "offline", False):
+        cfg["backend"] = "offline"
+    if getattr(args, "model", None):
+        cfg["model"] = args.model
+    if getattr(args, "base_url", None):
+        cfg["base_url"] = args.base_url
+    return backend_from_config({"lm": cfg}, os.environ)
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    try:
+        backend = _backend(args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(backend.describe(), indent=2))
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    try:
+        backend = _backend(args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not isinstance(backend, OpenAICompatibleBackend):
+        print("offline, no language model: nothing to check")
+        return 0
+
+    async def check() -> list[str]:
+        async with backend:
+            models = await backend._get_client().models.list()  # noqa: SLF001
+            return [m.id for m in models.data]
+
+    try:
+        names = anyio.run(check)
+    except Exception as e:  # noqa: BLE001 - report any endpoint failure as a message
+        print(f"error: {backend.describe()['label']}: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    print(f"ok: {backend.describe()['label']}; {len(names)} models")
+    for n in names[:50]:
+        print(f"  {n}")
+    return 0
+
+
+def _cmd_propose(args: argparse.Namespace) -> int:
+    try:
+        backend = _backend(args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    code = args.file.read_text()
+    message = f"Improve the following solution:\n```python\n{code}\n```\nFirst propose an idea, then implement it."
+    print(f"# backend: {backend.describe()['label']}", file=sys.stderr)
+
+    async def propose() -> list[str]:
+        async with LMService(backend, MemoryStore()) as svc:
+            lm = StopLanguageModel(svc, LMBudget(max_calls=1), model=getattr(args, "model", None))
+            return await lm.batch_prompt("You are an expert programmer.", [message] * args.n, temperature=args.temperature)
+
+    try:
+        replies = anyio.run(propose)
+    except LMError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for i, r in enumerate(replies):
+        print(f"--- proposal {i} ---\n{r}")
+    return 0
