@@ -6,22 +6,9 @@ import os
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from sandbox_helpers import MODES, descendants, mode_config, skip_unless
 
-from sandbox import SandboxConfig, SandboxPool, detect_layers
-
-MODES = ("bwrap", "landlock")
-
-
-def mode_config(mode: str, workers: int = 2) -> SandboxConfig:
-    """``bwrap``: every layer; ``landlock``: the fallback without namespaces."""
-    return SandboxConfig(workers=workers, use_bubblewrap=(mode == "bwrap") or False)
-
-
-def skip_unless(mode: str) -> None:
-    if mode == "bwrap" and not detect_layers().active("bubblewrap"):
-        pytest.skip("bubblewrap is unusable here (make sandbox-deps installs it)")
-    if not detect_layers().active("landlock"):
-        pytest.skip("Landlock is unavailable here")
+from sandbox import SandboxPool
 
 
 @pytest.fixture(scope="module")
@@ -38,37 +25,16 @@ def mode(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="module")
 async def pool(mode: str, anyio_backend: str) -> AsyncIterator[SandboxPool]:
     # A fake key in the host environment: no job may ever see it.
+    old = os.environ.get("OPENAI_API_KEY")
     os.environ["OPENAI_API_KEY"] = "sk-test-HOSTSECRET-0123456789"
-    async with SandboxPool(mode_config(mode)) as p:
-        yield p
-
-
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
-        tree.setdefault(ppid, []).append(int(entry))
-    return tree
-
-
-def descendants(pid: int) -> set[int]:
-    """Every live process below ``pid`` (host pids)."""
-    tree = _children()
-    out: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in tree.get(todo.pop(), []):
-            if child not in out:
-                out.add(child)
-                todo.append(child)
-    return out
+    try:
+        async with SandboxPool(mode_config(mode)) as p:
+            yield p
+    finally:
+        if old is None:
+            del os.environ["OPENAI_API_KEY"]
+        else:
+            os.environ["OPENAI_API_KEY"] = old
 
 
 @pytest.fixture

@@ -1,0 +1,51 @@
+"""Helpers of the sandbox tests (a uniquely named module, importable from any test file)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from sandbox import SandboxConfig, detect_layers
+
+MODES = ("bwrap", "landlock")
+
+
+def mode_config(mode: str, workers: int = 2) -> SandboxConfig:
+    """``bwrap``: every layer; ``landlock``: the fallback without namespaces."""
+    return SandboxConfig(workers=workers, use_bubblewrap=(mode == "bwrap") or False)
+
+
+def skip_unless(mode: str) -> None:
+    if mode == "bwrap" and not detect_layers().active("bubblewrap"):
+        pytest.skip("bubblewrap is unusable here (make sandbox-deps installs it)")
+    if not detect_layers().active("landlock"):
+        pytest.skip("Landlock is unavailable here")
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        tree.setdefault(ppid, []).append(int(entry))
+    return tree
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (host pids)."""
+    tree = _children()
+    out: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in tree.get(todo.pop(), []):
+            if child not in out:
+                out.add(child)
+                todo.append(child)
+    return out
