@@ -199,3 +199,20 @@ def test_scores_are_clamped_to_unit_interval() -> None:
             ok, value, _ = task.validate(inst, perm)
             s = task.score(inst, value)
             assert ok and math.isfinite(s) and s <= 1.0
+
+
+@pytest.mark.parametrize("name", TASK_NAMES)
+def test_description_states_the_contract_but_no_held_out_details(name: str) -> None:
+    task = get_task(name)
+    text = task.description
+    assert "algorithm(" in text and "val" in text and f"{task.time_limit_s:g} s" in text
+    for leak in ("5678", "4321", "test split", "secret_utility", "hidden["):
+        assert leak not in text
+
+
+def test_public_names_are_exported() -> None:
+    import tasks
+
+    assert isinstance(tasks.__all__, tuple)
+    for name in tasks.__all__:
+        assert hasattr(tasks, name), name
