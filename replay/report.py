@@ -45,6 +45,15 @@ svg.plot{border:1px solid #eee;background:#fcfcfc} .plot-title{font-weight:600;f
 """
 
 _JS = """
+(function(){
+  // Self-check for headless tests: count what actually laid out with a non-zero size.
+  function shown(sel){return Array.prototype.filter.call(document.querySelectorAll(sel),
+    function(e){var r=e.getBoundingClientRect();return r.width>0&&r.height>0;}).length;}
+  var h=document.documentElement;
+  h.dataset.renderedNodes=shown('#lineage-tree li.node');
+  h.dataset.renderedPoints=shown('#plot svg circle.pt');
+  h.dataset.renderedLines=shown('#plot svg polyline');
+})();
 document.getElementById('expand').addEventListener('click',function(){
   var d=document.querySelectorAll('details');var open=this.dataset.open!=='1';
   d.forEach(function(x){x.open=open});this.dataset.open=open?'1':'0';

@@ -71,7 +71,7 @@ def line_plot(series: Sequence[Series], *, title: str, x_label: str, y_label: st
             out.append(f'<polyline points="{coords}" fill="none" stroke="{s.color}" stroke-width="2"/>')
         for x, y in pts:
             fill = s.color if s.line else "none"
-            out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="4" fill="{fill}" stroke="{s.color}" '
+            out.append(f'<circle class="pt" cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="4" fill="{fill}" stroke="{s.color}" '
                        f'stroke-width="1.5"><title>{escape(s.name)}: x={x:g}, y={y:.4f}</title></circle>')
         out.append("</g>")
         ly = top + 14 + 18 * i

@@ -1,0 +1,159 @@
+"""``stop audit``, ``stop lineage``, ``stop report`` and ``stop diff``: inspect a recorded run.
+
+Nothing here runs generated code or writes to the store. Results go to stdout (``--json`` for
+machine-readable output), logs to stderr. Exit codes: 0 fine, 1 audit failed (broken chain,
+unreadable event, corrupt or missing blob) or runs differ (``stop diff``), 2 usage errors
+(no such store, run or node).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
+
+from replay.audit import audit_run
+from replay.diff import diff_runs
+from replay.lineage import UnknownNode, build_lineage, render_tree, show_node
+from replay.report import write_report
+from replay.runs import UnknownRun, resolve_run
+from store.errors import StoreError
+from store.sqlite import SqliteStore
+
+__all__ = ("register",)
+
+log = structlog.get_logger("cli.inspect")
+
+DEFAULT_STORE = "runs/stop.db"
+
+
+def register(subparsers: Any) -> None:
+    """Add ``audit``, ``lineage``, ``report`` and ``diff`` to an argparse subparsers action."""
+    p = subparsers.add_parser(
+        "audit", help="verify a run's hash chain and blobs; count LM use, cost, violations",
+        description="Checks a recorded run without running anything: the hash chain (the first "
+        "broken link is named), every blob it refers to, LM calls (live/cache/offline), tokens and "
+        "cost per lineage node and generation, sandbox violations by category, the unsandboxing "
+        "rate per 1,000 proposals, reward-hacking flags and budget overruns. Exit 1 if the log "
+        "was tampered with.",
+    )
+    _common(p)
+    p.set_defaults(func=_cmd_audit)
+
+    p = subparsers.add_parser("lineage", help="the improver/solution tree of a run")
+    _common(p)
+    p.add_argument("--show", metavar="ID", help="print a node's program and its diff against its "
+                   "parent (ID: node id or program hash prefix)")
+    p.set_defaults(func=_cmd_lineage)
+
+    p = subparsers.add_parser("report", help="write a self-contained HTML report of a run")
+    _common(p, json_flag=False)
+    p.add_argument("-o", "--output", type=Path, default=None, help="output file (default report-<run>.html)")
+    p.set_defaults(func=_cmd_report)
+
+    p = subparsers.add_parser("diff", help="where two runs' lineages part (first differing event)")
+    p.add_argument("run_a", metavar="RUN_A", help="run id, unique prefix or 'latest'")
+    p.add_argument("run_b", metavar="RUN_B", help="run id, unique prefix or 'latest'")
+    p.add_argument("--store", default=DEFAULT_STORE, help=f"event store (default {DEFAULT_STORE})")
+    p.add_argument("--store-b", default=None, help="store of RUN_B, if not the same")
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    p.set_defaults(func=_cmd_diff)
+
+
+def _common(p: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
+    p.add_argument("run", metavar="RUN", help="run id, unique prefix of one, or 'latest'")
+    p.add_argument("--store", default=DEFAULT_STORE, help=f"event store (default {DEFAULT_STORE})")
+    if json_flag:
+        p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+
+
+def _run(body: Callable[[], Awaitable[int]]) -> int:
+    """Run an async handler; store/run/node lookup problems become exit code 2 with a message."""
+    try:
+        return anyio.run(body)
+    except (UnknownRun, UnknownNode, StoreError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+async def _open(path: str) -> SqliteStore:
+    return await SqliteStore.open(path, create=False)
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    async def body() -> int:
+        async with await _open(args.store) as store:
+            run_id = await resolve_run(store, args.run)
+            report = await audit_run(store, run_id)
+        if args.json:
+            print(json.dumps(report.to_json(), indent=2, sort_keys=True))
+        else:
+            print(report.render())
+        if not report.ok:
+            log.error("audit.failed", run_id=run_id, chain=str(report.chain),
+                      bad_blobs=[p.digest for p in report.blob_problems])
+        return 0 if report.ok else 1
+
+    return _run(body)
+
+
+def _cmd_lineage(args: argparse.Namespace) -> int:
+    async def body() -> int:
+        async with await _open(args.store) as store:
+            run_id = await resolve_run(store, args.run)
+            lineage = await build_lineage(store, run_id)
+            if args.show:
+                node, text, diff = await show_node(store, lineage, args.show)
+                if args.json:
+                    print(json.dumps({"node": node.to_json(), "program": text, "diff": diff}, indent=2))
+                else:
+                    print(f"# node {node.id} ({node.kind}), program {node.program}, parent {node.parent}")
+                    print(text, end="" if text.endswith("\n") else "\n")
+                    print(f"# diff against parent program {node.base}")
+                    print(diff or "(no parent or no change)", end="" if diff.endswith("\n") else "\n")
+                return 0
+        if args.json:
+            print(json.dumps(lineage.to_json(), indent=2))
+        else:
+            print(render_tree(lineage))
+        return 0
+
+    return _run(body)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    async def body() -> int:
+        async with await _open(args.store) as store:
+            run_id = await resolve_run(store, args.run)
+            out = args.output or Path(f"report-{run_id[:12]}.html")
+            path = await write_report(store, run_id, out)
+        print(str(path))
+        return 0
+
+    return _run(body)
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    async def body() -> int:
+        async with await _open(args.store) as store_a:
+            if args.store_b and Path(args.store_b).resolve() != Path(args.store).resolve():
+                async with await _open(args.store_b) as store_b:
+                    result = await _diff(store_a, store_b, args)
+            else:
+                result = await _diff(store_a, store_a, args)
+        print(json.dumps(result.to_json(), indent=2) if args.json else result.render())
+        return 0 if result.same else 1
+
+    return _run(body)
+
+
+async def _diff(store_a: SqliteStore, store_b: SqliteStore, args: argparse.Namespace) -> Any:
+    run_a = await resolve_run(store_a, args.run_a)
+    run_b = await resolve_run(store_b, args.run_b)
+    return await diff_runs(store_a, run_a, store_b, run_b)
