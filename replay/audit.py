@@ -285,10 +285,13 @@ def audit_log(run: RunLog, tree: CausalTree | None = None, lineage: Lineage | No
         run_id=run.run_id, command=lineage.command, events=len(events),
         chain=verify_chain(events), unreadable=list(run.unreadable), priced_models=sorted(prices),
     )
-    if run.unreadable and report.chain.ok:
-        # The rows that did not decode are missing from the chain walk: the chain cannot hold.
+    if run.unreadable:
+        # Rows that did not decode are missing from the chain walk, so the chain cannot hold;
+        # the first broken link is the earlier of the first such row and the walk's finding.
         u = run.unreadable[0]
-        report.chain = ChainReport(False, report.chain.checked, u.id, u.seq, u.reason)
+        broken = report.chain.broken_seq
+        if report.chain.ok or (broken is not None and u.seq is not None and u.seq < broken):
+            report.chain = ChainReport(False, report.chain.checked, u.id, u.seq, u.reason)
     ends = {e.type for e in tree.children(root)} if root is not None else set()
     report.status = "finished" if "run.finished" in ends else "failed" if "run.failed" in ends else "unfinished"
     for call in calls:

@@ -1,0 +1,40 @@
+"""Fixtures for the inspection tests: a synthetic self-improve log in a SQLite store."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import anyio
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from inspect_synth import self_improve_run, write  # noqa: E402
+
+from store.sqlite import SqliteStore  # noqa: E402
+
+
+def _make_db(path: Path, runs: Sequence[tuple[str, float]]) -> Path:
+    async def body() -> None:
+        store = await SqliteStore.open(path)
+        try:
+            for run_id, c2 in runs:
+                await write(store, self_improve_run(run_id, c2_utility=c2))
+        finally:
+            await store.aclose()
+
+    anyio.run(body)
+    return path
+
+
+@pytest.fixture
+def synth_db(tmp_path: Path) -> Path:
+    """A store holding run-a and run-b (identical but for one utility) and run-c (= run-a)."""
+    return _make_db(tmp_path / "stop.db", [("run-a", 0.1), ("run-b", 0.15), ("run-c", 0.1)])
+
+
+@pytest.fixture
+def make_db(tmp_path: Path) -> Callable[[str, Sequence[tuple[str, float]]], Path]:
+    return lambda name, runs: _make_db(tmp_path / name, runs)
