@@ -163,3 +163,39 @@ def self_improve_run(run_id: str, *, c2_utility: float = 0.1) -> Builder:
 
 async def write(store: Any, builder: Builder) -> list[Event]:
     return list(await store.append(builder.events, blobs=builder.blobs))
+
+
+def improve_run(run_id: str) -> Builder:
+    """``stop improve --task parity_noise``: seed S0, tried S1, returned S2."""
+    b = Builder(run_id)
+    root = b.ev(RunStarted(command="improve", seed=1, config={}, host={}), None, "root")
+    b.utility(root, "before/val", "parity_noise", "val", S0, 0.1)
+    b.utility(root, "before/test", "parity_noise", "test", S0, 0.1)
+    sess = b.session(root, "improve", "improve", I0, S0, "parity_noise")
+    b.lm(sess, 1, model="offline-mutation-v1", source="offline", pt=5, ct=5, tag="i")
+    b.utility(sess, content_key(["u", h(S1)], 0), "parity_noise", "val", S1, 0.2)
+    b.utility(sess, content_key(["u", h(S2)], 0), "parity_noise", "val", S2, 0.6)
+    done = b.completed(sess, S2)
+    b.utility(done, "after/val", "parity_noise", "val", S2, 0.6)
+    b.utility(done, "after/test", "parity_noise", "test", S2, 0.55)
+    b.ev(RunFinished(summary={}), root, "finished")
+    return b
+
+
+def repair_run(run_id: str) -> Builder:
+    """``stop repair``: one problem, a failing sample and its passing repair."""
+    from events.stop_events import RepairProblemStarted, RepairProgram
+
+    b = Builder(run_id)
+    root = b.ev(RunStarted(command="repair", seed=0, config={}, host={}), None, "root")
+    prob = b.ev(RepairProblemStarted(problem="HumanEval/0", n_p=1, n_fr=1), root, "HumanEval/0")
+    b.lm(prob, 1, model="gpt-x", source="cache", pt=20, ct=30, tag="sample")
+    lm_req = b.events[-2]
+    sample = b.ev(RepairProgram(problem="HumanEval/0", kind="sample", program=b.blob(S0), parent=None,
+                                feedback=None, tokens=50), lm_req, "program#0")
+    b.utility(sample, "check", "humaneval/HumanEval/0", "check", S0, 0.0, {"feedback": "wrong", "status": "fail"})
+    fix = b.ev(RepairProgram(problem="HumanEval/0", kind="repair", program=b.blob(S2), parent=sample.id,
+                             feedback=b.blob("returns 0 always"), tokens=40), prob, "repair#0")
+    b.utility(fix, "check", "humaneval/HumanEval/0", "check", S2, 1.0, {"feedback": "", "status": "pass"})
+    b.ev(RunFinished(summary={}), root, "finished")
+    return b

@@ -8,26 +8,14 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from inspect_cli import run_cli
 from inspect_synth import C1, I0, h, self_improve_run, write
 
-from cli.inspect_cmd import register
 from replay.audit import audit_run, reward_hacking_signals, violation_category
 from store import MemoryStore
 from store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.anyio
-
-
-def run_cli(argv: list[str]) -> int:
-    import argparse
-
-    from cli.logs import configure_logging
-
-    configure_logging("json")  # as ``stop`` does: logs on stderr, results on stdout
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers())
-    args = parser.parse_args(argv)
-    return int(args.func(args))
 
 
 async def test_audit_figures_match_hand_count() -> None:
