@@ -28,6 +28,8 @@ MAX_ERROR = 2000
 MAX_TRACEBACK = 8000
 MAX_VIOLATIONS = 32
 EXIT_RUNTIME_FAILURE = 70
+_ENV_KEEP = frozenset({"PATH", "LANG", "MALLOC_ARENA_MAX", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                       "MKL_NUM_THREADS", "PYTHONDONTWRITEBYTECODE", "TMPDIR", "HOME"})
 
 
 @dataclass
@@ -203,10 +205,11 @@ def _run(spec: ChildSpec) -> int:
     os.setsid()
     ruleset = _setup_fds(spec)
     os.chdir(spec.scratch)
-    os.environ.clear()
-    os.environ.update({"PATH": "/usr/bin:/bin", "TMPDIR": spec.scratch, "HOME": spec.scratch,
-                       "LANG": "C.UTF-8", "MALLOC_ARENA_MAX": "2", "OMP_NUM_THREADS": "1",
-                       "OPENBLAS_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"})
+    # The worker's environment was built from nothing by the host; only the paths change.
+    for key in [k for k in os.environ if k not in _ENV_KEEP]:
+        del os.environ[key]
+    os.environ["TMPDIR"] = spec.scratch
+    os.environ["HOME"] = spec.scratch
     tempfile.tempdir = spec.scratch
     reporter = _Reporter()
     try:
