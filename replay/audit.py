@@ -26,6 +26,7 @@ __all__ = (
     "BlobProblem",
     "audit_run",
     "audit_log",
+    "check_blobs",
     "blob_refs",
     "violation_category",
     "reward_hacking_signals",
@@ -251,7 +252,7 @@ class AuditReport:
         return "\n".join(lines)
 
 
-async def _check_blobs(store: EventStore, events: list[Event], report: AuditReport) -> None:
+async def check_blobs(store: EventStore, events: list[Event], report: AuditReport) -> None:
     seen: set[str] = set()
     for ev in events:
         for name, digest in blob_refs(ev):
@@ -343,5 +344,5 @@ async def audit_run(store: EventStore, run_id: str) -> AuditReport:
     """Audit one run: chain, blobs, LM usage and cost, violations, reward hacking, budgets."""
     run = await load_run(store, run_id)
     report = audit_log(run)
-    await _check_blobs(store, run.events, report)
+    await check_blobs(store, run.events, report)
     return report

@@ -15,7 +15,7 @@ from typing import Any
 
 import anyio
 
-from replay.audit import AuditReport, audit_log, _check_blobs
+from replay.audit import AuditReport, audit_log, check_blobs
 from replay.lineage import Lineage, LineageNode, lineage_from_tree, node_diff, walk
 from replay.runs import load_run
 from replay.svgplot import Series, line_plot
@@ -247,7 +247,7 @@ async def write_report(store: EventStore, run_id: str, path: str | os.PathLike[s
     tree = build_tree(run.events)
     lineage = lineage_from_tree(tree)
     audit = audit_log(run, tree, lineage)
-    await _check_blobs(store, run.events, audit)
+    await check_blobs(store, run.events, audit)
     html = render_report(audit, lineage, await _programs_html(store, lineage))
     out = Path(path)
     tmp = out.with_name(out.name + ".tmp")
