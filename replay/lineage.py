@@ -218,6 +218,7 @@ class _Builder:
             decided = tree.child(gen, "improver.decided", "decision")
             if decided is not None:
                 cand = decided.payload.get("candidate")
+                adopted_node: LineageNode | None = None
                 if isinstance(cand, str):
                     node_id = gen_programs.get(cand)
                     if node_id is None:
@@ -235,6 +236,13 @@ class _Builder:
                     node.test = mt if mt is not None else node.test
                     if node.adopted:
                         by_program[cand] = node_id
+                        adopted_node = node
+                # The improver in force once this generation is decided: the adopted candidate,
+                # or the same improver again (so T generations plot as T + 1 points, as in STOP).
+                if adopted_node is not None and adopted_node.val is not None:
+                    self.lineage.generations[g + 1] = (adopted_node.val, adopted_node.test)
+                else:
+                    self.lineage.generations[g + 1] = self.lineage.generations[g]
         self.meta_run_solutions()
 
     def meta_run_solutions(self) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from inspect_browser import install_chromium  # noqa: E402
 from inspect_synth import self_improve_run, write  # noqa: E402
 
 from store.sqlite import SqliteStore  # noqa: E402
@@ -38,3 +39,12 @@ def synth_db(tmp_path: Path) -> Path:
 @pytest.fixture
 def make_db(tmp_path: Path) -> Callable[[str, Sequence[tuple[str, float]]], Path]:
     return lambda name, runs: _make_db(tmp_path / name, runs)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The Chromium binary; the Debian package ``chromium`` is installed with apt when missing."""
+    found = install_chromium()
+    if found is None:
+        pytest.skip("no Chromium and apt-get could not install the Debian package 'chromium'")
+    return found

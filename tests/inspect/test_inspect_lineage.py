@@ -32,7 +32,8 @@ async def test_self_improve_tree_shape() -> None:
     assert (c3.status, c3.adopted, c3.generation, c3.val) == ("rejected", False, 2, 0.3)
     assert (c2.status, c2.adopted, c2.val) == ("proposed", None, 0.1)
     assert (s2.task, s2.val, s2.test, s2.base) == ("parity_noise", 0.5, 0.45, h(S0))
-    assert lin.generations == {0: (0.2, 0.25), 1: (0.4, 0.38)}
+    # generation 2 = the improver in force after generation 1 rejected C3: still C1
+    assert lin.generations == {0: (0.2, 0.25), 1: (0.4, 0.38), 2: (0.4, 0.38)}
     text = render_tree(lin)
     assert text.count("\n") == 6 and "[ADOPTED]" in text and "[rejected]" in text
     assert f"├─ {c1.id[:10]}" in text and f"│  └─ {s2.id[:10]}" in text
