@@ -16,6 +16,7 @@ __all__ = ("main", "build_parser")
 _COMMAND_MODULES = (
     "cli.run_cmd",
     "cli.replay_cmd",
+    "cli.inspect_cmd",
     "cli.tasks_cmd",
     "cli.sandbox_cmd",
     "cli.lm_cmd",

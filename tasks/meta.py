@@ -136,11 +136,15 @@ def meta_utility_value(held_out_utilities: Sequence[float]) -> float:
 SEED_IMPROVER = '''\
 """The seed improver: ask the language model for variants and keep the best by utility."""
 
+# Built rather than written out, so this program's own text holds no fence: an improver that is
+# itself sent to the language model inside a fenced block must not break that block.
+FENCE = "`" * 3
+
 
 def extract_code(text):
     """The largest fenced code block of a reply (the whole reply if it has none)."""
     blocks = []
-    parts = text.split("```")
+    parts = text.split(FENCE)
     for i in range(1, len(parts), 2):
         block = parts[i]
         first_newline = block.find("\\n")
@@ -157,14 +161,12 @@ def improve_algorithm(initial_solution, utility, language_model):
         "especially skilled at optimizing algorithms."
     )
     message = f"""Improve the following solution:
-```python
+{FENCE}python
 {initial_solution}
-```
+{FENCE}
 
 You will be evaluated based on this score function:
-```
 {utility.description}
-```
 
 You must return an improved solution. Be as creative as you can under the constraints.
 Your primary improvement must be novel and non-trivial. First, propose an idea, then implement it."""

@@ -1,0 +1,159 @@
+"""The host side of an improver session: its LM and utility calls become request events.
+
+Budgets live here, on the host: the guest's proxies show a count but cannot change this one.
+A refused call is recorded (``budget.exceeded``) and raised inside the improver as an error.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from agents.context import AgentContext, AnswerWaiter
+from agents.identity import lm_namespace, seed_from
+from agents.runinfo import RunInfo, run_info
+from events import Event, content_key, make_event, sha256_hex
+from events.stop_events import BudgetExceeded, LMRequested, UtilityRequested
+from lm import LMRequest, cache_key
+from sandbox import BridgeError, Job, LanguageModelProxy, UtilityProxy
+from tasks import get_task
+from tasks.meta import MetaTask
+
+__all__ = ("SessionBridge", "utility_description")
+
+_LM_KINDS = ("lm.prompt", "lm.batch_prompt")
+_ANSWERS = {"lm.responded", "lm.failed"}
+
+
+def utility_description(task: str, info: RunInfo) -> str:
+    if task == "meta":
+        return MetaTask(info.config.meta_utility).description
+    return get_task(task).description
+
+
+def _groups(messages: list[str]) -> list[tuple[str, int, list[int]]]:
+    """Identical messages grouped (first-seen order): (message, count, input positions)."""
+    order: dict[str, list[int]] = {}
+    for i, m in enumerate(messages):
+        order.setdefault(m, []).append(i)
+    return [(m, len(pos), pos) for m, pos in order.items()]
+
+
+class SessionBridge:
+    def __init__(self, ctx: AgentContext, waiter: AnswerWaiter, work: Event, info: RunInfo, namespace: str) -> None:
+        self.ctx = ctx
+        self.waiter = waiter
+        self.work = work
+        self.info = info
+        self.namespace = namespace
+        self.p = work.payload
+        self.lm_calls = 0
+        self.utility_calls = 0
+        self._request_counts: Counter[str] = Counter()
+
+    @classmethod
+    async def create(cls, ctx: AgentContext, waiter: AnswerWaiter, work: Event) -> SessionBridge:
+        info = await run_info(ctx.store, work.run_id)
+        return cls(ctx, waiter, work, info, await lm_namespace(ctx.store, work, info.seed))
+
+    def job(self, improver: str, initial_solution: str) -> Job:
+        p = self.p
+        return Job(
+            program=improver,
+            function="improve_algorithm",
+            args=(
+                initial_solution,
+                UtilityProxy(description=utility_description(p["utility_task"], self.info), budget=p["utility_calls"]),
+                LanguageModelProxy(budget=p["lm_calls"], max_responses_per_call=p["responses_per_call"]),
+            ),
+            wall_timeout_s=float(p["timeout_s"]),
+            seed=int(p["seed"]),
+        )
+
+    async def on_request(self, kind: str, body: dict[str, Any], occurrence: int) -> Any:
+        key = content_key([kind, body], occurrence)
+        if kind == "utility":
+            return await self._utility(body, key)
+        if kind in _LM_KINDS:
+            return await self._lm(kind, body, key)
+        raise BridgeError(f"unknown request kind {kind!r}")
+
+    async def _refuse(self, key: str, resource: str, used: int, limit: int, detail: str) -> BridgeError:
+        ev = make_event(self.work.run_id, BudgetExceeded(resource=resource, used=used, limit=limit, detail=detail),
+                        cause=self.work, key=f"{key}/refused")
+        await self.ctx.store.append([ev])
+        return BridgeError(f"budget exceeded: {detail}")
+
+    async def _utility(self, body: dict[str, Any], key: str) -> float:
+        limit = int(self.p["utility_calls"])
+        if self.utility_calls >= limit:
+            raise await self._refuse(key, "utility_calls", self.utility_calls, limit,
+                                     f"utility was already called {limit} times (its budget)")
+        solution = body.get("solution")
+        if not isinstance(solution, str):
+            raise BridgeError("utility() takes the solution's program text (str)")
+        self.utility_calls += 1
+        raw = solution.encode("utf-8")
+        req = make_event(
+            self.work.run_id,
+            UtilityRequested(task=self.p["utility_task"], split=self.info.config.meta_utility.selection_split,
+                             solution=sha256_hex(raw), seed=seed_from(self.work.id, key)),
+            cause=self.work,
+            key=key,
+        )
+        await self.ctx.store.append([req], blobs=[raw])
+        answer = await self.waiter.wait(req.id, {"utility.evaluated"})
+        return float(answer.payload["utility"])
+
+    async def _lm(self, kind: str, body: dict[str, Any], key: str) -> list[str]:
+        limit = int(self.p["lm_calls"])
+        per_call = int(self.p["responses_per_call"])
+        if self.lm_calls >= limit:
+            raise await self._refuse(key, "lm_calls", self.lm_calls, limit,
+                                     f"the language model was already called {limit} times (its budget)")
+        expertise = str(body.get("expertise", ""))
+        temperature = float(body.get("temperature", 0.7))
+        if kind == "lm.prompt":
+            n = int(body.get("n_responses", 1))
+            messages = [str(body.get("message", ""))] * max(n, 0)
+        else:
+            messages = [str(m) for m in body.get("messages", [])]
+        if not messages:
+            return []
+        if len(messages) > per_call:
+            raise await self._refuse(key, "responses_per_call", len(messages), per_call,
+                                     f"{len(messages)} responses asked in one call; at most {per_call}")
+        self.lm_calls += 1
+        requests: list[tuple[Event, list[int]]] = []
+        for gi, (message, count, positions) in enumerate(_groups(messages)):
+            req = LMRequest(
+                model=self.info.model,
+                messages=({"role": "system", "content": expertise}, {"role": "user", "content": message}),
+                temperature=temperature,
+                max_tokens=self.info.config.max_tokens,
+                n=count,
+                # The sampling seed derives from the causal position, so different sessions
+                # asking the same prompt get different samples, reproducibly (offline too).
+                seed=seed_from(self.namespace),
+            )
+            digest = req.request_hash()
+            ordinal = self._request_counts[digest]
+            self._request_counts[digest] += 1
+            ev = make_event(
+                self.work.run_id,
+                LMRequested(request=req.canonical(), namespace=self.namespace, ordinal=ordinal,
+                            cache_key=cache_key(req, ordinal, self.namespace), purpose=kind),
+                cause=self.work,
+                key=f"{key}/{gi}",
+            )
+            requests.append((ev, positions))
+        await self.ctx.store.append([ev for ev, _ in requests])
+        out: list[str] = [""] * len(messages)
+        for ev, positions in requests:
+            answer = await self.waiter.wait(ev.id, _ANSWERS)
+            if answer.type == "lm.failed":
+                raise BridgeError(f"language model call failed: {answer.payload['error']}")
+            texts = [(await self.ctx.store.get_blob(c["text"])).decode("utf-8") for c in answer.payload["completions"]]
+            for pos, text in zip(positions, texts, strict=True):
+                out[pos] = text
+        return out

@@ -1,0 +1,108 @@
+"""Leases on work, recorded in the log.
+
+A claim's identity is (the work, attempt n). Two workers that claim the same attempt write the
+same identity with different payloads; the store keeps the first and rejects the second, so
+exactly one of them owns the work. A lease expires when its time runs out (renewed while the
+work runs) or at once when its worker was a process on this machine that is no longer alive;
+then the next attempt may be claimed. Lease times are wall-clock by nature: they decide who
+works, never what the result is, and replay does not compare them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Collection
+from contextlib import asynccontextmanager
+
+import anyio
+
+from agents.context import AgentContext, append_once
+from events import Event, make_event
+from events.stop_events import WorkClaimed, WorkRenewed
+
+__all__ = ("try_claim", "hold_lease", "lease_expired")
+
+_HOST = socket.gethostname()
+
+
+def _worker_alive(worker: str) -> bool | None:
+    """True/False for a worker process on this host; None when it ran elsewhere."""
+    try:
+        _, where = worker.split("@", 1)
+        host, pid, _ = where.rsplit(":", 2)
+    except ValueError:
+        return None
+    if host != _HOST:
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return True
+
+
+def lease_expired(claim: Event, renewals: list[Event], now: float) -> bool:
+    worker = claim.payload["worker"]
+    if _worker_alive(worker) is False:
+        return True
+    expires = max([claim.payload["expires_at"]] + [r.payload["expires_at"] for r in renewals])
+    return now > expires
+
+
+async def try_claim(ctx: AgentContext, work: Event, done_types: Collection[str]) -> Event | None:
+    """Claim ``work`` for this worker; None if it is done or someone else holds a live lease."""
+    kids = await ctx.store.children(work.id)
+    if any(k.type in done_types for k in kids):
+        return None
+    claims = [k for k in kids if k.type == "work.claimed"]
+    attempt = 0
+    if claims:
+        latest = max(claims, key=lambda c: c.payload["attempt"])
+        n = latest.payload["attempt"]
+        renewals = [k for k in kids if k.type == "work.renewed" and k.payload["attempt"] == n]
+        if latest.payload["worker"] == ctx.worker:
+            return latest
+        if not lease_expired(latest, renewals, time.time()):
+            return None
+        attempt = n + 1
+    now = time.time()
+    ev = make_event(
+        work.run_id,
+        WorkClaimed(attempt=attempt, worker=ctx.worker, lease_s=ctx.lease_s, expires_at=now + ctx.lease_s),
+        cause=work,
+        key=f"claim/{attempt}",
+    )
+    stored = await append_once(ctx.store, [ev])
+    if stored is None or stored[0].payload["worker"] != ctx.worker:
+        return None
+    return stored[0]
+
+
+@asynccontextmanager
+async def hold_lease(ctx: AgentContext, work: Event, claim: Event) -> AsyncIterator[None]:
+    """Renew the lease every third of its length while the body runs."""
+    attempt = claim.payload["attempt"]
+
+    async def renew() -> None:
+        i = 0
+        while True:
+            await anyio.sleep(ctx.lease_s / 3)
+            ev = make_event(
+                work.run_id,
+                WorkRenewed(attempt=attempt, worker=ctx.worker, expires_at=time.time() + ctx.lease_s),
+                cause=work,
+                key=f"renew/{attempt}/{i}",
+            )
+            await append_once(ctx.store, [ev])
+            i += 1
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(renew)
+        try:
+            yield
+        finally:
+            tg.cancel_scope.cancel()

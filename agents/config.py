@@ -1,0 +1,140 @@
+"""The run configuration: one file (JSON or TOML) plus command-line overrides.
+
+Everything here is recorded in the run's first event, so it must never hold secrets: the LM
+key stays in the environment (``lm.api_key_env`` names the variable).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tasks.meta import ConfigError, ImproverBudget, MetaUtilityConfig
+
+__all__ = ("RunConfig", "ConfigError", "load_config", "SMALL_OFFLINE")
+
+_ADOPT_RULES = ("nonzero", "better")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Defaults follow the STOP reference budgets."""
+
+    meta_utility: MetaUtilityConfig = field(default_factory=MetaUtilityConfig)
+    #: Generations of self-improvement (``stop self-improve --generations``).
+    generations: int = 3
+    #: "nonzero": adopt unless the new improver failed or scored 0 (the reference rule);
+    #: "better": adopt only if its meta-utility beats the current improver's.
+    adopt: str = "nonzero"
+    #: LM section, passed to ``lm.backend_from_config`` (backend, model, base_url, api_key_env…).
+    lm: dict[str, Any] = field(default_factory=dict)
+    #: Sampling defaults for requests an improver makes.
+    max_tokens: int = 1024
+    #: Sandbox: warm workers and the wall limit of one improver session.
+    sandbox_workers: int = 2
+    session_timeout_s: float = 600.0
+    #: Development only, loudly logged and recorded: run untrusted code without isolation.
+    unsafe_no_sandbox: bool = False
+    #: Leases on work (seconds) before another worker may take it over.
+    lease_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.generations, int) or isinstance(self.generations, bool) or self.generations < 1:
+            raise ConfigError(f"generations must be an integer >= 1, got {self.generations!r}")
+        if self.adopt not in _ADOPT_RULES:
+            raise ConfigError(f"adopt must be one of {_ADOPT_RULES}, got {self.adopt!r}")
+        if not isinstance(self.lm, dict):
+            raise ConfigError(f"lm must be a table/mapping, got {type(self.lm).__name__}")
+        for key in ("api_key", "key", "openai_api_key"):
+            if key in self.lm:
+                raise ConfigError(
+                    "the config holds an API key (lm.%s); set OPENAI_API_KEY in the environment instead:"
+                    " the config is recorded in the log" % key
+                )
+        if not isinstance(self.sandbox_workers, int) or not 1 <= self.sandbox_workers <= 64:
+            raise ConfigError(f"sandbox_workers must be an integer in 1..64, got {self.sandbox_workers!r}")
+        for name in ("session_timeout_s", "lease_s"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+                raise ConfigError(f"{name} must be a positive number, got {v!r}")
+        if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
+            raise ConfigError(f"max_tokens must be a positive integer, got {self.max_tokens!r}")
+
+    @property
+    def improver(self) -> ImproverBudget:
+        return self.meta_utility.improver
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"the config must be a table/mapping, got {type(data).__name__}")
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise ConfigError(f"unknown config key(s) {unknown}; allowed: {', '.join(names)}")
+        kwargs = dict(data)
+        if "meta_utility" in kwargs:
+            kwargs["meta_utility"] = MetaUtilityConfig.from_dict(kwargs["meta_utility"])
+        if "lm" in kwargs and isinstance(kwargs["lm"], Mapping):
+            kwargs["lm"] = dict(kwargs["lm"])
+        try:
+            return cls(**kwargs)
+        except TypeError as e:
+            raise ConfigError(f"bad config: {e}") from e
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["meta_utility"] = self.meta_utility.to_dict()
+        return out
+
+    def with_overrides(self, **changes: Any) -> RunConfig:
+        """Apply command-line overrides (``None`` means "not given")."""
+        data = self.to_dict()
+        for key, value in changes.items():
+            if value is None:
+                continue
+            if key in ("tasks", "runs", "meta_utility_budget"):
+                data["meta_utility"][key] = list(value) if key == "tasks" else value
+            elif key in ("responses_per_call", "lm_calls", "utility_calls"):
+                data["meta_utility"].setdefault("improver", {})[key] = value
+            elif key == "model":
+                data["lm"] = {**data["lm"], "model": value}
+            else:
+                data[key] = value
+        return RunConfig.from_dict(data)
+
+
+#: The main job of ``make run``: offline model, 2 generations, small budgets (minutes, not hours).
+SMALL_OFFLINE: dict[str, Any] = {
+    "generations": 2,
+    "meta_utility": {
+        "tasks": ["parity_noise"],
+        "runs": 2,
+        "meta_utility_budget": 3,
+        "improver": {"responses_per_call": 3, "lm_calls": 2, "utility_calls": 4},
+    },
+}
+
+
+def load_config(path: str | Path | None) -> RunConfig:
+    """Read a JSON or TOML config; a clear ``ConfigError`` names what is wrong."""
+    if path is None:
+        return RunConfig()
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"cannot read config {p}: {e.strerror}") from e
+    try:
+        if p.suffix.lower() == ".toml":
+            data = tomllib.loads(raw.decode("utf-8"))
+        else:
+            data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config {p} is not valid {'TOML' if p.suffix.lower() == '.toml' else 'JSON'}: {e}") from e
+    return RunConfig.from_dict(data)

@@ -1,0 +1,82 @@
+"""The evaluator: turns "score solution S on task X, split Y" into sandbox work and folds the
+outcomes into a utility event (per-instance detail in a blob).
+
+It is a pure reaction: a ``utility.requested`` for a downstream task (or a HumanEval check)
+gets one ``sandbox.batch.requested``; a ``sandbox.batch.completed`` gets the
+``utility.evaluated`` answering the original request. Appends are idempotent, so seeing an
+event twice (resume, a second copy of the agent) changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+
+import anyio
+
+from agents.context import AgentContext, append_once
+from agents.loop import serve
+from agents.tasks_view import fold_utility
+from events import Event, make_event, sha256_hex
+from events.stop_events import SandboxBatchRequested, UtilityEvaluated
+from sandbox import JobResult
+
+__all__ = ("run_evaluator", "META_TASK")
+
+META_TASK = "meta"
+
+
+async def on_utility_requested(ctx: AgentContext, ev: Event) -> bool:
+    p = ev.payload
+    if p["task"] == META_TASK:
+        return True  # the meta-evaluator's
+    if await ctx.store.children(ev.id, {"utility.evaluated"}):
+        return True
+    batch = make_event(
+        ev.run_id,
+        SandboxBatchRequested(task=p["task"], split=p["split"], solution=p["solution"], seed=p["seed"]),
+        cause=ev,
+        key="batch",
+    )
+    await append_once(ctx.store, [batch])
+    return True
+
+
+async def on_batch_completed(ctx: AgentContext, ev: Event) -> bool:
+    batch = await ctx.store.get(ev.causation_id or "")
+    request = await ctx.store.get(batch.causation_id or "") if batch else None
+    if batch is None or request is None:
+        raise LookupError(f"batch result {ev.id} has no recorded request")
+    if await ctx.store.children(request.id, {"utility.evaluated"}):
+        return True
+    raw = json.loads(await ctx.store.get_blob(ev.payload["results"]))
+    results = [JobResult.from_json(r) for r in raw]
+    utility, detail, evaluation = fold_utility(batch.payload["task"], batch.payload["split"], results)
+    detail["statuses"] = ev.payload["statuses"]
+    detail["violations"] = ev.payload["violations"]
+    blobs: list[bytes] = []
+    outcomes = None
+    if evaluation is not None:
+        data = json.dumps(evaluation.to_json(), sort_keys=True, separators=(",", ":")).encode("utf-8")
+        blobs.append(data)
+        outcomes = sha256_hex(data)
+        detail["invalid_outputs"] = sum(1 for o in evaluation.instances if o.error_kind in ("invalid", "invalid_output"))
+    done = make_event(
+        request.run_id,
+        UtilityEvaluated(task=request.payload["task"], split=request.payload["split"], utility=float(utility),
+                         detail=detail, outcomes=outcomes),
+        cause=request,
+        key="result",
+    )
+    await append_once(ctx.store, [done], blobs=blobs)
+    return True
+
+
+async def run_evaluator(
+    ctx: AgentContext, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    async def handle(ev: Event) -> bool:
+        if ev.type == "utility.requested":
+            return await on_utility_requested(ctx, ev)
+        return await on_batch_completed(ctx, ev)
+
+    await serve(ctx, {"utility.requested", "sandbox.batch.completed"}, handle, limit=4, task_status=task_status)

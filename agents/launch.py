@@ -1,0 +1,80 @@
+"""Start the four agents for a run (or a whole store) and wait for the run to end."""
+
+from __future__ import annotations
+
+import anyio
+import anyio.abc
+
+from agents.context import AgentContext
+from agents.evaluator import run_evaluator
+from agents.meta_evaluator import run_meta_evaluator
+from agents.proposer import run_proposer
+from agents.runner import run_runner
+from events import Event
+from lm import CacheMode, LMBackend
+from sandbox import SandboxPool
+from store.base import EventStore
+
+__all__ = ("AGENTS", "run_agents", "wait_for_end", "Agents")
+
+AGENTS = ("proposer", "sandbox-runner", "evaluator", "meta-evaluator")
+_END = {"run.finished", "run.failed"}
+
+
+class Agents:
+    """What the agents need from outside: the store, the sandbox, the model, the replay seam."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        pool: SandboxPool | None,
+        backend: LMBackend | None,
+        mode: CacheMode = CacheMode.LIVE,
+        recorded: EventStore | None = None,
+        re_execute_evaluations: bool = False,
+        lease_s: float = 30.0,
+    ) -> None:
+        self.store = store
+        self.pool = pool
+        self.backend = backend
+        self.mode = mode
+        self.recorded = recorded
+        self.re_execute = re_execute_evaluations
+        self.lease_s = lease_s
+
+    def context(self, agent: str, run_id: str | None) -> AgentContext:
+        return AgentContext(self.store, run_id, agent, recorded=self.recorded,
+                            re_execute_evaluations=self.re_execute, lease_s=self.lease_s)
+
+    async def start(self, tg: anyio.abc.TaskGroup, name: str, run_id: str | None) -> None:
+        ctx = self.context(name, run_id)
+        if name == "proposer":
+            await tg.start(lambda task_status: run_proposer(
+                ctx, self.backend, mode=self.mode, cache=self.recorded, task_status=task_status))
+        elif name == "sandbox-runner":
+            if self.pool is None:
+                raise RuntimeError("the sandbox runner needs a sandbox pool")
+            await tg.start(lambda task_status: run_runner(ctx, self.pool, task_status=task_status))  # type: ignore[arg-type]
+        elif name == "evaluator":
+            await tg.start(lambda task_status: run_evaluator(ctx, task_status=task_status))
+        elif name == "meta-evaluator":
+            await tg.start(lambda task_status: run_meta_evaluator(ctx, task_status=task_status))
+        else:
+            raise ValueError(f"unknown agent {name!r}; agents: {', '.join(AGENTS)}")
+
+
+async def wait_for_end(store: EventStore, run_id: str) -> Event:
+    async for ev in store.subscribe(run_id, types=_END):
+        return ev
+    raise RuntimeError("subscription ended")  # pragma: no cover
+
+
+async def run_agents(agents: Agents, run_id: str, names: tuple[str, ...] = AGENTS) -> Event:
+    """Run the named agents on ``run_id`` until it finishes or fails; return the final event."""
+    async with anyio.create_task_group() as tg:
+        for name in names:
+            await agents.start(tg, name, run_id)
+        final = await wait_for_end(agents.store, run_id)
+        tg.cancel_scope.cancel()
+    return final

@@ -1,0 +1,78 @@
+"""The meta-evaluator: scores improvers, decides adoption, drives every run's workflow.
+
+It reacts to the facts that can move a run forward: a run starting, a session ending, a
+utility answered, a decision made. Meta-utility requests are expanded into downstream runs and
+aggregated (``agents.metautility``); everything else goes to the run's workflow, which is
+re-entrant, so each call just appends whatever is now due.
+"""
+
+from __future__ import annotations
+
+import anyio
+
+from agents.context import AgentContext
+from agents.loop import serve
+from agents.metautility import progress_meta
+from agents.workflows import progress
+from events import Event
+
+__all__ = ("run_meta_evaluator",)
+
+_TRIGGERS = {"run.started", "utility.requested", "session.completed", "utility.evaluated"}
+_TOP_LEVEL_PURPOSES = {"improve", "generation"}
+
+
+async def _meta_request_above(ctx: AgentContext, ev: Event) -> Event | None:
+    """For an event inside a meta-utility evaluation, the meta ``utility.requested`` it serves."""
+    cur: Event | None = ev
+    for _ in range(4):
+        if cur is None or cur.causation_id is None:
+            return None
+        cur = await ctx.store.get(cur.causation_id)
+        if cur is not None and cur.type == "utility.requested" and cur.payload["task"] == "meta":
+            return cur
+        if cur is not None and cur.type == "session.requested" and cur.payload["purpose"] != "meta_run":
+            return None
+    return None
+
+
+async def _moves_workflow(ctx: AgentContext, ev: Event) -> bool:
+    """Whether ``ev`` is a fact at the workflow's own level (not deep inside a session)."""
+    if ev.type == "run.started":
+        return True
+    if ev.type == "session.completed":
+        session = await ctx.store.get(ev.causation_id or "")
+        return session is not None and session.payload["purpose"] in _TOP_LEVEL_PURPOSES
+    if ev.type == "utility.evaluated":
+        request = await ctx.store.get(ev.causation_id or "")
+        parent = await ctx.store.get(request.causation_id or "") if request else None
+        if parent is None:
+            return False
+        if parent.type in ("run.started", "generation.started", "repair.program"):
+            return True
+        if parent.type == "session.completed":
+            session = await ctx.store.get(parent.causation_id or "")
+            return session is not None and session.payload["purpose"] != "meta_run"
+    return False
+
+
+async def run_meta_evaluator(
+    ctx: AgentContext, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    locks: dict[str, anyio.Lock] = {}
+
+    async def handle(ev: Event) -> bool:
+        if ev.type == "utility.requested":
+            if ev.payload["task"] == "meta":
+                await progress_meta(ctx, ev)
+            return True
+        meta = await _meta_request_above(ctx, ev)
+        if meta is not None:
+            await progress_meta(ctx, meta)
+        if await _moves_workflow(ctx, ev):
+            lock = locks.setdefault(ev.run_id, anyio.Lock())
+            async with lock:
+                await progress(ctx, ev.run_id)
+        return True
+
+    await serve(ctx, _TRIGGERS, handle, task_status=task_status)

@@ -1,0 +1,79 @@
+"""The meta-utility of an improver: run it on downstream tasks, average held-out utilities.
+
+For a ``utility.requested`` on task "meta": one ``session.requested`` (purpose "meta_run") per
+downstream task and run, each under a fresh LM and utility budget; each returned solution is
+scored on the selection split (val) and the held-out split (test); a failed run counts 0. The
+answer's ``utility`` is the mean on the requested split; ``detail`` has both and every run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents.context import AgentContext
+from agents.identity import seed_from
+from agents.runinfo import run_info
+from agents.steps import answer_of, ensure, put_text
+from events import Event
+from events.stop_events import SessionRequested, UtilityEvaluated, UtilityRequested
+from tasks import get_task
+from tasks.meta import meta_utility_value
+
+__all__ = ("progress_meta", "SPLITS")
+
+SPLITS = ("val", "test")
+
+
+async def progress_meta(ctx: AgentContext, request: Event) -> None:
+    if await answer_of(ctx, request, {"utility.evaluated"}):
+        return
+    info = await run_info(ctx.store, request.run_id)
+    mc = info.config.meta_utility
+    budget = mc.improver
+    runs: list[dict[str, Any]] = []
+    complete = True
+    for task_name in mc.tasks:
+        seed_hash, seed_raw = put_text(get_task(task_name).seed_solution)
+        for r in range(mc.runs):
+            session = await ensure(
+                ctx, request.run_id,
+                SessionRequested(
+                    purpose="meta_run", improver=request.payload["solution"], initial_solution=seed_hash,
+                    utility_task=task_name, lm_calls=budget.lm_calls,
+                    responses_per_call=budget.responses_per_call, utility_calls=budget.utility_calls,
+                    timeout_s=float(budget.timeout_s or info.config.session_timeout_s),
+                    seed=seed_from(request.id, task_name, r),
+                ),
+                cause=request, key=f"{task_name}/{r}", blobs=[seed_raw],
+            )
+            done = await answer_of(ctx, session, {"session.completed"})
+            if done is None:
+                complete = False
+                continue
+            row: dict[str, Any] = {"task": task_name, "run": r, "status": done.payload["status"]}
+            if done.payload["solution"] is None:
+                runs.append({**row, "val": 0.0, "test": 0.0})
+                continue
+            for split in SPLITS:
+                ureq = await ensure(
+                    ctx, request.run_id,
+                    UtilityRequested(task=task_name, split=split, solution=done.payload["solution"],
+                                     seed=seed_from(done.id, split)),
+                    cause=done, key=split,
+                )
+                ev = await answer_of(ctx, ureq, {"utility.evaluated"})
+                if ev is None:
+                    complete = False
+                else:
+                    row[split] = ev.payload["utility"]
+            runs.append(row)
+    if not complete:
+        return
+    val = meta_utility_value([r["val"] for r in runs])
+    test = meta_utility_value([r["test"] for r in runs])
+    await ensure(
+        ctx, request.run_id,
+        UtilityEvaluated(task="meta", split=request.payload["split"], utility=val if request.payload["split"] == "val" else test,
+                         detail={"val": val, "test": test, "runs": runs}, outcomes=None),
+        cause=request, key="result",
+    )

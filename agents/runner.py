@@ -1,0 +1,168 @@
+"""The sandbox runner: executes batches of solution jobs and improver sessions.
+
+For a running improver it is also the bridge: each ``language_model.*`` or ``utility(...)``
+call inside the sandbox becomes a request event whose identity is (session, request content,
+occurrence among identical requests), and the answering event is passed back in. A request
+that is already answered in the log (resume, or a session re-run) is answered from the log.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+import anyio
+
+from agents.bridge import SessionBridge
+from agents.claims import hold_lease, try_claim
+from agents.context import AgentContext, AnswerWaiter, append_once
+from agents.loop import serve
+from agents.tasks_view import task_for
+from events import Event, make_event, sha256_hex
+from events.stop_events import ProgramScanned, SandboxBatchCompleted, SessionCompleted
+from sandbox import Job, JobResult, SandboxPool, scan_program
+
+__all__ = ("run_runner",)
+
+_BATCH_DONE = {"sandbox.batch.completed"}
+_SESSION_DONE = {"session.completed"}
+
+
+async def _scan(ctx: AgentContext, work: Event, program: str, program_hash: str, role: str) -> None:
+    findings = scan_program(program)
+    data = [{"category": f.category, "detail": f.detail, "line": f.line} for f in findings]
+    ev = make_event(
+        work.run_id,
+        ProgramScanned(program=program_hash, role=role, findings=data,
+                       categories=sorted({f.category for f in findings})),
+        cause=work,
+        key="scan",
+    )
+    await append_once(ctx.store, [ev])
+
+
+async def _run_jobs(pool: SandboxPool, jobs: list[Job]) -> list[JobResult]:
+    results: list[JobResult | None] = [None] * len(jobs)
+
+    async def one(i: int, job: Job) -> None:
+        results[i] = await pool.run(job)
+
+    async with anyio.create_task_group() as tg:
+        for i, job in enumerate(jobs):
+            tg.start_soon(one, i, job)
+    return [r for r in results if r is not None]
+
+
+async def _serve_recorded(ctx: AgentContext, work: Event) -> bool:
+    """Replay: re-append the recorded outcome of this batch (same identity) instead of running."""
+    assert ctx.recorded is not None
+    recorded = await ctx.recorded.children(work.id, _BATCH_DONE)
+    if not recorded:
+        return False
+    ev = recorded[0]
+    blob = await ctx.recorded.get_blob(ev.payload["results"])
+    await ctx.store.append([ev.__class__(**ev.body())], blobs=[blob])
+    return True
+
+
+async def handle_batch(ctx: AgentContext, pool: SandboxPool, work: Event) -> bool:
+    if ctx.recorded is not None and not ctx.re_execute_evaluations:
+        if await ctx.store.children(work.id, _BATCH_DONE):
+            return True
+        if await _serve_recorded(ctx, work):
+            return True
+    claim = await try_claim(ctx, work, _BATCH_DONE)
+    if claim is None:
+        return bool(await ctx.store.children(work.id, _BATCH_DONE))
+    p = work.payload
+    solution = (await ctx.store.get_blob(p["solution"])).decode("utf-8")
+    await _scan(ctx, work, solution, p["solution"], "solution")
+    task = task_for(p["task"])
+    async with hold_lease(ctx, work, claim):
+        start = anyio.current_time()
+        results = await _run_jobs(pool, task.jobs(solution, p["split"], seed=p["seed"]))
+        wall = anyio.current_time() - start
+    data = [r.to_json() for r in results]
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    statuses = Counter(r.status for r in results)
+    violations = sorted({v for r in results for v in r.violations})
+    done = make_event(
+        work.run_id,
+        SandboxBatchCompleted(results=sha256_hex(blob), statuses=dict(sorted(statuses.items())),
+                              violations=violations, wall_s=round(wall, 6)),
+        cause=work,
+        key="result",
+    )
+    await append_once(ctx.store, [done], blobs=[blob])
+    return True
+
+
+async def handle_session(
+    ctx: AgentContext, pool: SandboxPool, waiter: AnswerWaiter, work: Event
+) -> bool:
+    if await ctx.store.children(work.id, _SESSION_DONE):
+        return True
+    claim = await try_claim(ctx, work, _SESSION_DONE)
+    if claim is None:
+        return bool(await ctx.store.children(work.id, _SESSION_DONE))
+    p = work.payload
+    improver = (await ctx.store.get_blob(p["improver"])).decode("utf-8")
+    initial = (await ctx.store.get_blob(p["initial_solution"])).decode("utf-8")
+    await _scan(ctx, work, improver, p["improver"], "improver")
+    bridge = await SessionBridge.create(ctx, waiter, work)
+    async with hold_lease(ctx, work, claim):
+        result = await pool.run_session(bridge.job(improver, initial), bridge.on_request)
+    events, blobs = _session_outcome(work, bridge, result)
+    await append_once(ctx.store, events, blobs=blobs)
+    return True
+
+
+def _session_outcome(
+    work: Event, bridge: SessionBridge, result: JobResult
+) -> tuple[list[Event], list[bytes]]:
+    solution: str | None = None
+    error = result.error or ""
+    status = result.status
+    blobs: list[bytes] = []
+    if result.status == "ok":
+        value = result.value
+        if isinstance(value, str) and value.strip():
+            raw = value.encode("utf-8")
+            solution = sha256_hex(raw)
+            blobs.append(raw)
+        else:
+            status = "invalid_output"
+            error = f"improve_algorithm returned {type(value).__name__}, not a program text"
+    tail = (result.stdout[-500:] + result.stderr[-500:]) if (result.stdout or result.stderr) else ""
+    done = make_event(
+        work.run_id,
+        SessionCompleted(
+            status=status, solution=solution, error=error[:2000],
+            lm_calls=bridge.lm_calls, utility_calls=bridge.utility_calls,
+            violations=sorted(set(result.violations)), wall_s=round(result.wall_time_s, 6),
+            cpu_s=round(result.cpu_time_s, 6), stdout_tail=tail,
+        ),
+        cause=work,
+        key="result",
+    )
+    return [done], blobs
+
+
+async def run_runner(
+    ctx: AgentContext,
+    pool: SandboxPool,
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``sandbox.batch.requested`` and ``session.requested`` for the context's run(s)."""
+    waiter = AnswerWaiter(ctx.store, ctx.run_id)
+
+    async def handle(ev: Event) -> bool:
+        if ev.type == "sandbox.batch.requested":
+            return await handle_batch(ctx, pool, ev)
+        return await handle_session(ctx, pool, waiter, ev)
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(waiter.run)
+        await tg.start(lambda task_status: serve(ctx, {"sandbox.batch.requested", "session.requested"},
+                                                 handle, task_status=task_status))
+        task_status.started()

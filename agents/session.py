@@ -1,0 +1,117 @@
+"""Starting a run: its identity, its first event, and the agents working on it until it ends."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import structlog
+
+from agents.config import RunConfig
+from agents.launch import AGENTS, Agents, run_agents
+from agents.progress import report_progress
+from events import Event, canonical_json, make_event, sha256_hex
+from events.types import RunStarted
+from lm import LMBackend, backend_from_config
+from sandbox import SandboxConfig, SandboxPool
+from store.base import EventStore
+
+__all__ = ("RunRequest", "new_run_id", "resolve_backend", "start_and_run", "open_pool", "resume_run")
+
+log = structlog.get_logger("run")
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    command: str
+    seed: int
+    config: RunConfig
+    options: dict[str, Any]
+
+
+async def new_run_id(store: EventStore, req: RunRequest) -> str:
+    """Deterministic: the command, seed and config digest, plus how many such runs exist."""
+    digest = sha256_hex(canonical_json([req.command, req.seed, req.config.to_dict(), req.options]))[:10]
+    prefix = f"{req.command}-{digest}"
+    n = sum(1 for r in await store.run_ids() if r.startswith(prefix + "-"))
+    return f"{prefix}-{n}"
+
+
+def resolve_backend(config: RunConfig) -> tuple[RunConfig, LMBackend]:
+    """The backend the config asks for, and the config with the model name made explicit."""
+    backend = backend_from_config(config.lm, os.environ)
+    model = config.lm.get("model") or backend.default_model
+    if model and model != config.lm.get("model"):
+        config = config.with_overrides(model=model)
+    return config, backend
+
+
+def open_pool(config: RunConfig) -> SandboxPool:
+    if config.unsafe_no_sandbox:
+        log.warning("sandbox.UNSAFE", message="--unsafe-no-sandbox: untrusted code runs WITHOUT isolation "
+                    "(development only); this is recorded in the run's first event")
+    return SandboxPool(SandboxConfig(workers=config.sandbox_workers, unsafe_no_sandbox=config.unsafe_no_sandbox))
+
+
+def _root(run_id: str, req: RunRequest, pool: SandboxPool, backend: LMBackend) -> Event:
+    config = req.config.to_dict()
+    config["options"] = req.options
+    host = {
+        "sandbox": pool.layers.to_json(),
+        "lm": backend.describe(),
+        "python": platform.python_version(),
+        "platform": sys.platform,
+    }
+    return make_event(run_id, RunStarted(command=req.command, seed=req.seed, config=config, host=host),
+                      cause=None, key=0)
+
+
+async def _drive(store: EventStore, agents: Agents, run_id: str, progress: bool) -> Event:
+    async with anyio.create_task_group() as tg:
+        if progress:
+            tg.start_soon(report_progress, store, run_id)
+        final = await run_agents(agents, run_id)
+        tg.cancel_scope.cancel()
+    return final
+
+
+async def start_and_run(
+    store: EventStore,
+    req: RunRequest,
+    *,
+    progress: bool = True,
+    on_started: Callable[[str], Awaitable[None]] | None = None,
+) -> Event:
+    """Record a new run and work on it until it ends; returns ``run.finished`` or ``run.failed``."""
+    config, backend = resolve_backend(req.config)
+    req = RunRequest(req.command, req.seed, config, req.options)
+    if backend.offline:
+        print("stop: LM backend: offline, no language model (seeded program mutation)", file=sys.stderr)
+    async with open_pool(config) as pool:
+        run_id = await new_run_id(store, req)
+        await store.append([_root(run_id, req, pool, backend)])
+        if on_started is not None:
+            await on_started(run_id)
+        agents = Agents(store, pool=pool, backend=backend, lease_s=config.lease_s)
+        return await _drive(store, agents, run_id, progress)
+
+
+async def resume_run(store: EventStore, run_id: str, *, progress: bool = True,
+                     names: tuple[str, ...] = AGENTS) -> Event:
+    """Continue a run from its log: the agents redo whatever was asked and not answered."""
+    from agents.runinfo import run_info
+
+    info = await run_info(store, run_id)
+    config, backend = resolve_backend(info.config)
+    if config.lm.get("model") != info.config.lm.get("model"):
+        raise ValueError(
+            f"run {run_id} used model {info.config.lm.get('model')!r}; this machine resolves {config.lm.get('model')!r}"
+        )
+    async with open_pool(info.config) as pool:
+        agents = Agents(store, pool=pool, backend=backend, lease_s=info.config.lease_s)
+        return await _drive(store, agents, run_id, progress)

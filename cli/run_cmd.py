@@ -1,0 +1,213 @@
+"""Run commands: improve, self-improve, transfer, runs, agent."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import anyio
+
+from agents.config import RunConfig, load_config
+from agents.launch import AGENTS, Agents
+from agents.session import RunRequest, open_pool, resolve_backend, start_and_run
+from cli.common import add_run_options, add_store, emit_json, fmt, handle_errors, open_store_arg
+from events import Event
+from store.base import EventStore
+from tasks import task_names
+
+__all__ = ("register",)
+
+
+def _config(args: argparse.Namespace, **overrides: Any) -> RunConfig:
+    config = load_config(args.config)
+    return config.with_overrides(model=args.model, unsafe_no_sandbox=True if args.unsafe_no_sandbox else None,
+                                 **overrides)
+
+
+async def _resolve_improver(store: EventStore, ref: str | None) -> str | None:
+    """``seed`` (or nothing) is the seed improver; otherwise a blob hash or unique prefix."""
+    if ref in (None, "seed"):
+        return None
+    assert ref is not None
+    for ev in await store.read(types={"generation.started", "improver.decided", "session.completed"}):
+        for key in ("improver", "candidate", "solution"):
+            value = ev.payload.get(key)
+            if isinstance(value, str) and value.startswith(ref):
+                return value
+    raise LookupError(f"no improver {ref!r} in this store (use a program hash from `stop lineage`, or 'seed')")
+
+
+def _execute(args: argparse.Namespace, command: str, config: RunConfig, options: dict[str, Any],
+             render: Any) -> int:
+    async def main() -> tuple[str, Event]:
+        store = await open_store_arg(args.store, create=True)
+        try:
+            if "improver_ref" in options:
+                options["improver"] = await _resolve_improver(store, options.pop("improver_ref"))
+            run_ids: list[str] = []
+
+            async def started(run_id: str) -> None:
+                run_ids.append(run_id)
+                print(f"stop: run {run_id} (store {args.store})", file=sys.stderr)
+
+            final = await start_and_run(store, RunRequest(command, args.seed, config, options),
+                                        progress=not args.no_progress, on_started=started)
+            return run_ids[0], final
+        finally:
+            await store.aclose()
+
+    run_id, final = anyio.run(main)
+    ok = final.type == "run.finished"
+    payload = final.payload.get("summary") if ok else {"error": final.payload.get("error")}
+    if args.json:
+        emit_json({"run_id": run_id, "command": command, "status": "finished" if ok else "failed", "summary": payload})
+    elif ok:
+        render(payload)
+    if not ok:
+        print(f"stop: run {run_id} failed: {final.payload.get('error')}", file=sys.stderr)
+    return 0 if ok else 1
+
+
+# ---- renderers -----------------------------------------------------------------------------------
+
+def _render_improve(s: dict[str, Any]) -> None:
+    print(f"task {s['task']}: improver session {s['session_status']}")
+    print(f"{'split':<6} {'before':>8} {'after':>8}")
+    for split in ("val", "test"):
+        print(f"{split:<6} {fmt(s['before'][split]):>8} {fmt(s['after'][split]):>8}")
+
+
+def _render_self_improve(s: dict[str, Any]) -> None:
+    print(f"{'gen':>3}  {'improver':<12} {'meta val':>8} {'meta test':>9}  {'candidate':<12} {'cand val':>8}  adopted  reason")
+    for r in s["generations"]:
+        print(f"{r['generation']:>3}  {r['improver'][:12]:<12} {fmt(r['meta_val']):>8} {fmt(r['meta_test']):>9}  "
+              f"{(r.get('candidate') or '-')[:12]:<12} {fmt(r.get('candidate_meta_val')):>8}  "
+              f"{'yes' if r['adopted'] else 'no':<7}  {r['reason']}")
+    print(f"final improver: {s['final_improver'][:16]}")
+
+
+def _render_transfer(s: dict[str, Any]) -> None:
+    print(f"improved improver {s['improver'][:12]} (test utility; val in --json)")
+    print(f"{'task':<30} {'u(seed solution)':>16} {'seed improver':>14} {'improved':>9}")
+    for row in s["tasks"]:
+        print(f"{row['task']:<30} {fmt(row['seed_solution']['test']):>16} "
+              f"{fmt(row['seed_improver']['test']):>14} {fmt(row['improved_improver']['test']):>9}")
+
+
+# ---- handlers ------------------------------------------------------------------------------------
+
+@handle_errors
+def cmd_improve(args: argparse.Namespace) -> int:
+    config = _config(args)
+    options = {"task": args.task, "improver_ref": args.improver}
+    return _execute(args, "improve", config, options, _render_improve)
+
+
+@handle_errors
+def cmd_self_improve(args: argparse.Namespace) -> int:
+    config = _config(args, generations=args.generations, tasks=args.tasks, runs=args.runs,
+                     adopt="better" if args.adopt_if_better else None)
+    return _execute(args, "self-improve", config, {"improver_ref": args.improver}, _render_self_improve)
+
+
+@handle_errors
+def cmd_transfer(args: argparse.Namespace) -> int:
+    config = _config(args)
+    options = {"tasks": list(args.tasks), "improver_ref": args.improver}
+    return _execute(args, "transfer", config, options, _render_transfer)
+
+
+@handle_errors
+def cmd_runs(args: argparse.Namespace) -> int:
+    async def main() -> list[dict[str, Any]]:
+        store = await open_store_arg(args.store, create=False)
+        try:
+            rows = []
+            for run_id in await store.run_ids():
+                first = (await store.read(run_id, limit=1))[0]
+                end = await store.children(first.id, {"run.finished", "run.failed"})
+                head = await store.head(run_id)
+                rows.append({"run_id": run_id, "command": first.payload.get("command"),
+                             "seed": first.payload.get("seed"),
+                             "status": end[0].type.split(".")[1] if end else "unfinished",
+                             "events": (head.seq or 0) - (first.seq or 0) + 1 if head else 0})
+            return rows
+        finally:
+            await store.aclose()
+
+    rows = anyio.run(main)
+    if args.json:
+        emit_json(rows)
+        return 0
+    print(f"{'run':<36} {'command':<13} {'seed':>5} {'status':<11}")
+    for r in rows:
+        print(f"{r['run_id']:<36} {r['command']:<13} {r['seed']:>5} {r['status']:<11}")
+    return 0
+
+
+@handle_errors
+def cmd_agent(args: argparse.Namespace) -> int:
+    """One agent alone on a store (all runs, or --run): several processes can share the store."""
+    config = load_config(args.config).with_overrides(unsafe_no_sandbox=True if args.unsafe_no_sandbox else None)
+
+    async def main() -> None:
+        store = await open_store_arg(args.store, create=True)
+        cfg, backend = resolve_backend(config)
+        try:
+            async with anyio.create_task_group() as tg:
+                if args.name == "sandbox-runner":
+                    async with open_pool(cfg) as pool:
+                        agents = Agents(store, pool=pool, backend=None, lease_s=cfg.lease_s)
+                        await agents.start(tg, args.name, args.run)
+                        print(f"stop: {args.name} serving {args.store}", file=sys.stderr, flush=True)
+                        await anyio.sleep_forever()
+                agents = Agents(store, pool=None, backend=backend, lease_s=cfg.lease_s)
+                await agents.start(tg, args.name, args.run)
+                print(f"stop: {args.name} serving {args.store}", file=sys.stderr, flush=True)
+        finally:
+            await store.aclose()
+
+    anyio.run(main)
+    return 0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("improve", help="one improvement of a task's seed solution; utility before/after",
+                       description="Run an improver (the seed improver by default) once on a task's seed "
+                                   "solution in the sandbox and print its utility before and after on val and test.")
+    p.add_argument("--task", required=True, choices=task_names(), help="downstream task")
+    p.add_argument("--improver", default="seed", help="'seed' or a program hash (prefix) from stop lineage")
+    add_run_options(p)
+    p.set_defaults(func=cmd_improve)
+
+    p = sub.add_parser("self-improve", help="the STOP loop: an improver improves itself over generations",
+                       description="Each generation runs the current improver on its own source with the "
+                                   "meta-utility (mean held-out utility of its outputs on downstream tasks); the "
+                                   "new improver is adopted unless it failed or scored 0.")
+    p.add_argument("--generations", type=int, help="number of generations (default from config: 3)")
+    p.add_argument("--tasks", nargs="+", choices=task_names(), help="downstream tasks of the meta-utility")
+    p.add_argument("--runs", type=int, help="meta-utility runs per task (default 5)")
+    p.add_argument("--improver", default="seed", help="starting improver: 'seed' or a program hash")
+    p.add_argument("--adopt-if-better", action="store_true", help="adopt only if the meta-utility improves")
+    add_run_options(p)
+    p.set_defaults(func=cmd_self_improve)
+
+    p = sub.add_parser("transfer", help="apply an improver to tasks it was never scored on (the paper's Table 1)")
+    p.add_argument("--improver", required=True, help="program hash (prefix) of the improved improver, or 'seed'")
+    p.add_argument("--tasks", nargs="+", required=True, choices=task_names())
+    add_run_options(p)
+    p.set_defaults(func=cmd_transfer)
+
+    p = sub.add_parser("runs", help="list the runs in a store")
+    add_store(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("agent", help="run one agent alone against a store (multi-process set-ups)")
+    p.add_argument("name", choices=AGENTS)
+    add_store(p)
+    p.add_argument("--run", help="only this run (default: every run in the store)")
+    p.add_argument("--config", metavar="FILE", help="config for the LM backend and sandbox")
+    p.add_argument("--unsafe-no-sandbox", action="store_true", help="DEVELOPMENT ONLY")
+    p.set_defaults(func=cmd_agent)
