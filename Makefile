@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench sandbox-deps clean
+.PHONY: run test bench sandbox-deps report-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,11 +19,19 @@ sandbox-deps:
 	  && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap) >/dev/null 2>&1 ; } \
 	  || echo "note: bubblewrap unavailable; the sandbox will use Landlock + seccomp only" >&2
 
-run: $(STAMP) sandbox-deps
-	$(BIN)/stop --help
-	$(BIN)/python -m cli.demo
+# Headless Chromium renders the HTML report in its test (Debian's package; no browser download).
+report-deps:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 ; } \
+	  || echo "note: chromium unavailable; the report's browser test will be skipped" >&2
 
-test: $(STAMP) sandbox-deps
+# The main job: the STOP loop with the built-in offline model (no key, no network), 2 generations
+# with small budgets, then the lineage of the run it recorded.
+run: $(STAMP) sandbox-deps
+	$(BIN)/stop self-improve --config configs/quickstart.json --store runs/stop.db
+	$(BIN)/stop lineage latest --store runs/stop.db
+
+test: $(STAMP) sandbox-deps report-deps
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP) sandbox-deps
