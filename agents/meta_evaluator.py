@@ -18,7 +18,9 @@ from events import Event
 
 __all__ = ("run_meta_evaluator",)
 
-_TRIGGERS = {"run.started", "utility.requested", "session.completed", "utility.evaluated"}
+_TRIGGERS = {"run.started", "utility.requested", "session.completed", "utility.evaluated", "lm.responded", "lm.failed"}
+#: LM answers move a workflow only when the workflow itself asked (self-repair), not a session.
+_LM_ANSWERS = {"lm.responded", "lm.failed"}
 _TOP_LEVEL_PURPOSES = {"improve", "generation"}
 
 
@@ -40,6 +42,10 @@ async def _moves_workflow(ctx: AgentContext, ev: Event) -> bool:
     """Whether ``ev`` is a fact at the workflow's own level (not deep inside a session)."""
     if ev.type == "run.started":
         return True
+    if ev.type in _LM_ANSWERS:
+        request = await ctx.store.get(ev.causation_id or "")
+        parent = await ctx.store.get(request.causation_id or "") if request else None
+        return parent is not None and parent.type in ("repair.problem", "repair.program")
     if ev.type == "session.completed":
         session = await ctx.store.get(ev.causation_id or "")
         return session is not None and session.payload["purpose"] in _TOP_LEVEL_PURPOSES
@@ -66,7 +72,7 @@ async def run_meta_evaluator(
             if ev.payload["task"] == "meta":
                 await progress_meta(ctx, ev)
             return True
-        meta = await _meta_request_above(ctx, ev)
+        meta = None if ev.type in _LM_ANSWERS else await _meta_request_above(ctx, ev)
         if meta is not None:
             await progress_meta(ctx, meta)
         if await _moves_workflow(ctx, ev):
