@@ -35,6 +35,8 @@ class AgentContext:
     recorded: EventStore | None = None
     re_execute_evaluations: bool = False
     lease_s: float = 30.0
+    #: Replay of a changed program: recorded program hash -> the text to run in its place.
+    substitutions: dict[str, str] = field(default_factory=dict)
     worker: str = field(default="")
 
     def __post_init__(self) -> None:

@@ -34,6 +34,7 @@ class Agents:
         recorded: EventStore | None = None,
         re_execute_evaluations: bool = False,
         lease_s: float = 30.0,
+        substitutions: dict[str, str] | None = None,
     ) -> None:
         self.store = store
         self.pool = pool
@@ -42,10 +43,12 @@ class Agents:
         self.recorded = recorded
         self.re_execute = re_execute_evaluations
         self.lease_s = lease_s
+        self.substitutions = dict(substitutions or {})
 
     def context(self, agent: str, run_id: str | None) -> AgentContext:
         return AgentContext(self.store, run_id, agent, recorded=self.recorded,
-                            re_execute_evaluations=self.re_execute, lease_s=self.lease_s)
+                            re_execute_evaluations=self.re_execute, lease_s=self.lease_s,
+                            substitutions=self.substitutions)
 
     async def start(self, tg: anyio.abc.TaskGroup, name: str, run_id: str | None) -> None:
         ctx = self.context(name, run_id)

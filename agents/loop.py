@@ -16,15 +16,27 @@ import anyio.abc
 from agents.context import AgentContext
 from events import Event, make_event
 from events.types import RunFailed
+from lm import CacheMiss
 
 __all__ = ("serve", "Handler", "record_failure")
 
 Handler = Callable[[Event], Awaitable[bool]]
 
 
+def _unwrap(exc: BaseException) -> BaseException:
+    """The one real error inside task-group wrappers."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 async def record_failure(ctx: AgentContext, ev: Event, exc: BaseException) -> None:
     """An agent bug or infrastructure failure ends the run with a clear, recorded reason."""
-    ctx.log.error("agent.failed", event_id=ev.id, type=ev.type, error=repr(exc), exc_info=exc)
+    exc = _unwrap(exc)
+    if isinstance(exc, CacheMiss):  # replay left the recording: an expected outcome, no traceback
+        ctx.log.warning("replay.cache_miss", event_id=ev.id, error=str(exc))
+    else:
+        ctx.log.error("agent.failed", event_id=ev.id, type=ev.type, error=repr(exc), exc_info=exc)
     root = await _root(ctx, ev)
     failed = make_event(
         ev.run_id,

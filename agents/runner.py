@@ -65,16 +65,17 @@ async def _serve_recorded(ctx: AgentContext, work: Event) -> bool:
 
 
 async def handle_batch(ctx: AgentContext, pool: SandboxPool, work: Event) -> bool:
+    if await ctx.store.children(work.id, _BATCH_DONE):
+        return True
+    p = work.payload
+    solution = (await ctx.store.get_blob(p["solution"])).decode("utf-8")
     if ctx.recorded is not None and not ctx.re_execute_evaluations:
-        if await ctx.store.children(work.id, _BATCH_DONE):
-            return True
+        await _scan(ctx, work, solution, p["solution"], "solution")
         if await _serve_recorded(ctx, work):
             return True
     claim = await try_claim(ctx, work, _BATCH_DONE)
     if claim is None:
         return bool(await ctx.store.children(work.id, _BATCH_DONE))
-    p = work.payload
-    solution = (await ctx.store.get_blob(p["solution"])).decode("utf-8")
     await _scan(ctx, work, solution, p["solution"], "solution")
     task = task_for(p["task"])
     async with hold_lease(ctx, work, claim):
@@ -105,7 +106,7 @@ async def handle_session(
     if claim is None:
         return bool(await ctx.store.children(work.id, _SESSION_DONE))
     p = work.payload
-    improver = (await ctx.store.get_blob(p["improver"])).decode("utf-8")
+    improver = ctx.substitutions.get(p["improver"]) or (await ctx.store.get_blob(p["improver"])).decode("utf-8")
     initial = (await ctx.store.get_blob(p["initial_solution"])).decode("utf-8")
     await _scan(ctx, work, improver, p["improver"], "improver")
     bridge = await SessionBridge.create(ctx, waiter, work)

@@ -1,0 +1,106 @@
+"""replay, resume and fork: running a recorded run again."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from agents.config import load_config
+from agents.session import resume_run
+from cli.common import add_store, emit_json, handle_errors, open_store_arg
+from replay.replayer import ReplayResult, replay_run
+from replay.runs import resolve_run
+
+__all__ = ("register",)
+
+
+def _print_replay(result: ReplayResult) -> None:
+    c = result.comparison
+    if result.identical:
+        print(f"identical: {c.compared} events (run {result.run_id})")
+        return
+    d = c.first
+    if d is not None:
+        print(f"DIVERGED at {d.type} {d.event_id} ({d.kind}); {len(c.divergences)} divergent event(s) in all")
+        print("caused by:")
+        for step in d.causes:
+            print(f"  {step}")
+        print(d.diff() or "(no payload on one side)")
+    for f in result.flaky:
+        print(f"flaky utility: {f['task']}/{f['split']} recorded {f['recorded']} replayed {f['replayed']} ({f['event_id']})")
+
+
+@handle_errors
+def cmd_replay(args: argparse.Namespace) -> int:
+    async def main() -> ReplayResult:
+        store = await open_store_arg(args.store, create=False)
+        try:
+            run_id = await resolve_run(store, args.run)
+            improver = Path(args.improver).read_text() if args.improver else None
+            config = load_config(args.config) if args.config else None
+            print(f"stop: replaying {run_id} (LM answers from the cache only; no network)", file=sys.stderr)
+            return await replay_run(store, run_id, re_execute_evaluations=args.re_execute_evaluations,
+                                    improver_text=improver, config=config)
+        finally:
+            await store.aclose()
+
+    result = anyio.run(main)
+    if args.json:
+        emit_json(result.to_json())
+    else:
+        _print_replay(result)
+    return 0 if result.identical else 1
+
+
+@handle_errors
+def cmd_resume(args: argparse.Namespace) -> int:
+    async def main() -> tuple[str, Any]:
+        store = await open_store_arg(args.store, create=False)
+        try:
+            run_id = await resolve_run(store, args.run)
+            first = (await store.read(run_id, limit=1))[0]
+            done = await store.children(first.id, {"run.finished", "run.failed"})
+            if done:
+                return run_id, done[0]
+            print(f"stop: resuming {run_id}", file=sys.stderr)
+            return run_id, await resume_run(store, run_id, progress=not args.no_progress)
+        finally:
+            await store.aclose()
+
+    run_id, final = anyio.run(main)
+    ok = final.type == "run.finished"
+    if args.json:
+        emit_json({"run_id": run_id, "status": "finished" if ok else "failed",
+                   "summary": final.payload.get("summary") if ok else {"error": final.payload.get("error")}})
+    else:
+        print(f"run {run_id}: {'finished' if ok else 'failed: ' + str(final.payload.get('error'))}")
+    return 0 if ok else 1
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("replay", help="re-run a recorded run offline and compare every event",
+                       description="Re-runs a recorded run with LM answers from the cache (strict: a request the "
+                                   "recording never made is an error) and evaluation outcomes from the log, and "
+                                   "compares every event by identity. Prints 'identical: N events' or the first "
+                                   "divergence with both payloads and the chain of causes. Exit 1 on divergence.")
+    p.add_argument("run", help="run id, unique prefix, or 'latest'")
+    add_store(p)
+    p.add_argument("--re-execute-evaluations", action="store_true",
+                   help="also run candidate evaluations again and report utilities that differ (flaky code)")
+    p.add_argument("--improver", metavar="FILE", help="replay with this program in place of the run's starting improver")
+    p.add_argument("--config", metavar="FILE", help="replay under a changed config")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("resume", help="continue an interrupted run from its log",
+                       description="Work that was requested but never answered is requested again under the same "
+                                   "identity; leases of dead workers expire; nothing is lost or done twice.")
+    p.add_argument("run", help="run id, unique prefix, or 'latest'")
+    add_store(p)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_resume)
