@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -26,10 +27,18 @@ def _config(args: argparse.Namespace, **overrides: Any) -> RunConfig:
 
 
 async def _resolve_improver(store: EventStore, ref: str | None) -> str | None:
-    """``seed`` (or nothing) is the seed improver; otherwise a blob hash or unique prefix."""
+    """``seed`` (or nothing) is the seed improver; a path to a ``.py`` file is stored as a blob
+    and used by its hash; otherwise a blob hash or unique prefix from this store's runs."""
     if ref in (None, "seed"):
         return None
     assert ref is not None
+    if ref.endswith(".py"):
+        path = Path(ref)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise LookupError(f"cannot read improver file {ref}: {e}") from e
+        return await store.put_blob(text.encode("utf-8"))
     for ev in await store.read(types={"generation.started", "improver.decided", "session.completed"}):
         for key in ("improver", "candidate", "solution"):
             value = ev.payload.get(key)
@@ -177,7 +186,7 @@ def register(sub: Any) -> None:
                        description="Run an improver (the seed improver by default) once on a task's seed "
                                    "solution in the sandbox and print its utility before and after on val and test.")
     p.add_argument("--task", required=True, choices=task_names(), help="downstream task")
-    p.add_argument("--improver", default="seed", help="'seed' or a program hash (prefix) from stop lineage")
+    p.add_argument("--improver", default="seed", help="'seed', a program hash (prefix) from stop lineage, or a .py file")
     add_run_options(p)
     p.set_defaults(func=cmd_improve)
 
