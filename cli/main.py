@@ -15,6 +15,7 @@ __all__ = ("main", "build_parser")
 #: Modules that add subcommands with ``register(subparsers)``, in help order.
 _COMMAND_MODULES = (
     "cli.run_cmd",
+    "cli.repair_cmd",
     "cli.replay_cmd",
     "cli.inspect_cmd",
     "cli.tasks_cmd",
