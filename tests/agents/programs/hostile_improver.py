@@ -138,6 +138,7 @@ def improve_algorithm(initial_solution, utility, language_model):
             language_model.prompt("expert", f"write a better program {i}", n_responses=1)
         except Exception:  # noqa: BLE001
             refused["lm"] += 1
-    REPORT["refused"] = refused
-    print("HOSTILE-REPORT " + json.dumps(REPORT, sort_keys=True))
+    # Compact, so it fits the session's recorded stdout tail: attempt -> "blocked"/"succeeded".
+    outcome = {name: text.split(":")[0] for name, text in REPORT.items()}
+    print("HOSTILE-REPORT " + json.dumps({"attempts": outcome, "refused": refused}, sort_keys=True))
     return CHEAT
