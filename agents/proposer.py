@@ -11,6 +11,7 @@ import anyio
 
 from agents.claims import hold_lease, try_claim
 from agents.context import AgentContext, append_once
+from agents.crashpoints import crash_point
 from agents.loop import serve
 from events import Event, make_event, sha256_hex
 from events.stop_events import LMFailed, LMResponded
@@ -43,6 +44,7 @@ async def answer_request(
                                 cause=work, key="answer")
             await append_once(ctx.store, [failed])
             return True
+    crash_point("proposer.before_announce")
     texts = [c.text.encode("utf-8") for c in answer.completions]
     completions = [
         {"text": sha256_hex(t), "prompt_tokens": c.prompt_tokens,

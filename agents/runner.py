@@ -15,6 +15,7 @@ import anyio
 from agents.bridge import SessionBridge
 from agents.claims import hold_lease, try_claim
 from agents.context import AgentContext, AnswerWaiter, append_once
+from agents.crashpoints import crash_point
 from agents.loop import serve
 from agents.tasks_view import task_for
 from events import Event, make_event, sha256_hex
@@ -82,6 +83,7 @@ async def handle_batch(ctx: AgentContext, pool: SandboxPool, work: Event) -> boo
         start = anyio.current_time()
         results = await _run_jobs(pool, task.jobs(solution, p["split"], seed=p["seed"]))
         wall = anyio.current_time() - start
+    crash_point("runner.batch.before_record")
     data = [r.to_json() for r in results]
     blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode("utf-8")
     statuses = Counter(r.status for r in results)
@@ -112,6 +114,7 @@ async def handle_session(
     bridge = await SessionBridge.create(ctx, waiter, work)
     async with hold_lease(ctx, work, claim):
         result = await pool.run_session(bridge.job(improver, initial), bridge.on_request)
+    crash_point("runner.session.before_record")
     events, blobs = _session_outcome(work, bridge, result)
     await append_once(ctx.store, events, blobs=blobs)
     return True

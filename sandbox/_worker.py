@@ -66,6 +66,9 @@ class WorkerHandle:
             await handle.kill()
             raise SandboxUnavailable(f"sandbox worker failed to start: {exc!r}; "
                                      f"worker stderr: {detail or '(empty)'}") from exc
+        except BaseException:  # cancelled while starting: leave no process or file behind
+            await handle.kill()
+            raise
         if ready.get("op") != "ready":
             await handle.kill()
             raise SandboxUnavailable(f"sandbox worker refused to start: {ready.get('error')}")
