@@ -275,3 +275,24 @@ def test_offline_run_completes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert [r["problem"] for r in result["summary"]["problems"]] == ["HumanEval/0", "HumanEval/1"]
     code, out = _run_cli(["passat", result["run_id"], "--store", str(db), "--resamples", "50"])
     assert code == 0 and "n_fr" in out
+
+
+async def _rerun_workflow(db: Path, run_id: str) -> tuple[int, int]:
+    """Call the workflow again on the finished run: every decision must come out the same."""
+    from agents.context import AgentContext
+    from agents.repair import progress_repair
+    from agents.runinfo import run_info
+
+    store = await SqliteStore.open(str(db), create=True)
+    try:
+        before = len(await store.read(run_id))
+        await progress_repair(AgentContext(store, run_id, "test"), await run_info(store, run_id))
+        return before, len(await store.read(run_id))
+    finally:
+        await store.aclose()
+
+
+def test_workflow_is_reentrant(fake_run: tuple[Path, dict[str, Any], FakeOpenAIServer]) -> None:
+    db, result, _ = fake_run
+    before, after = anyio.run(_rerun_workflow, db, result["run_id"])
+    assert before == after  # re-ensuring the same facts appends nothing (and raises no conflict)
