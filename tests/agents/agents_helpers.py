@@ -77,19 +77,20 @@ class RunLog:
         return self.by_id.get(ev.causation_id or "")
 
 
+async def aload_run(db: Path, run_id: str, blobs: Iterable[str] = ()) -> RunLog:
+    """Read a run (and the named blobs) from a SQLite store (inside an event loop)."""
+    store = await SqliteStore.open(str(db), create=False)
+    try:
+        events = await store.read(run_id)
+        got = {d: await store.get_blob(d) for d in blobs}
+        return RunLog(events, got)
+    finally:
+        await store.aclose()
+
+
 def load_run(db: Path, run_id: str, blobs: Iterable[str] = ()) -> RunLog:
     """Read a run (and the named blobs) from a SQLite store."""
-
-    async def main() -> RunLog:
-        store = await SqliteStore.open(str(db), create=False)
-        try:
-            events = await store.read(run_id)
-            got = {d: await store.get_blob(d) for d in blobs}
-            return RunLog(events, got)
-        finally:
-            await store.aclose()
-
-    return anyio.run(main)
+    return anyio.run(aload_run, db, run_id, tuple(blobs))
 
 
 def lm_calls_of(log: RunLog, session: Event) -> int:
