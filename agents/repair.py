@@ -29,6 +29,9 @@ from __future__ import annotations
 
 import ast
 import re
+import weakref
+from collections import defaultdict
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,12 +40,15 @@ import structlog
 from agents.context import AgentContext
 from agents.identity import lm_namespace, seed_from
 from agents.runinfo import RunInfo
-from agents.steps import answer_of, blob_text, ensure, put_text
+from agents.steps import ensure, put_text
 from agents.tasks_view import HUMANEVAL_PREFIX
-from events import Event
+from events import Event, make_event
+from events.registry import Payload
 from events.stop_events import LMRequested, RepairProblemStarted, RepairProgram, UtilityRequested
 from events.types import RunFinished
 from lm import LMRequest, cache_key, extract_blocks
+from store import ConflictError
+from store.base import EventStore
 from tasks.humaneval import Problem, get_problem, load_problems
 
 __all__ = (
@@ -242,6 +248,58 @@ def fix_prompt(problem: Problem, program: str, feedback: str, explanation: str) 
 
 # ---- the workflow ----------------------------------------------------------------------------------
 
+_VIEW_TYPES = frozenset({"run.started", "repair.problem", "repair.program", "lm.requested", "lm.responded", "lm.failed",
+                         "utility.requested", "utility.evaluated"})
+
+
+class _RunView:
+    """An in-memory index of a run's repair events, caught up incrementally from the log.
+
+    The workflow walks every problem on each call; with 164 problems, point queries per step
+    would make a run quadratic in store round trips. The log is append-only and its ``seq``
+    follows commit order, so reading only what came after the last seen ``seq`` keeps the index
+    exact as of the call's start (any later answer triggers another call). Events this process
+    appends are indexed at once but never advance ``last_seq``, so nothing committed by others
+    is skipped. Blobs are content-addressed, hence cached without invalidation.
+    """
+
+    def __init__(self) -> None:
+        self.last_seq = 0
+        self.by_id: dict[str, Event] = {}
+        self.kids: defaultdict[str | None, list[Event]] = defaultdict(list)
+        self.blobs: dict[str, str] = {}
+
+    def add(self, ev: Event) -> None:
+        if ev.id not in self.by_id:
+            self.by_id[ev.id] = ev
+            self.kids[ev.causation_id].append(ev)
+
+    def getter(self, store: EventStore) -> _ViewGet:
+        return _ViewGet(self, store)
+
+    async def refresh(self, store: EventStore, run_id: str) -> None:
+        for ev in await store.read(run_id, after=self.last_seq, types=_VIEW_TYPES):
+            self.add(ev)
+            self.last_seq = max(self.last_seq, ev.seq or 0)
+
+
+class _ViewGet:
+    """The ``get`` that ``agents.identity.lm_namespace`` needs, served from the view when it can."""
+
+    def __init__(self, view: _RunView, store: EventStore) -> None:
+        self.view, self.store = view, store
+
+    async def get(self, event_id: str) -> Event | None:
+        return self.view.by_id.get(event_id) or await self.store.get(event_id)
+
+
+#: Views per live store object (weak: a closed and collected store takes its views with it).
+_VIEWS: weakref.WeakKeyDictionary[Any, dict[str, _RunView]] = weakref.WeakKeyDictionary()
+
+
+def _view(store: EventStore, run_id: str) -> _RunView:
+    return _VIEWS.setdefault(store, {}).setdefault(run_id, _RunView())
+
 @dataclass
 class _Check:
     program: Event
@@ -266,18 +324,39 @@ class _Flow:
         self.info = info
         self.run_id = info.root.run_id
         self.opts = RepairOptions.from_dict(info.options)
+        self.view = _view(ctx.store, self.run_id)
+
+    async def ensure(self, data: Payload, *, cause: Event, key: str, blobs: Sequence[bytes] = ()) -> Event:
+        """``agents.steps.ensure`` that skips the store when the view already holds the event."""
+        ev = make_event(self.run_id, data, cause=cause, key=key)
+        known = self.view.by_id.get(ev.id)
+        if known is not None:
+            if not known.same_content(ev):
+                raise ConflictError(f"{ev.type} {ev.id} was recorded differently before; decisions diverged")
+            return known
+        stored = await ensure(self.ctx, self.run_id, data, cause=cause, key=key, blobs=blobs)
+        self.view.add(stored)
+        return stored
+
+    def answer_of(self, request: Event, types: Collection[str]) -> Event | None:
+        found = [e for e in self.view.kids.get(request.id, []) if e.type in types]
+        return min(found, key=lambda e: e.seq or 0) if found else None
+
+    async def text(self, digest: str) -> str:
+        if digest not in self.view.blobs:
+            self.view.blobs[digest] = (await self.ctx.store.get_blob(digest)).decode("utf-8")
+        return self.view.blobs[digest]
 
     async def _lm(self, cause: Event, key: str, prompt: str, *, n: int, purpose: str, model: str,
                   ordinal: int = 0) -> Event:
-        namespace = await lm_namespace(self.ctx.store, cause, self.info.seed)
+        namespace = await lm_namespace(self.view.getter(self.ctx.store), cause, self.info.seed)  # type: ignore[arg-type]
         req = LMRequest(
             model=model,
             messages=({"role": "system", "content": _SYSTEM}, {"role": "user", "content": prompt}),
             temperature=TEMPERATURE, max_tokens=self.info.config.max_tokens, n=n,
             seed=seed_from(namespace, key),
         )
-        return await ensure(
-            self.ctx, self.run_id,
+        return await self.ensure(
             LMRequested(request=req.canonical(), namespace=namespace, ordinal=ordinal,
                         cache_key=cache_key(req, ordinal, namespace), purpose=purpose),
             cause=cause, key=key,
@@ -285,12 +364,12 @@ class _Flow:
 
     async def _replies(self, request: Event) -> tuple[Event | None, list[tuple[str, int]]]:
         """The answer (None while pending) and its completions as (text, completion tokens)."""
-        ans = await answer_of(self.ctx, request, _ANSWERS)
+        ans = self.answer_of(request, _ANSWERS)
         if ans is None or ans.type == "lm.failed":
             return ans, []
         out = []
         for c in ans.payload["completions"]:
-            out.append((await blob_text(self.ctx, c["text"]), int(c.get("completion_tokens") or 0)))
+            out.append((await self.text(c["text"]), int(c.get("completion_tokens") or 0)))
         return ans, out
 
     async def _program(self, problem: Problem, cause: Event, key: str, reply: str, *, kind: str,
@@ -300,20 +379,18 @@ class _Flow:
         if text is None:
             text = no_code_program(problem)
         digest, raw = put_text(text)
-        ev = await ensure(
-            self.ctx, self.run_id,
+        ev = await self.ensure(
             RepairProgram(problem=problem.task_id, kind=kind, program=digest, parent=parent,
                           feedback=feedback, tokens=tokens),
             cause=cause, key=key, blobs=[raw, *blobs],
         )
-        req = await ensure(
-            self.ctx, self.run_id,
+        req = await self.ensure(
             UtilityRequested(task=HUMANEVAL_PREFIX + problem.task_id, split="check", solution=digest,
                              seed=seed_from(ev.id, "check")),
             cause=ev, key="check",
         )
         check = _Check(ev)
-        done = await answer_of(self.ctx, req, {"utility.evaluated"})
+        done = self.answer_of(req, {"utility.evaluated"})
         if done is not None:
             check.passed = done.payload["utility"] >= 1.0
             check.feedback = str(done.payload["detail"].get("feedback", ""))
@@ -322,7 +399,7 @@ class _Flow:
     async def _repairs_of(self, problem: Problem, failing: _Check, state: _Problem) -> bool:
         """Request/record the repairs of one failing program; True once all are recorded."""
         o = self.opts
-        src = await blob_text(self.ctx, failing.program.payload["program"])
+        src = await self.text(failing.program.payload["program"])
         main = self.info.model
         if not o.separate_feedback:
             req = await self._lm(failing.program, "joint", joint_prompt(problem, src, failing.feedback),
@@ -370,8 +447,7 @@ class _Flow:
         problem = get_problem(task_id)
         state = _Problem(task_id)
         root = self.info.root
-        pev = await ensure(self.ctx, self.run_id, RepairProblemStarted(problem=task_id, n_p=o.n_p, n_fr=o.n_fr),
-                           cause=root, key=task_id)
+        pev = await self.ensure(RepairProblemStarted(problem=task_id, n_p=o.n_p, n_fr=o.n_fr), cause=root, key=task_id)
         req = await self._lm(pev, "sample", sample_prompt(problem), n=o.n_p, purpose="repair.sample",
                              model=self.info.model)
         ans, replies = await self._replies(req)
@@ -407,6 +483,7 @@ class _Flow:
 
 async def progress_repair(ctx: AgentContext, info: RunInfo) -> None:
     flow = _Flow(ctx, info)
+    await flow.view.refresh(ctx.store, info.root.run_id)
     o = flow.opts
     rows = []
     for task_id in o.problems:

@@ -296,3 +296,25 @@ def test_workflow_is_reentrant(fake_run: tuple[Path, dict[str, Any], FakeOpenAIS
     db, result, _ = fake_run
     before, after = anyio.run(_rerun_workflow, db, result["run_id"])
     assert before == after  # re-ensuring the same facts appends nothing (and raises no conflict)
+
+
+async def _namespaces(db: Path, run_id: str) -> list[tuple[str, str]]:
+    from agents.identity import lm_namespace
+
+    store = await SqliteStore.open(str(db), create=False)
+    try:
+        out = []
+        for ev in await store.read(run_id, types={"lm.requested"}):
+            cause = await store.get(ev.causation_id or "")
+            assert cause is not None
+            out.append((ev.payload["namespace"], await lm_namespace(store, cause, 0)))
+        return out
+    finally:
+        await store.aclose()
+
+
+def test_lm_namespaces_follow_the_causal_path(fake_run: tuple[Path, dict[str, Any], FakeOpenAIServer]) -> None:
+    db, result, _ = fake_run
+    pairs = anyio.run(_namespaces, db, result["run_id"])
+    assert len(pairs) == 15 and all(a == b for a, b in pairs)
+    assert len({a for a, _ in pairs}) == 15  # every request its own sample space
