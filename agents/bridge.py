@@ -10,7 +10,8 @@ from collections import Counter
 from typing import Any
 
 from agents.context import AgentContext, AnswerWaiter
-from agents.identity import lm_namespace, seed_from
+from agents.fork import ForkPrefix, fork_prefix
+from agents.identity import causal_path, lm_namespace, seed_from
 from agents.runinfo import RunInfo, run_info
 from events import Event, content_key, make_event, sha256_hex
 from events.stop_events import BudgetExceeded, LMRequested, UtilityRequested
@@ -40,7 +41,8 @@ def _groups(messages: list[str]) -> list[tuple[str, int, list[int]]]:
 
 
 class SessionBridge:
-    def __init__(self, ctx: AgentContext, waiter: AnswerWaiter, work: Event, info: RunInfo, namespace: str) -> None:
+    def __init__(self, ctx: AgentContext, waiter: AnswerWaiter, work: Event, info: RunInfo, namespace: str,
+                 session_path: list[str], fork: ForkPrefix | None) -> None:
         self.ctx = ctx
         self.waiter = waiter
         self.work = work
@@ -50,11 +52,25 @@ class SessionBridge:
         self.lm_calls = 0
         self.utility_calls = 0
         self._request_counts: Counter[str] = Counter()
+        self._session_path = session_path
+        self._fork = fork
 
     @classmethod
     async def create(cls, ctx: AgentContext, waiter: AnswerWaiter, work: Event) -> SessionBridge:
         info = await run_info(ctx.store, work.run_id)
-        return cls(ctx, waiter, work, info, await lm_namespace(ctx.store, work, info.seed))
+        path = await causal_path(ctx.store, work)
+        return cls(ctx, waiter, work, info, await lm_namespace(ctx.store, work, info.seed), path,
+                   await fork_prefix(ctx.store, info.options))
+
+    def _model_for(self, key: str, req: LMRequest) -> LMRequest:
+        """In a fork, a request the source asked before the cut keeps the source's model."""
+        if self._fork is None:
+            return req
+        recorded = self._fork.recorded_request("/".join([*self._session_path, f"lm.requested:{key}"]))
+        if recorded is None or recorded.get("model") == req.model:
+            return req
+        alt = LMRequest.from_canonical({**req.canonical(), "model": recorded["model"]})
+        return alt if alt.canonical() == recorded else req
 
     def job(self, improver: str, initial_solution: str) -> Job:
         p = self.p
@@ -136,6 +152,7 @@ class SessionBridge:
                 # asking the same prompt get different samples, reproducibly (offline too).
                 seed=seed_from(self.namespace),
             )
+            req = self._model_for(f"{key}/{gi}", req)
             digest = req.request_hash()
             ordinal = self._request_counts[digest]
             self._request_counts[digest] += 1

@@ -92,13 +92,23 @@ async def start_and_run(
     req = RunRequest(req.command, req.seed, config, req.options)
     if backend.offline:
         print("stop: LM backend: offline, no language model (seeded program mutation)", file=sys.stderr)
-    async with open_pool(config) as pool:
-        run_id = await new_run_id(store, req)
-        await store.append([_root(run_id, req, pool, backend)])
-        if on_started is not None:
-            await on_started(run_id)
-        agents = Agents(store, pool=pool, backend=backend, lease_s=config.lease_s)
-        return await _drive(store, agents, run_id, progress)
+    try:
+        async with open_pool(config) as pool:
+            run_id = await new_run_id(store, req)
+            await store.append([_root(run_id, req, pool, backend)])
+            if on_started is not None:
+                await on_started(run_id)
+            agents = Agents(store, pool=pool, backend=backend, lease_s=config.lease_s)
+            return await _drive(store, agents, run_id, progress)
+    finally:
+        await _close(backend)
+
+
+async def _close(backend: LMBackend) -> None:
+    close = getattr(backend, "aclose", None)
+    if close is not None:
+        with anyio.CancelScope(shield=True):
+            await close()
 
 
 async def resume_run(store: EventStore, run_id: str, *, progress: bool = True,
@@ -112,6 +122,9 @@ async def resume_run(store: EventStore, run_id: str, *, progress: bool = True,
         raise ValueError(
             f"run {run_id} used model {info.config.lm.get('model')!r}; this machine resolves {config.lm.get('model')!r}"
         )
-    async with open_pool(info.config) as pool:
-        agents = Agents(store, pool=pool, backend=backend, lease_s=info.config.lease_s)
-        return await _drive(store, agents, run_id, progress)
+    try:
+        async with open_pool(info.config) as pool:
+            agents = Agents(store, pool=pool, backend=backend, lease_s=info.config.lease_s)
+            return await _drive(store, agents, run_id, progress)
+    finally:
+        await _close(backend)

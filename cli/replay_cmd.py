@@ -81,6 +81,45 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+@handle_errors
+def cmd_fork(args: argparse.Namespace) -> int:
+    from agents.runinfo import run_info
+    from agents.session import RunRequest, start_and_run
+
+    async def main() -> tuple[str, Any, str]:
+        store = await open_store_arg(args.store, create=False)
+        try:
+            source = await resolve_run(store, args.run)
+            matches = [e for e in await store.read(source) if e.id.startswith(args.at)]
+            if len(matches) != 1:
+                raise LookupError(f"--at {args.at!r} matches {len(matches)} events of run {source}; give more of the id")
+            at = matches[0]
+            info = await run_info(store, source)
+            config = load_config(args.config) if args.config else info.config
+            config = config.with_overrides(model=args.model)
+            options = {**info.options, "fork": {"run": source, "at": at.id, "at_seq": at.seq}}
+            started: list[str] = []
+
+            async def on_started(run_id: str) -> None:
+                started.append(run_id)
+                print(f"stop: fork {run_id} of {source} at {at.type} {at.id[:12]}", file=sys.stderr)
+
+            final = await start_and_run(store, RunRequest(info.command, info.seed, config, options),
+                                        progress=not args.no_progress, on_started=on_started)
+            return started[0], final, source
+        finally:
+            await store.aclose()
+
+    run_id, final, source = anyio.run(main)
+    ok = final.type == "run.finished"
+    if args.json:
+        emit_json({"run_id": run_id, "forked_from": source, "status": "finished" if ok else "failed",
+                   "summary": final.payload.get("summary") if ok else {"error": final.payload.get("error")}})
+    else:
+        print(f"fork {run_id}: {'finished' if ok else 'failed'}; compare with: stop diff {source} {run_id}")
+    return 0 if ok else 1
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("replay", help="re-run a recorded run offline and compare every event",
                        description="Re-runs a recorded run with LM answers from the cache (strict: a request the "
@@ -104,3 +143,15 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("fork", help="a new run sharing a recorded run's prefix, going on differently from an event",
+                       description="LM requests the source asked up to EVENT are asked as the source asked them "
+                                   "(served from the cache); later ones use the fork's --model / --config.")
+    p.add_argument("run", help="source run id, unique prefix, or 'latest'")
+    p.add_argument("--at", required=True, metavar="EVENT", help="event id (or unique prefix) to cut at")
+    p.add_argument("--model", help="LM model for the fork after the cut")
+    p.add_argument("--config", metavar="FILE", help="config for the fork (default: the source's)")
+    add_store(p)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_fork)
