@@ -157,12 +157,19 @@ async def run_runner(
     *,
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``sandbox.batch.requested`` and ``session.requested`` for the context's run(s)."""
+    """Serve ``sandbox.batch.requested`` and ``session.requested`` for the context's run(s).
+
+    A runner claims only as many batches as its pool can work on at once (a few per warm
+    worker): claiming every batch it sees would queue them all behind its own workers while
+    another runner process on the same store sits idle. Sessions are not limited (each gets a
+    dedicated worker, and a session waits on batches, so counting it could deadlock)."""
     waiter = AnswerWaiter(ctx.store, ctx.run_id)
+    batch_slots = anyio.CapacityLimiter(2 * pool.config.worker_count)
 
     async def handle(ev: Event) -> bool:
         if ev.type == "sandbox.batch.requested":
-            return await handle_batch(ctx, pool, ev)
+            async with batch_slots:
+                return await handle_batch(ctx, pool, ev)
         return await handle_session(ctx, pool, waiter, ev)
 
     async with anyio.create_task_group() as tg:
