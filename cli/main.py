@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import sys
 from collections.abc import Sequence
 
+from cli import inspect_cmd, lm_cmd, repair_cmd, replay_cmd, run_cmd, sandbox_cmd, tasks_cmd
 from cli.logs import configure_logging
 
 __all__ = ("main", "build_parser")
 
 #: Modules that add subcommands with ``register(subparsers)``, in help order.
-_COMMAND_MODULES = (
-    "cli.run_cmd",
-    "cli.repair_cmd",
-    "cli.replay_cmd",
-    "cli.inspect_cmd",
-    "cli.tasks_cmd",
-    "cli.sandbox_cmd",
-    "cli.lm_cmd",
-    "cli.store_cmd",
-)
+_COMMAND_MODULES = (run_cmd, repair_cmd, replay_cmd, inspect_cmd, tasks_cmd, sandbox_cmd, lm_cmd)
 
 DESCRIPTION = """\
 STOP: a self-taught optimizer. A seed improver asks a language model for better versions of a
@@ -46,10 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log detail (repeatable)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _COMMAND_MODULES:
-        if importlib.util.find_spec(name) is None:
-            continue
-        importlib.import_module(name).register(sub)
+    for module in _COMMAND_MODULES:
+        module.register(sub)
     return parser
 
 
