@@ -117,6 +117,9 @@ async def test_two_runners_share_the_work_and_survive_a_kill(tmp_path: Path) -> 
         await store.aclose()
 
     assert final.type == "run.finished", final.payload
+    for i in range(2):
+        text = (tmp_path / f"runner{i}.log").read_text()
+        assert "serving" in text and "Traceback" not in text, text[-3000:]
     assert killed, "the session runner was never killed"
     log = await aload_run(db, RUN_ID)
     _check(log, killed, runner_pids={p.pid for p in procs})
