@@ -8,6 +8,7 @@ later request uses the fork's own model and config. ``stop diff`` then shows whe
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from events import Event
@@ -15,7 +16,7 @@ from store.base import EventStore
 
 __all__ = ("ForkPrefix", "fork_prefix")
 
-_CACHE: dict[tuple[int, str, int], ForkPrefix] = {}
+_CACHE: weakref.WeakKeyDictionary[EventStore, dict[tuple[str, int], ForkPrefix]] = weakref.WeakKeyDictionary()
 
 
 class ForkPrefix:
@@ -44,15 +45,16 @@ async def fork_prefix(store: EventStore, options: dict[str, Any]) -> ForkPrefix 
     fork = options.get("fork")
     if not fork:
         return None
-    key = (id(store), str(fork["run"]), int(fork["at_seq"]))
-    if key not in _CACHE:
+    cache = _CACHE.setdefault(store, {})
+    key = (str(fork["run"]), int(fork["at_seq"]))
+    if key not in cache:
         events = await store.read(str(fork["run"]))
         paths = _paths(events)
-        _CACHE[key] = ForkPrefix({
+        cache[key] = ForkPrefix({
             paths[e.id]: e.payload["request"]
             for e in events
             if e.type == "lm.requested" and (e.seq or 0) <= int(fork["at_seq"])
         })
-    return _CACHE[key]
+    return cache[key]
 
 

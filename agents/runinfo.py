@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,18 +29,20 @@ class RunInfo:
         return str(self.config.lm.get("model") or OFFLINE_MODEL)
 
 
-_CACHE: dict[tuple[int, str], RunInfo] = {}
+#: Per store object (weakly held, so a new store never sees another's entries), per run.
+_CACHE: weakref.WeakKeyDictionary[EventStore, dict[str, RunInfo]] = weakref.WeakKeyDictionary()
 
 
 async def run_info(store: EventStore, run_id: str) -> RunInfo:
-    key = (id(store), run_id)
-    if key not in _CACHE:
+    """The run's first event, decoded once per store; a run's root never changes."""
+    cache = _CACHE.setdefault(store, {})
+    if run_id not in cache:
         first = await store.read(run_id, limit=1)
         if not first or first[0].type != "run.started":
             raise LookupError(f"run {run_id} has no run.started event")
         root = first[0]
         cfg = dict(root.payload["config"])
         options = cfg.pop("options", {})
-        _CACHE[key] = RunInfo(root, root.payload["command"], int(root.payload["seed"]),
-                              RunConfig.from_dict(cfg), dict(options))
-    return _CACHE[key]
+        cache[run_id] = RunInfo(root, root.payload["command"], int(root.payload["seed"]),
+                                RunConfig.from_dict(cfg), dict(options))
+    return cache[run_id]
