@@ -20,7 +20,8 @@ from agents.loop import serve
 from agents.tasks_view import task_for
 from events import Event, make_event, sha256_hex
 from events.stop_events import ProgramScanned, SandboxBatchCompleted, SessionCompleted
-from sandbox import Job, JobResult, SandboxPool, scan_program
+from sandbox import JobResult, SandboxPool, scan_program
+from tasks import run_jobs
 
 __all__ = ("run_runner",)
 
@@ -39,18 +40,6 @@ async def _scan(ctx: AgentContext, work: Event, program: str, program_hash: str,
         key="scan",
     )
     await append_once(ctx.store, [ev])
-
-
-async def _run_jobs(pool: SandboxPool, jobs: list[Job]) -> list[JobResult]:
-    results: list[JobResult | None] = [None] * len(jobs)
-
-    async def one(i: int, job: Job) -> None:
-        results[i] = await pool.run(job)
-
-    async with anyio.create_task_group() as tg:
-        for i, job in enumerate(jobs):
-            tg.start_soon(one, i, job)
-    return [r for r in results if r is not None]
 
 
 async def _serve_recorded(ctx: AgentContext, work: Event) -> bool:
@@ -81,7 +70,7 @@ async def handle_batch(ctx: AgentContext, pool: SandboxPool, work: Event) -> boo
     task = task_for(p["task"])
     async with hold_lease(ctx, work, claim):
         start = anyio.current_time()
-        results = await _run_jobs(pool, task.jobs(solution, p["split"], seed=p["seed"]))
+        results = await run_jobs(pool, task.jobs(solution, p["split"], seed=p["seed"]))
         wall = anyio.current_time() - start
     crash_point("runner.batch.before_record")
     data = [r.to_json() for r in results]

@@ -10,10 +10,13 @@ from typing import Any, TypeVar
 
 import anyio
 
-from agents.config import ConfigError
+from agents.config import ConfigError, RunConfig
+from agents.session import RunRequest, start_and_run
+from events import Event
 from store import SqliteStore, StoreError
 
-__all__ = ("add_store", "add_run_options", "run_async", "emit_json", "open_store_arg", "DEFAULT_STORE", "fmt")
+__all__ = ("add_store", "add_run_options", "run_async", "emit_json", "open_store_arg", "DEFAULT_STORE", "fmt",
+           "handle_errors", "execute_run")
 
 DEFAULT_STORE = "runs/stop.db"
 T = TypeVar("T")
@@ -64,3 +67,46 @@ def handle_errors(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse
 
     wrapped.__doc__ = fn.__doc__
     return wrapped
+
+
+Prepare = Callable[[SqliteStore, dict[str, Any]], Awaitable[None]]
+
+
+def execute_run(
+    args: argparse.Namespace,
+    command: str,
+    config: RunConfig,
+    options: dict[str, Any],
+    render: Callable[[dict[str, Any]], None],
+    *,
+    prepare: Prepare | None = None,
+) -> int:
+    """Record a new run, work on it to its end, print the summary (table or ``--json``)."""
+
+    async def main() -> tuple[str, Event]:
+        store = await open_store_arg(args.store, create=True)
+        try:
+            if prepare is not None:
+                await prepare(store, options)
+            run_ids: list[str] = []
+
+            async def started(run_id: str) -> None:
+                run_ids.append(run_id)
+                print(f"stop: run {run_id} (store {args.store})", file=sys.stderr)
+
+            final = await start_and_run(store, RunRequest(command, args.seed, config, options),
+                                        progress=not args.no_progress, on_started=started)
+            return run_ids[0], final
+        finally:
+            await store.aclose()
+
+    run_id, final = anyio.run(main)
+    ok = final.type == "run.finished"
+    payload = final.payload.get("summary") if ok else {"error": final.payload.get("error")}
+    if args.json:
+        emit_json({"run_id": run_id, "command": command, "status": "finished" if ok else "failed", "summary": payload})
+    elif ok:
+        render(payload)
+    if not ok:
+        print(f"stop: run {run_id} failed: {final.payload.get('error')}", file=sys.stderr)
+    return 0 if ok else 1

@@ -10,9 +10,7 @@ import anyio
 
 from agents.config import RunConfig, load_config
 from agents.repair import resolve_problems
-from agents.session import RunRequest, start_and_run
-from cli.common import add_run_options, add_store, emit_json, fmt, handle_errors, open_store_arg
-from events import Event
+from cli.common import add_run_options, add_store, emit_json, execute_run, fmt, handle_errors, open_store_arg
 
 __all__ = ("register",)
 
@@ -53,31 +51,7 @@ def cmd_repair(args: argparse.Namespace) -> int:
         "full_tree": bool(args.full_tree),
     }
 
-    async def main() -> tuple[str, Event]:
-        store = await open_store_arg(args.store, create=True)
-        try:
-            run_ids: list[str] = []
-
-            async def started(run_id: str) -> None:
-                run_ids.append(run_id)
-                print(f"stop: run {run_id} (store {args.store})", file=sys.stderr)
-
-            final = await start_and_run(store, RunRequest("repair", args.seed, config, options),
-                                        progress=not args.no_progress, on_started=started)
-            return run_ids[0], final
-        finally:
-            await store.aclose()
-
-    run_id, final = anyio.run(main)
-    ok = final.type == "run.finished"
-    payload = final.payload.get("summary") if ok else {"error": final.payload.get("error")}
-    if args.json:
-        emit_json({"run_id": run_id, "command": "repair", "status": "finished" if ok else "failed", "summary": payload})
-    elif ok:
-        _render_repair(payload)
-    if not ok:
-        print(f"stop: run {run_id} failed: {final.payload.get('error')}", file=sys.stderr)
-    return 0 if ok else 1
+    return execute_run(args, "repair", config, options, _render_repair)
 
 
 def _render_passat(run_id: str, t: dict[str, Any]) -> None:

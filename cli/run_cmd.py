@@ -11,9 +11,8 @@ import anyio
 
 from agents.config import RunConfig, load_config
 from agents.launch import AGENTS, Agents
-from agents.session import RunRequest, open_pool, resolve_backend, start_and_run
-from cli.common import add_run_options, add_store, emit_json, fmt, handle_errors, open_store_arg
-from events import Event
+from agents.session import open_pool, resolve_backend
+from cli.common import add_run_options, add_store, emit_json, execute_run, fmt, handle_errors, open_store_arg
 from store.base import EventStore
 from tasks import task_names
 
@@ -24,6 +23,12 @@ def _config(args: argparse.Namespace, **overrides: Any) -> RunConfig:
     config = load_config(args.config)
     return config.with_overrides(model=args.model, unsafe_no_sandbox=True if args.unsafe_no_sandbox else None,
                                  **overrides)
+
+
+async def _resolve_options(store: EventStore, options: dict[str, Any]) -> None:
+    """``improver_ref`` (as the user gave it) becomes ``improver`` (a program hash or None)."""
+    if "improver_ref" in options:
+        options["improver"] = await _resolve_improver(store, options.pop("improver_ref"))
 
 
 async def _resolve_improver(store: EventStore, ref: str | None) -> str | None:
@@ -45,37 +50,6 @@ async def _resolve_improver(store: EventStore, ref: str | None) -> str | None:
             if isinstance(value, str) and value.startswith(ref):
                 return value
     raise LookupError(f"no improver {ref!r} in this store (use a program hash from `stop lineage`, or 'seed')")
-
-
-def _execute(args: argparse.Namespace, command: str, config: RunConfig, options: dict[str, Any],
-             render: Any) -> int:
-    async def main() -> tuple[str, Event]:
-        store = await open_store_arg(args.store, create=True)
-        try:
-            if "improver_ref" in options:
-                options["improver"] = await _resolve_improver(store, options.pop("improver_ref"))
-            run_ids: list[str] = []
-
-            async def started(run_id: str) -> None:
-                run_ids.append(run_id)
-                print(f"stop: run {run_id} (store {args.store})", file=sys.stderr)
-
-            final = await start_and_run(store, RunRequest(command, args.seed, config, options),
-                                        progress=not args.no_progress, on_started=started)
-            return run_ids[0], final
-        finally:
-            await store.aclose()
-
-    run_id, final = anyio.run(main)
-    ok = final.type == "run.finished"
-    payload = final.payload.get("summary") if ok else {"error": final.payload.get("error")}
-    if args.json:
-        emit_json({"run_id": run_id, "command": command, "status": "finished" if ok else "failed", "summary": payload})
-    elif ok:
-        render(payload)
-    if not ok:
-        print(f"stop: run {run_id} failed: {final.payload.get('error')}", file=sys.stderr)
-    return 0 if ok else 1
 
 
 # ---- renderers -----------------------------------------------------------------------------------
@@ -110,21 +84,22 @@ def _render_transfer(s: dict[str, Any]) -> None:
 def cmd_improve(args: argparse.Namespace) -> int:
     config = _config(args)
     options = {"task": args.task, "improver_ref": args.improver}
-    return _execute(args, "improve", config, options, _render_improve)
+    return execute_run(args, "improve", config, options, _render_improve, prepare=_resolve_options)
 
 
 @handle_errors
 def cmd_self_improve(args: argparse.Namespace) -> int:
     config = _config(args, generations=args.generations, tasks=args.tasks, runs=args.runs,
                      adopt="better" if args.adopt_if_better else None)
-    return _execute(args, "self-improve", config, {"improver_ref": args.improver}, _render_self_improve)
+    return execute_run(args, "self-improve", config, {"improver_ref": args.improver}, _render_self_improve,
+                       prepare=_resolve_options)
 
 
 @handle_errors
 def cmd_transfer(args: argparse.Namespace) -> int:
     config = _config(args)
     options = {"tasks": list(args.tasks), "improver_ref": args.improver}
-    return _execute(args, "transfer", config, options, _render_transfer)
+    return execute_run(args, "transfer", config, options, _render_transfer, prepare=_resolve_options)
 
 
 @handle_errors
