@@ -9,7 +9,7 @@ from events import Event, make_event, sha256_hex
 from events.registry import Payload
 from store import ConflictError
 
-__all__ = ("ensure", "answer_of", "blob_text", "put_text")
+__all__ = ("ensure", "answer_of", "put_text")
 
 
 async def ensure(
@@ -32,10 +32,6 @@ async def ensure(
 async def answer_of(ctx: AgentContext, request: Event, types: set[str]) -> Event | None:
     found = await ctx.store.children(request.id, types)
     return found[0] if found else None
-
-
-async def blob_text(ctx: AgentContext, digest: str) -> str:
-    return (await ctx.store.get_blob(digest)).decode("utf-8")
 
 
 def put_text(text: str) -> tuple[str, bytes]:

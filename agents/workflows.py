@@ -13,6 +13,7 @@ from typing import Any
 from agents.context import AgentContext
 from agents.identity import seed_from
 from agents.metautility import SPLITS
+from agents.repair import progress_repair
 from agents.runinfo import RunInfo, run_info
 from agents.steps import answer_of, ensure, put_text
 from events import Event
@@ -189,6 +190,7 @@ WORKFLOWS = {
     "improve": progress_improve,
     "self-improve": progress_self_improve,
     "transfer": progress_transfer,
+    "repair": progress_repair,
 }
 
 
@@ -198,10 +200,5 @@ async def progress(ctx: AgentContext, run_id: str) -> None:
         return
     flow = WORKFLOWS.get(info.command)
     if flow is None:
-        from agents.repair import progress_repair
-
-        if info.command == "repair":
-            await progress_repair(ctx, info)
-            return
         raise LookupError(f"run {run_id} has unknown command {info.command!r}")
     await flow(ctx, info)

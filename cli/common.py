@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 
@@ -15,11 +15,10 @@ from agents.session import RunRequest, start_and_run
 from events import Event
 from store import SqliteStore, StoreError
 
-__all__ = ("add_store", "add_run_options", "run_async", "emit_json", "open_store_arg", "DEFAULT_STORE", "fmt",
+__all__ = ("add_store", "add_run_options", "emit_json", "open_store_arg", "DEFAULT_STORE", "fmt",
            "handle_errors", "execute_run")
 
 DEFAULT_STORE = "runs/stop.db"
-T = TypeVar("T")
 
 
 def add_store(p: argparse.ArgumentParser) -> None:
@@ -36,10 +35,6 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     p.add_argument("--unsafe-no-sandbox", action="store_true",
                    help="DEVELOPMENT ONLY: run untrusted code without isolation (recorded in the run's events)")
-
-
-def run_async(fn: Callable[[], Awaitable[T]]) -> T:
-    return anyio.run(fn)
 
 
 def emit_json(data: Any) -> None:
