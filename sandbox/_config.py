@@ -29,6 +29,8 @@ class SandboxConfig:
     max_payload_bytes: int = 64 << 20
     max_wall_timeout_s: float = 3600.0
     max_inflight_requests: int = 64
+    #: Finished session workers kept for reuse (each forks a fresh child per session).
+    idle_session_workers: int = 4
 
     @property
     def worker_count(self) -> int:

@@ -88,6 +88,9 @@ class SandboxPool:
         self._idle_send: MemoryObjectSendStream[WorkerHandle] | None = None
         self._idle_recv: MemoryObjectReceiveStream[WorkerHandle] | None = None
         self._workers: set[WorkerHandle] = set()
+        # Session workers kept for the next session: a worker forks a fresh child per job, so
+        # reusing it is as safe as reusing a warm worker, and saves an interpreter start.
+        self._idle_sessions: list[WorkerHandle] = []
         self._ids = itertools.count(1)
         self._closed = False
 
@@ -121,9 +124,10 @@ class SandboxPool:
         self._closed = True
         with anyio.CancelScope(shield=True):
             async with anyio.create_task_group() as tg:
-                for worker in list(self._workers):
+                for worker in [*self._workers, *self._idle_sessions]:
                     tg.start_soon(worker.close)
             self._workers.clear()
+            self._idle_sessions.clear()
             for stream in (self._idle_send, self._idle_recv):
                 if stream is not None:
                     stream.close()
@@ -144,6 +148,22 @@ class SandboxPool:
         self._workers.add(worker)
         assert self._idle_send is not None
         self._idle_send.send_nowait(worker)
+
+    async def _session_worker(self) -> WorkerHandle:
+        while self._idle_sessions:
+            worker = self._idle_sessions.pop()
+            if worker.alive and worker.process.returncode is None:
+                return worker
+            await worker.kill()
+        return await self._start_worker()
+
+    async def _release_session_worker(self, worker: WorkerHandle, reusable: bool) -> None:
+        with anyio.CancelScope(shield=True):
+            if (reusable and not self._closed and worker.alive and worker.process.returncode is None
+                    and len(self._idle_sessions) < self.config.idle_session_workers):
+                self._idle_sessions.append(worker)
+            else:
+                await worker.close()
 
     def worker_pids(self) -> list[int]:
         """Host pids of the worker processes (bwrap's when bubblewrap is active)."""
@@ -235,7 +255,8 @@ class SandboxPool:
         if isinstance(prepared, JobResult):
             return prepared
         header, payload = prepared
-        worker = await self._start_worker()
+        worker = await self._session_worker()
+        reusable = False
         seen: dict[tuple[str, str], int] = {}
         slots = anyio.Semaphore(self.config.max_inflight_requests)
         try:
@@ -269,6 +290,7 @@ class SandboxPool:
                     frame = await worker.run(header, payload, backstop_s=self._backstop(job),
                                              on_request=on_frame)
                     result = JobResult.from_worker(frame)
+                    reusable = True
                 except WorkerLost as exc:
                     result = self._lost(worker, exc)
                 except TimeoutError:
@@ -280,6 +302,5 @@ class SandboxPool:
                 raise group.exceptions[0] from None
             raise
         finally:
-            with anyio.CancelScope(shield=True):
-                await worker.close()
+            await self._release_session_worker(worker, reusable)
         return result
