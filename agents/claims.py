@@ -15,6 +15,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import anyio
 
@@ -22,7 +23,7 @@ from agents.context import AgentContext, append_once
 from events import Event, make_event
 from events.stop_events import WorkClaimed, WorkRenewed
 
-__all__ = ("try_claim", "hold_lease", "lease_expired")
+__all__ = ("Claim", "try_claim", "hold_lease", "lease_expired")
 
 _HOST = socket.gethostname()
 
@@ -53,11 +54,20 @@ def lease_expired(claim: Event, renewals: list[Event], now: float) -> bool:
     return now > expires
 
 
-async def try_claim(ctx: AgentContext, work: Event, done_types: Collection[str]) -> Event | None:
-    """Claim ``work`` for this worker; None if it is done or someone else holds a live lease."""
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of a claim: ``event`` is this worker's lease; without one, ``done`` says
+    whether the work is finished (nothing to do) or another worker holds it (ask again later)."""
+
+    event: Event | None
+    done: bool = False
+
+
+async def try_claim(ctx: AgentContext, work: Event, done_types: Collection[str]) -> Claim:
+    """Claim ``work`` for this worker, unless it is done or someone else holds a live lease."""
     kids = await ctx.store.children(work.id)
     if any(k.type in done_types for k in kids):
-        return None
+        return Claim(None, done=True)
     claims = [k for k in kids if k.type == "work.claimed"]
     attempt = 0
     if claims:
@@ -65,9 +75,9 @@ async def try_claim(ctx: AgentContext, work: Event, done_types: Collection[str])
         n = latest.payload["attempt"]
         renewals = [k for k in kids if k.type == "work.renewed" and k.payload["attempt"] == n]
         if latest.payload["worker"] == ctx.worker:
-            return latest
+            return Claim(latest)
         if not lease_expired(latest, renewals, time.time()):
-            return None
+            return Claim(None)
         attempt = n + 1
     now = time.time()
     ev = make_event(
@@ -78,8 +88,8 @@ async def try_claim(ctx: AgentContext, work: Event, done_types: Collection[str])
     )
     stored = await append_once(ctx.store, [ev])
     if stored is None or stored[0].payload["worker"] != ctx.worker:
-        return None
-    return stored[0]
+        return Claim(None)
+    return Claim(stored[0])
 
 
 @asynccontextmanager

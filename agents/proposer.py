@@ -26,15 +26,13 @@ _DONE = {"lm.responded", "lm.failed"}
 async def answer_request(
     ctx: AgentContext, backend: LMBackend | None, cache: EventStore, mode: CacheMode, work: Event
 ) -> bool:
-    if await ctx.store.children(work.id, _DONE):
-        return True
     claim = await try_claim(ctx, work, _DONE)
-    if claim is None:
-        return bool(await ctx.store.children(work.id, _DONE))
+    if claim.event is None:
+        return claim.done
     p = work.payload
     req = LMRequest.from_canonical(p["request"])
     service = LMService(backend, cache, mode, namespace=p["namespace"])
-    async with hold_lease(ctx, work, claim):
+    async with hold_lease(ctx, work, claim.event):
         try:
             answer = await service.answer(req, int(p["ordinal"]), cause=work.id)
         except CacheMiss:

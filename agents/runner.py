@@ -64,11 +64,11 @@ async def handle_batch(ctx: AgentContext, pool: SandboxPool, work: Event) -> boo
         if await _serve_recorded(ctx, work):
             return True
     claim = await try_claim(ctx, work, _BATCH_DONE)
-    if claim is None:
-        return bool(await ctx.store.children(work.id, _BATCH_DONE))
+    if claim.event is None:
+        return claim.done
     await _scan(ctx, work, solution, p["solution"], "solution")
     task = task_for(p["task"])
-    async with hold_lease(ctx, work, claim):
+    async with hold_lease(ctx, work, claim.event):
         start = anyio.current_time()
         results = await run_jobs(pool, task.jobs(solution, p["split"], seed=p["seed"]))
         wall = anyio.current_time() - start
@@ -91,17 +91,15 @@ async def handle_batch(ctx: AgentContext, pool: SandboxPool, work: Event) -> boo
 async def handle_session(
     ctx: AgentContext, pool: SandboxPool, waiter: AnswerWaiter, work: Event
 ) -> bool:
-    if await ctx.store.children(work.id, _SESSION_DONE):
-        return True
     claim = await try_claim(ctx, work, _SESSION_DONE)
-    if claim is None:
-        return bool(await ctx.store.children(work.id, _SESSION_DONE))
+    if claim.event is None:
+        return claim.done
     p = work.payload
     improver = ctx.substitutions.get(p["improver"]) or (await ctx.store.get_blob(p["improver"])).decode("utf-8")
     initial = (await ctx.store.get_blob(p["initial_solution"])).decode("utf-8")
     await _scan(ctx, work, improver, p["improver"], "improver")
     bridge = await SessionBridge.create(ctx, waiter, work)
-    async with hold_lease(ctx, work, claim):
+    async with hold_lease(ctx, work, claim.event):
         result = await pool.run_session(bridge.job(improver, initial), bridge.on_request)
     crash_point("runner.session.before_record")
     events, blobs = _session_outcome(work, bridge, result)
