@@ -32,14 +32,17 @@ def _improver_source(info: RunInfo, key: str = "improver") -> tuple[str, bytes |
     return put_text(SEED_IMPROVER)
 
 
-async def _scores(ctx: AgentContext, run_id: str, cause: Event, solution: str, task: str, prefix: str) -> dict[str, float] | None:
-    """Request val and test utilities of ``solution``; their values once all are answered."""
+async def _scores(ctx: AgentContext, run_id: str, cause: Event, solution: str, task: str, prefix: str,
+                  blobs: list[bytes] | None = None) -> dict[str, float] | None:
+    """Request val and test utilities of ``solution``; their values once all are answered.
+
+    ``blobs`` (the solution's text when nothing recorded it yet) go in with the first request."""
     out: dict[str, float] = {}
     for split in SPLITS:
         req = await ensure(
             ctx, run_id,
             UtilityRequested(task=task, split=split, solution=solution, seed=seed_from(cause.id, prefix, split)),
-            cause=cause, key=f"{prefix}{split}",
+            cause=cause, key=f"{prefix}{split}", blobs=blobs or [],
         )
         ev = await answer_of(ctx, req, {"utility.evaluated"})
         if ev is not None:
@@ -74,10 +77,10 @@ async def progress_improve(ctx: AgentContext, info: RunInfo) -> None:
     root = info.root
     improver, improver_raw = _improver_source(info)
     solution, solution_raw = put_text(task.seed_solution)
-    await ctx.store.append([], blobs=[solution_raw] + ([improver_raw] if improver_raw else []))
-    before = await _scores(ctx, root.run_id, root, solution, task.name, "before/")
+    before = await _scores(ctx, root.run_id, root, solution, task.name, "before/", blobs=[solution_raw])
     _, done = await _session(ctx, info, root, "improve", purpose="improve", improver=improver,
-                             initial=solution, utility_task=task.name)
+                             initial=solution, utility_task=task.name,
+                             blobs=[improver_raw] if improver_raw else [])
     if done is None:
         return
     if done.payload["solution"] is None:
@@ -162,17 +165,17 @@ async def progress_transfer(ctx: AgentContext, info: RunInfo) -> None:
     root = info.root
     improved, _ = _improver_source(info)
     seed_improver, seed_raw = put_text(SEED_IMPROVER)
-    await ctx.store.append([], blobs=[seed_raw])
     rows: list[dict[str, Any]] = []
     complete = True
     for name in info.options["tasks"]:
         task = get_task(name)
         solution, solution_raw = put_text(task.seed_solution)
-        await ctx.store.append([], blobs=[solution_raw])
-        row: dict[str, Any] = {"task": name, "seed_solution": await _scores(ctx, root.run_id, root, solution, name, f"{name}/seed/")}
+        row: dict[str, Any] = {"task": name, "seed_solution": await _scores(
+            ctx, root.run_id, root, solution, name, f"{name}/seed/", blobs=[solution_raw])}
         for label, improver in (("seed_improver", seed_improver), ("improved_improver", improved)):
             _, done = await _session(ctx, info, root, f"{name}/{label}", purpose="improve", improver=improver,
-                                     initial=solution, utility_task=name)
+                                     initial=solution, utility_task=name,
+                                     blobs=[seed_raw] if improver == seed_improver else [])
             if done is None:
                 complete = False
                 continue
