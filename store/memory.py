@@ -11,6 +11,7 @@ from events.codec import normalise, sha256_hex
 from events.model import Event
 from store.base import CacheEntry, blob_bytes
 from store.errors import CorruptBlob, StoreError
+from store.follow import follow
 from store.planning import blob_rows, check_cache, plan_append
 
 __all__ = ("MemoryStore",)
@@ -88,22 +89,15 @@ class MemoryStore:
     async def run_ids(self) -> list[str]:
         return list(dict.fromkeys(ev.run_id for ev in self._events))
 
-    async def subscribe(
+    def subscribe(
         self,
         run_id: str | None = None,
         *,
         after: int = 0,
         types: Collection[str] | None = None,
     ) -> AsyncIterator[Event]:
-        last = after
-        while True:
-            waiter = self._appended
-            batch = await self.read(run_id, after=last, types=types)
-            for ev in batch:
-                yield ev
-            last = max(last, len(self._events)) if not batch else max(batch[-1].seq or 0, last)
-            if not batch:
-                await waiter.wait()
+        return follow(self.read, self.last_seq, lambda: self._appended, run_id=run_id, after=after,
+                      types=types, poll_s=None)
 
     async def put_blob(self, data: bytes | str) -> str:
         raw = blob_bytes(data)

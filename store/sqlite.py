@@ -33,6 +33,7 @@ from store.errors import (
     is_busy,
     map_sqlite_error,
 )
+from store.follow import follow
 from store.planning import blob_rows, check_cache, plan_append
 
 __all__ = ("SqliteStore", "SCHEMA_NAME", "SCHEMA_VERSION", "open_store")
@@ -342,7 +343,7 @@ class SqliteStore:
         )
         return [r[0] for r in rows]
 
-    async def subscribe(
+    def subscribe(
         self,
         run_id: str | None = None,
         *,
@@ -350,16 +351,8 @@ class SqliteStore:
         types: Collection[str] | None = None,
     ) -> AsyncIterator[Event]:
         """New events in log order; wakes at once on local appends, polls for other processes."""
-        last = after
-        while True:
-            waiter = self._appended
-            batch = await self.read(run_id, after=last, types=types, limit=1000)
-            for ev in batch:
-                yield ev
-                last = ev.seq or last
-            if len(batch) < 1000:
-                with anyio.move_on_after(self._poll):
-                    await waiter.wait()
+        return follow(self.read, self.last_seq, lambda: self._appended, run_id=run_id, after=after,
+                      types=types, poll_s=self._poll)
 
     async def get_blob(self, digest: str) -> bytes:
         rows = await self._fetch("SELECT data FROM blobs WHERE hash = ?", (digest,))
