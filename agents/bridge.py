@@ -41,8 +41,16 @@ def _groups(messages: list[str]) -> list[tuple[str, int, list[int]]]:
 
 
 class SessionBridge:
-    def __init__(self, ctx: AgentContext, waiter: AnswerWaiter, work: Event, info: RunInfo, namespace: str,
-                 session_path: list[str], fork: ForkPrefix | None) -> None:
+    def __init__(
+        self,
+        ctx: AgentContext,
+        waiter: AnswerWaiter,
+        work: Event,
+        info: RunInfo,
+        namespace: str,
+        session_path: list[str],
+        fork: ForkPrefix | None,
+    ) -> None:
         self.ctx = ctx
         self.waiter = waiter
         self.work = work
@@ -59,8 +67,15 @@ class SessionBridge:
     async def create(cls, ctx: AgentContext, waiter: AnswerWaiter, work: Event) -> SessionBridge:
         info = await run_info(ctx.store, work.run_id)
         path = await causal_path(ctx.store, work)
-        return cls(ctx, waiter, work, info, await lm_namespace(ctx.store, work, info.seed), path,
-                   await fork_prefix(ctx.store, info.options))
+        return cls(
+            ctx,
+            waiter,
+            work,
+            info,
+            await lm_namespace(ctx.store, work, info.seed),
+            path,
+            await fork_prefix(ctx.store, info.options),
+        )
 
     def _model_for(self, key: str, req: LMRequest) -> LMRequest:
         """In a fork, a request the source asked before the cut keeps the source's model."""
@@ -95,16 +110,25 @@ class SessionBridge:
         raise BridgeError(f"unknown request kind {kind!r}")
 
     async def _refuse(self, key: str, resource: str, used: int, limit: int, detail: str) -> BridgeError:
-        ev = make_event(self.work.run_id, BudgetExceeded(resource=resource, used=used, limit=limit, detail=detail),
-                        cause=self.work, key=f"{key}/refused")
+        ev = make_event(
+            self.work.run_id,
+            BudgetExceeded(resource=resource, used=used, limit=limit, detail=detail),
+            cause=self.work,
+            key=f"{key}/refused",
+        )
         await self.ctx.store.append([ev])
         return BridgeError(f"budget exceeded: {detail}")
 
     async def _utility(self, body: dict[str, Any], key: str) -> float:
         limit = int(self.p["utility_calls"])
         if self.utility_calls >= limit:
-            raise await self._refuse(key, "utility_calls", self.utility_calls, limit,
-                                     f"utility was already called {limit} times (its budget)")
+            raise await self._refuse(
+                key,
+                "utility_calls",
+                self.utility_calls,
+                limit,
+                f"utility was already called {limit} times (its budget)",
+            )
         solution = body.get("solution")
         if not isinstance(solution, str):
             raise BridgeError("utility() takes the solution's program text (str)")
@@ -112,8 +136,12 @@ class SessionBridge:
         raw = solution.encode("utf-8")
         req = make_event(
             self.work.run_id,
-            UtilityRequested(task=self.p["utility_task"], split=self.info.config.meta_utility.selection_split,
-                             solution=sha256_hex(raw), seed=seed_from(self.work.id, key)),
+            UtilityRequested(
+                task=self.p["utility_task"],
+                split=self.info.config.meta_utility.selection_split,
+                solution=sha256_hex(raw),
+                seed=seed_from(self.work.id, key),
+            ),
             cause=self.work,
             key=key,
         )
@@ -125,8 +153,13 @@ class SessionBridge:
         limit = int(self.p["lm_calls"])
         per_call = int(self.p["responses_per_call"])
         if self.lm_calls >= limit:
-            raise await self._refuse(key, "lm_calls", self.lm_calls, limit,
-                                     f"the language model was already called {limit} times (its budget)")
+            raise await self._refuse(
+                key,
+                "lm_calls",
+                self.lm_calls,
+                limit,
+                f"the language model was already called {limit} times (its budget)",
+            )
         expertise = str(body.get("expertise", ""))
         temperature = float(body.get("temperature", 0.7))
         if kind == "lm.prompt":
@@ -137,8 +170,13 @@ class SessionBridge:
         if not messages:
             return []
         if len(messages) > per_call:
-            raise await self._refuse(key, "responses_per_call", len(messages), per_call,
-                                     f"{len(messages)} responses asked in one call; at most {per_call}")
+            raise await self._refuse(
+                key,
+                "responses_per_call",
+                len(messages),
+                per_call,
+                f"{len(messages)} responses asked in one call; at most {per_call}",
+            )
         self.lm_calls += 1
         requests: list[tuple[Event, list[int]]] = []
         for gi, (message, count, positions) in enumerate(_groups(messages)):
@@ -158,8 +196,13 @@ class SessionBridge:
             self._request_counts[digest] += 1
             ev = make_event(
                 self.work.run_id,
-                LMRequested(request=req.canonical(), namespace=self.namespace, ordinal=ordinal,
-                            cache_key=cache_key(req, ordinal, self.namespace), purpose=kind),
+                LMRequested(
+                    request=req.canonical(),
+                    namespace=self.namespace,
+                    ordinal=ordinal,
+                    cache_key=cache_key(req, ordinal, self.namespace),
+                    purpose=kind,
+                ),
                 cause=self.work,
                 key=f"{key}/{gi}",
             )

@@ -23,7 +23,7 @@ from agents.context import AgentContext, append_once
 from events import Event, make_event
 from events.stop_events import WorkClaimed, WorkRenewed
 
-__all__ = ("Claim", "try_claim", "hold_lease", "lease_expired")
+__all__ = ("Claim", "hold_lease", "lease_expired", "try_claim")
 
 _HOST = socket.gethostname()
 

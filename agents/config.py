@@ -16,7 +16,7 @@ from typing import Any
 
 from tasks.meta import ConfigError, ImproverBudget, MetaUtilityConfig
 
-__all__ = ("RunConfig", "ConfigError", "load_config", "SMALL_OFFLINE")
+__all__ = ("SMALL_OFFLINE", "ConfigError", "RunConfig", "load_config")
 
 _ADOPT_RULES = ("nonzero", "better")
 
@@ -53,8 +53,8 @@ class RunConfig:
         for key in ("api_key", "key", "openai_api_key"):
             if key in self.lm:
                 raise ConfigError(
-                    "the config holds an API key (lm.%s); set OPENAI_API_KEY in the environment instead:"
-                    " the config is recorded in the log" % key
+                    f"the config holds an API key (lm.{key}); set OPENAI_API_KEY in the environment instead:"
+                    " the config is recorded in the log"
                 )
         if not isinstance(self.sandbox_workers, int) or not 1 <= self.sandbox_workers <= 64:
             raise ConfigError(f"sandbox_workers must be an integer in 1..64, got {self.sandbox_workers!r}")

@@ -12,7 +12,7 @@ import os
 import signal
 from collections import Counter
 
-__all__ = ("crash_point", "POINTS")
+__all__ = ("POINTS", "crash_point")
 
 #: The windows worth testing: an answer in hand but not yet in the log.
 POINTS = (

@@ -20,7 +20,7 @@ from events import Event, make_event, sha256_hex
 from events.stop_events import SandboxBatchRequested, UtilityEvaluated
 from sandbox import JobResult
 
-__all__ = ("run_evaluator", "META_TASK")
+__all__ = ("META_TASK", "run_evaluator")
 
 META_TASK = "meta"
 
@@ -59,11 +59,18 @@ async def on_batch_completed(ctx: AgentContext, ev: Event) -> bool:
         data = json.dumps(evaluation.to_json(), sort_keys=True, separators=(",", ":")).encode("utf-8")
         blobs.append(data)
         outcomes = sha256_hex(data)
-        detail["invalid_outputs"] = sum(1 for o in evaluation.instances if o.error_kind in ("invalid", "invalid_output"))
+        detail["invalid_outputs"] = sum(
+            1 for o in evaluation.instances if o.error_kind in ("invalid", "invalid_output")
+        )
     done = make_event(
         request.run_id,
-        UtilityEvaluated(task=request.payload["task"], split=request.payload["split"], utility=float(utility),
-                         detail=detail, outcomes=outcomes),
+        UtilityEvaluated(
+            task=request.payload["task"],
+            split=request.payload["split"],
+            utility=float(utility),
+            detail=detail,
+            outcomes=outcomes,
+        ),
         cause=request,
         key="result",
     )

@@ -50,11 +50,11 @@ async def fork_prefix(store: EventStore, options: dict[str, Any]) -> ForkPrefix 
     if key not in cache:
         events = await store.read(str(fork["run"]))
         paths = _paths(events)
-        cache[key] = ForkPrefix({
-            paths[e.id]: e.payload["request"]
-            for e in events
-            if e.type == "lm.requested" and (e.seq or 0) <= int(fork["at_seq"])
-        })
+        cache[key] = ForkPrefix(
+            {
+                paths[e.id]: e.payload["request"]
+                for e in events
+                if e.type == "lm.requested" and (e.seq or 0) <= int(fork["at_seq"])
+            }
+        )
     return cache[key]
-
-

@@ -12,7 +12,7 @@ from __future__ import annotations
 from events import Event, canonical_json, sha256_hex
 from store.base import EventStore
 
-__all__ = ("seed_from", "causal_path", "lm_namespace")
+__all__ = ("causal_path", "lm_namespace", "seed_from")
 
 
 def seed_from(*parts: object) -> int:

@@ -15,7 +15,7 @@ from lm import CacheMode, LMBackend
 from sandbox import SandboxPool
 from store.base import EventStore
 
-__all__ = ("AGENTS", "run_agents", "wait_for_end", "Agents")
+__all__ = ("AGENTS", "Agents", "run_agents", "wait_for_end")
 
 AGENTS = ("proposer", "sandbox-runner", "evaluator", "meta-evaluator")
 _END = {"run.finished", "run.failed"}
@@ -46,15 +46,24 @@ class Agents:
         self.substitutions = dict(substitutions or {})
 
     def context(self, agent: str, run_id: str | None) -> AgentContext:
-        return AgentContext(self.store, run_id, agent, recorded=self.recorded,
-                            re_execute_evaluations=self.re_execute, lease_s=self.lease_s,
-                            substitutions=self.substitutions)
+        return AgentContext(
+            self.store,
+            run_id,
+            agent,
+            recorded=self.recorded,
+            re_execute_evaluations=self.re_execute,
+            lease_s=self.lease_s,
+            substitutions=self.substitutions,
+        )
 
     async def start(self, tg: anyio.abc.TaskGroup, name: str, run_id: str | None) -> None:
         ctx = self.context(name, run_id)
         if name == "proposer":
-            await tg.start(lambda task_status: run_proposer(
-                ctx, self.backend, mode=self.mode, cache=self.recorded, task_status=task_status))
+            await tg.start(
+                lambda task_status: run_proposer(
+                    ctx, self.backend, mode=self.mode, cache=self.recorded, task_status=task_status
+                )
+            )
         elif name == "sandbox-runner":
             if self.pool is None:
                 raise RuntimeError("the sandbox runner needs a sandbox pool")

@@ -17,8 +17,9 @@ from agents.context import AgentContext
 from events import Event, make_event
 from events.types import RunFailed
 from lm import CacheMiss
+from store.errors import ConflictError
 
-__all__ = ("serve", "Handler", "record_failure")
+__all__ = ("Handler", "record_failure", "serve")
 
 Handler = Callable[[Event], Awaitable[bool]]
 
@@ -46,7 +47,7 @@ async def record_failure(ctx: AgentContext, ev: Event, exc: BaseException) -> No
     )
     try:
         await ctx.store.append([failed])
-    except Exception:  # a different failure was recorded first; that one stands
+    except ConflictError:  # a different failure was recorded first; that one stands
         pass
 
 

@@ -19,7 +19,7 @@ from events.stop_events import SessionRequested, UtilityEvaluated, UtilityReques
 from tasks import get_task
 from tasks.meta import meta_utility_value
 
-__all__ = ("progress_meta", "SPLITS")
+__all__ = ("SPLITS", "progress_meta")
 
 SPLITS = ("val", "test")
 
@@ -36,15 +36,22 @@ async def progress_meta(ctx: AgentContext, request: Event) -> None:
         seed_hash, seed_raw = put_text(get_task(task_name).seed_solution)
         for r in range(mc.runs):
             session = await ensure(
-                ctx, request.run_id,
+                ctx,
+                request.run_id,
                 SessionRequested(
-                    purpose="meta_run", improver=request.payload["solution"], initial_solution=seed_hash,
-                    utility_task=task_name, lm_calls=budget.lm_calls,
-                    responses_per_call=budget.responses_per_call, utility_calls=budget.utility_calls,
+                    purpose="meta_run",
+                    improver=request.payload["solution"],
+                    initial_solution=seed_hash,
+                    utility_task=task_name,
+                    lm_calls=budget.lm_calls,
+                    responses_per_call=budget.responses_per_call,
+                    utility_calls=budget.utility_calls,
                     timeout_s=float(budget.timeout_s or info.config.session_timeout_s),
                     seed=seed_from(request.id, task_name, r),
                 ),
-                cause=request, key=f"{task_name}/{r}", blobs=[seed_raw],
+                cause=request,
+                key=f"{task_name}/{r}",
+                blobs=[seed_raw],
             )
             done = await answer_of(ctx, session, {"session.completed"})
             if done is None:
@@ -56,10 +63,13 @@ async def progress_meta(ctx: AgentContext, request: Event) -> None:
                 continue
             for split in SPLITS:
                 ureq = await ensure(
-                    ctx, request.run_id,
-                    UtilityRequested(task=task_name, split=split, solution=done.payload["solution"],
-                                     seed=seed_from(done.id, split)),
-                    cause=done, key=split,
+                    ctx,
+                    request.run_id,
+                    UtilityRequested(
+                        task=task_name, split=split, solution=done.payload["solution"], seed=seed_from(done.id, split)
+                    ),
+                    cause=done,
+                    key=split,
                 )
                 ev = await answer_of(ctx, ureq, {"utility.evaluated"})
                 if ev is None:
@@ -72,8 +82,15 @@ async def progress_meta(ctx: AgentContext, request: Event) -> None:
     val = meta_utility_value([r["val"] for r in runs])
     test = meta_utility_value([r["test"] for r in runs])
     await ensure(
-        ctx, request.run_id,
-        UtilityEvaluated(task="meta", split=request.payload["split"], utility=val if request.payload["split"] == "val" else test,
-                         detail={"val": val, "test": test, "runs": runs}, outcomes=None),
-        cause=request, key="result",
+        ctx,
+        request.run_id,
+        UtilityEvaluated(
+            task="meta",
+            split=request.payload["split"],
+            utility=val if request.payload["split"] == "val" else test,
+            detail={"val": val, "test": test, "runs": runs},
+            outcomes=None,
+        ),
+        cause=request,
+        key="result",
     )

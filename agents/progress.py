@@ -23,7 +23,9 @@ _COUNTED = {
 }
 
 
-async def report_progress(store: EventStore, run_id: str, *, stream: TextIO | None = None, every_s: float = 1.0) -> None:
+async def report_progress(
+    store: EventStore, run_id: str, *, stream: TextIO | None = None, every_s: float = 1.0
+) -> None:
     out = stream or sys.stderr
     tty = out.isatty()
     counts: Counter[str] = Counter()

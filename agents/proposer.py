@@ -38,21 +38,30 @@ async def answer_request(
         except CacheMiss:
             raise  # replay found a request the recording never made: a divergence, not a failure
         except LMError as e:
-            failed = make_event(work.run_id, LMFailed(error=str(e)[:2000], kind=type(e).__name__),
-                                cause=work, key="answer")
+            failed = make_event(
+                work.run_id, LMFailed(error=str(e)[:2000], kind=type(e).__name__), cause=work, key="answer"
+            )
             await append_once(ctx.store, [failed])
             return True
     crash_point("proposer.before_announce")
     texts = [c.text.encode("utf-8") for c in answer.completions]
     completions = [
-        {"text": sha256_hex(t), "prompt_tokens": c.prompt_tokens,
-         "completion_tokens": c.completion_tokens, "finish_reason": c.finish_reason}
+        {
+            "text": sha256_hex(t),
+            "prompt_tokens": c.prompt_tokens,
+            "completion_tokens": c.completion_tokens,
+            "finish_reason": c.finish_reason,
+        }
         for t, c in zip(texts, answer.completions, strict=True)
     ]
     done = make_event(
         work.run_id,
-        LMResponded(cache_key=answer.cache_key, completions=completions,
-                    produced_by=str(answer.record.get("produced_by", "")), source=answer.source),
+        LMResponded(
+            cache_key=answer.cache_key,
+            completions=completions,
+            produced_by=str(answer.record.get("produced_by", "")),
+            source=answer.source,
+        ),
         cause=work,
         key="answer",
     )

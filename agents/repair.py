@@ -52,13 +52,13 @@ from store.base import EventStore
 from tasks.humaneval import Problem, get_problem, load_problems
 
 __all__ = (
-    "progress_repair",
-    "RepairOptions",
-    "resolve_problems",
-    "extract_program",
+    "DEFAULT_PROBLEMS",
     "NO_CODE",
     "TEMPERATURE",
-    "DEFAULT_PROBLEMS",
+    "RepairOptions",
+    "extract_program",
+    "progress_repair",
+    "resolve_problems",
 )
 
 log = structlog.get_logger("repair")
@@ -76,6 +76,7 @@ _FENCE = re.compile(r"^[ \t]*```[^\n]*\n(.*?)^[ \t]*```", re.DOTALL | re.MULTILI
 
 # ---- options --------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class RepairOptions:
     problems: list[str]
@@ -89,7 +90,9 @@ class RepairOptions:
     def from_dict(cls, data: dict[str, Any]) -> RepairOptions:
         problems = data.get("problems") or resolve_problems(None)
         return cls(
-            problems=list(problems), n_p=int(data.get("n_p", 5)), n_fr=int(data.get("n_fr", 3)),
+            problems=list(problems),
+            n_p=int(data.get("n_p", 5)),
+            n_fr=int(data.get("n_fr", 3)),
             feedback_model=data.get("feedback_model") or None,
             separate_feedback=bool(data.get("separate_feedback")) or bool(data.get("feedback_model")),
             full_tree=bool(data.get("full_tree")),
@@ -112,12 +115,15 @@ def resolve_problems(specs: list[str] | None) -> list[str]:
                 continue
             task_id = f"HumanEval/{part}" if part.isdigit() else part
             if task_id not in ids:
-                raise ValueError(f"unknown HumanEval problem {part!r} (use HumanEval/0..HumanEval/{len(ids) - 1}, a number, or all)")
+                raise ValueError(
+                    f"unknown HumanEval problem {part!r} (use HumanEval/0..HumanEval/{len(ids) - 1}, a number, or all)"
+                )
             out.append(task_id)
     return list(dict.fromkeys(out))
 
 
 # ---- code extraction -------------------------------------------------------------------------------
+
 
 def _parses(code: str) -> bool:
     try:
@@ -199,6 +205,7 @@ def _without_code(text: str) -> str:
 
 # ---- prompts -------------------------------------------------------------------------------------
 
+
 def sample_prompt(problem: Problem) -> str:
     return (
         "Complete the following Python function so that it satisfies its docstring. Reply with the "
@@ -224,7 +231,8 @@ def _spec(problem: Problem) -> str:
 
 def joint_prompt(problem: Problem, program: str, feedback: str) -> str:
     return (
-        _failure(program, feedback) + _spec(problem)
+        _failure(program, feedback)
+        + _spec(problem)
         + "First explain in a few sentences what is wrong with the incorrect program. Then write the "
         "fixed, complete program in a single ```python code block.\n"
     )
@@ -232,7 +240,8 @@ def joint_prompt(problem: Problem, program: str, feedback: str) -> str:
 
 def feedback_prompt(problem: Problem, program: str, feedback: str) -> str:
     return (
-        _failure(program, feedback) + _spec(problem)
+        _failure(program, feedback)
+        + _spec(problem)
         + "Explain in a few sentences what is wrong with the incorrect program and how to fix it. "
         "Do not write any code.\n"
     )
@@ -240,16 +249,25 @@ def feedback_prompt(problem: Problem, program: str, feedback: str) -> str:
 
 def fix_prompt(problem: Problem, program: str, feedback: str, explanation: str) -> str:
     return (
-        _failure(program, feedback) + _spec(problem)
-        + f"### Explanation of the failure\n{explanation.strip()}\n\n"
+        _failure(program, feedback) + _spec(problem) + f"### Explanation of the failure\n{explanation.strip()}\n\n"
         "Write the fixed, complete program in a single ```python code block.\n"
     )
 
 
 # ---- the workflow ----------------------------------------------------------------------------------
 
-_VIEW_TYPES = frozenset({"run.started", "repair.problem", "repair.program", "lm.requested", "lm.responded", "lm.failed",
-                         "utility.requested", "utility.evaluated"})
+_VIEW_TYPES = frozenset(
+    {
+        "run.started",
+        "repair.problem",
+        "repair.program",
+        "lm.requested",
+        "lm.responded",
+        "lm.failed",
+        "utility.requested",
+        "utility.evaluated",
+    }
+)
 
 
 class _RunView:
@@ -300,6 +318,7 @@ _VIEWS: weakref.WeakKeyDictionary[Any, dict[str, _RunView]] = weakref.WeakKeyDic
 def _view(store: EventStore, run_id: str) -> _RunView:
     return _VIEWS.setdefault(store, {}).setdefault(run_id, _RunView())
 
+
 @dataclass
 class _Check:
     program: Event
@@ -347,19 +366,28 @@ class _Flow:
             self.view.blobs[digest] = (await self.ctx.store.get_blob(digest)).decode("utf-8")
         return self.view.blobs[digest]
 
-    async def _lm(self, cause: Event, key: str, prompt: str, *, n: int, purpose: str, model: str,
-                  ordinal: int = 0) -> Event:
+    async def _lm(
+        self, cause: Event, key: str, prompt: str, *, n: int, purpose: str, model: str, ordinal: int = 0
+    ) -> Event:
         namespace = await lm_namespace(self.view.getter(self.ctx.store), cause, self.info.seed)  # type: ignore[arg-type]
         req = LMRequest(
             model=model,
             messages=({"role": "system", "content": _SYSTEM}, {"role": "user", "content": prompt}),
-            temperature=TEMPERATURE, max_tokens=self.info.config.max_tokens, n=n,
+            temperature=TEMPERATURE,
+            max_tokens=self.info.config.max_tokens,
+            n=n,
             seed=seed_from(namespace, key),
         )
         return await self.ensure(
-            LMRequested(request=req.canonical(), namespace=namespace, ordinal=ordinal,
-                        cache_key=cache_key(req, ordinal, namespace), purpose=purpose),
-            cause=cause, key=key,
+            LMRequested(
+                request=req.canonical(),
+                namespace=namespace,
+                ordinal=ordinal,
+                cache_key=cache_key(req, ordinal, namespace),
+                purpose=purpose,
+            ),
+            cause=cause,
+            key=key,
         )
 
     async def _replies(self, request: Event) -> tuple[Event | None, list[tuple[str, int]]]:
@@ -372,22 +400,37 @@ class _Flow:
             out.append((await self.text(c["text"]), int(c.get("completion_tokens") or 0)))
         return ans, out
 
-    async def _program(self, problem: Problem, cause: Event, key: str, reply: str, *, kind: str,
-                       parent: str | None, feedback: str | None, tokens: int,
-                       blobs: tuple[bytes, ...] = ()) -> _Check:
+    async def _program(
+        self,
+        problem: Problem,
+        cause: Event,
+        key: str,
+        reply: str,
+        *,
+        kind: str,
+        parent: str | None,
+        feedback: str | None,
+        tokens: int,
+        blobs: tuple[bytes, ...] = (),
+    ) -> _Check:
         text = extract_program(problem, reply)
         if text is None:
             text = no_code_program(problem)
         digest, raw = put_text(text)
         ev = await self.ensure(
-            RepairProgram(problem=problem.task_id, kind=kind, program=digest, parent=parent,
-                          feedback=feedback, tokens=tokens),
-            cause=cause, key=key, blobs=[raw, *blobs],
+            RepairProgram(
+                problem=problem.task_id, kind=kind, program=digest, parent=parent, feedback=feedback, tokens=tokens
+            ),
+            cause=cause,
+            key=key,
+            blobs=[raw, *blobs],
         )
         req = await self.ensure(
-            UtilityRequested(task=HUMANEVAL_PREFIX + problem.task_id, split="check", solution=digest,
-                             seed=seed_from(ev.id, "check")),
-            cause=ev, key="check",
+            UtilityRequested(
+                task=HUMANEVAL_PREFIX + problem.task_id, split="check", solution=digest, seed=seed_from(ev.id, "check")
+            ),
+            cause=ev,
+            key="check",
         )
         check = _Check(ev)
         done = self.answer_of(req, {"utility.evaluated"})
@@ -402,20 +445,42 @@ class _Flow:
         src = await self.text(failing.program.payload["program"])
         main = self.info.model
         if not o.separate_feedback:
-            req = await self._lm(failing.program, "joint", joint_prompt(problem, src, failing.feedback),
-                                 n=o.n_fr, purpose="repair.joint", model=main)
+            req = await self._lm(
+                failing.program,
+                "joint",
+                joint_prompt(problem, src, failing.feedback),
+                n=o.n_fr,
+                purpose="repair.joint",
+                model=main,
+            )
             ans, replies = await self._replies(req)
             if ans is None:
                 return False
             state.lm_failures += ans.type == "lm.failed"
             for j, (text, tokens) in enumerate(replies):
                 fb, fb_raw = put_text(_without_code(text))
-                state.repairs.append(await self._program(
-                    problem, failing.program, f"repair/{j}", text, kind="repair",
-                    parent=failing.program.id, feedback=fb, tokens=tokens, blobs=(fb_raw,)))
+                state.repairs.append(
+                    await self._program(
+                        problem,
+                        failing.program,
+                        f"repair/{j}",
+                        text,
+                        kind="repair",
+                        parent=failing.program.id,
+                        feedback=fb,
+                        tokens=tokens,
+                        blobs=(fb_raw,),
+                    )
+                )
             return True
-        req = await self._lm(failing.program, "feedback", feedback_prompt(problem, src, failing.feedback),
-                             n=o.n_fr, purpose="repair.feedback", model=o.feedback_model or main)
+        req = await self._lm(
+            failing.program,
+            "feedback",
+            feedback_prompt(problem, src, failing.feedback),
+            n=o.n_fr,
+            purpose="repair.feedback",
+            model=o.feedback_model or main,
+        )
         ans, explanations = await self._replies(req)
         if ans is None:
             return False
@@ -426,8 +491,9 @@ class _Flow:
             prompt = fix_prompt(problem, src, failing.feedback, explanation)
             ordinal = seen.get(prompt, 0)  # identical fix prompts are distinct samples
             seen[prompt] = ordinal + 1
-            fix = await self._lm(failing.program, f"fix/{j}", prompt, n=1, purpose="repair.fix",
-                                 model=main, ordinal=ordinal)
+            fix = await self._lm(
+                failing.program, f"fix/{j}", prompt, n=1, purpose="repair.fix", model=main, ordinal=ordinal
+            )
             fans, fixes = await self._replies(fix)
             if fans is None:
                 complete = False
@@ -437,9 +503,19 @@ class _Flow:
                 continue
             fb, fb_raw = put_text(explanation)
             text, tokens = fixes[0]
-            state.repairs.append(await self._program(
-                problem, failing.program, f"repair/{j}", text, kind="repair",
-                parent=failing.program.id, feedback=fb, tokens=fb_tokens + tokens, blobs=(fb_raw,)))
+            state.repairs.append(
+                await self._program(
+                    problem,
+                    failing.program,
+                    f"repair/{j}",
+                    text,
+                    kind="repair",
+                    parent=failing.program.id,
+                    feedback=fb,
+                    tokens=fb_tokens + tokens,
+                    blobs=(fb_raw,),
+                )
+            )
         return complete
 
     async def problem(self, task_id: str) -> _Problem:
@@ -448,16 +524,20 @@ class _Flow:
         state = _Problem(task_id)
         root = self.info.root
         pev = await self.ensure(RepairProblemStarted(problem=task_id, n_p=o.n_p, n_fr=o.n_fr), cause=root, key=task_id)
-        req = await self._lm(pev, "sample", sample_prompt(problem), n=o.n_p, purpose="repair.sample",
-                             model=self.info.model)
+        req = await self._lm(
+            pev, "sample", sample_prompt(problem), n=o.n_p, purpose="repair.sample", model=self.info.model
+        )
         ans, replies = await self._replies(req)
         if ans is None:
             return state
         if ans.type == "lm.failed":
             state.lm_failures += 1
         for i, (text, tokens) in enumerate(replies):
-            state.samples.append(await self._program(problem, pev, f"sample/{i}", text, kind="sample",
-                                                     parent=None, feedback=None, tokens=tokens))
+            state.samples.append(
+                await self._program(
+                    problem, pev, f"sample/{i}", text, kind="sample", parent=None, feedback=None, tokens=tokens
+                )
+            )
         if any(c.passed is None for c in state.samples):
             return state  # decisions wait for the complete set of checks
         solved_by_sample = any(c.passed for c in state.samples)

@@ -10,7 +10,7 @@ from agents.config import RunConfig
 from events import Event
 from store.base import EventStore
 
-__all__ = ("RunInfo", "run_info", "OFFLINE_MODEL")
+__all__ = ("OFFLINE_MODEL", "RunInfo", "run_info")
 
 #: The model name requests carry when the offline mutation proposer answers them.
 OFFLINE_MODEL = "offline-mutation"
@@ -43,6 +43,7 @@ async def run_info(store: EventStore, run_id: str) -> RunInfo:
         root = first[0]
         cfg = dict(root.payload["config"])
         options = cfg.pop("options", {})
-        cache[run_id] = RunInfo(root, root.payload["command"], int(root.payload["seed"]),
-                                RunConfig.from_dict(cfg), dict(options))
+        cache[run_id] = RunInfo(
+            root, root.payload["command"], int(root.payload["seed"]), RunConfig.from_dict(cfg), dict(options)
+        )
     return cache[run_id]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+
 import anyio
 
 from agents.bridge import SessionBridge
@@ -34,8 +35,9 @@ async def _scan(ctx: AgentContext, work: Event, program: str, program_hash: str,
     data = [{"category": f.category, "detail": f.detail, "line": f.line} for f in findings]
     ev = make_event(
         work.run_id,
-        ProgramScanned(program=program_hash, role=role, findings=data,
-                       categories=sorted({f.category for f in findings})),
+        ProgramScanned(
+            program=program_hash, role=role, findings=data, categories=sorted({f.category for f in findings})
+        ),
         cause=work,
         key="scan",
     )
@@ -79,8 +81,12 @@ async def handle_batch(ctx: AgentContext, pool: SandboxPool, work: Event) -> boo
     violations = sorted({v for r in results for v in r.violations})
     done = make_event(
         work.run_id,
-        SandboxBatchCompleted(results=sha256_hex(blob), statuses=dict(sorted(statuses.items())),
-                              violations=violations, wall_s=round(wall, 6)),
+        SandboxBatchCompleted(
+            results=sha256_hex(blob),
+            statuses=dict(sorted(statuses.items())),
+            violations=violations,
+            wall_s=round(wall, 6),
+        ),
         cause=work,
         key="result",
     )
@@ -88,9 +94,7 @@ async def handle_batch(ctx: AgentContext, pool: SandboxPool, work: Event) -> boo
     return True
 
 
-async def handle_session(
-    ctx: AgentContext, pool: SandboxPool, waiter: AnswerWaiter, work: Event
-) -> bool:
+async def handle_session(ctx: AgentContext, pool: SandboxPool, waiter: AnswerWaiter, work: Event) -> bool:
     claim = await try_claim(ctx, work, _SESSION_DONE)
     if claim.event is None:
         return claim.done
@@ -107,9 +111,7 @@ async def handle_session(
     return True
 
 
-def _session_outcome(
-    work: Event, bridge: SessionBridge, result: JobResult
-) -> tuple[list[Event], list[bytes]]:
+def _session_outcome(work: Event, bridge: SessionBridge, result: JobResult) -> tuple[list[Event], list[bytes]]:
     solution: str | None = None
     error = result.error or ""
     status = result.status
@@ -127,10 +129,15 @@ def _session_outcome(
     done = make_event(
         work.run_id,
         SessionCompleted(
-            status=status, solution=solution, error=error[:2000],
-            lm_calls=bridge.lm_calls, utility_calls=bridge.utility_calls,
-            violations=sorted(set(result.violations)), wall_s=round(result.wall_time_s, 6),
-            cpu_s=round(result.cpu_time_s, 6), stdout_tail=tail,
+            status=status,
+            solution=solution,
+            error=error[:2000],
+            lm_calls=bridge.lm_calls,
+            utility_calls=bridge.utility_calls,
+            violations=sorted(set(result.violations)),
+            wall_s=round(result.wall_time_s, 6),
+            cpu_s=round(result.cpu_time_s, 6),
+            stdout_tail=tail,
         ),
         cause=work,
         key="result",
@@ -161,6 +168,9 @@ async def run_runner(
 
     async with anyio.create_task_group() as tg:
         await tg.start(waiter.run)
-        await tg.start(lambda task_status: serve(ctx, {"sandbox.batch.requested", "session.requested"},
-                                                 handle, task_status=task_status))
+        await tg.start(
+            lambda task_status: serve(
+                ctx, {"sandbox.batch.requested", "session.requested"}, handle, task_status=task_status
+            )
+        )
         task_status.started()

@@ -21,7 +21,7 @@ from lm import LMBackend, backend_from_config
 from sandbox import SandboxConfig, SandboxPool
 from store.base import EventStore
 
-__all__ = ("RunRequest", "new_run_id", "resolve_backend", "start_and_run", "open_pool", "resume_run")
+__all__ = ("RunRequest", "new_run_id", "open_pool", "resolve_backend", "resume_run", "start_and_run")
 
 log = structlog.get_logger("run")
 
@@ -53,8 +53,11 @@ def resolve_backend(config: RunConfig) -> tuple[RunConfig, LMBackend]:
 
 def open_pool(config: RunConfig) -> SandboxPool:
     if config.unsafe_no_sandbox:
-        log.warning("sandbox.UNSAFE", message="--unsafe-no-sandbox: untrusted code runs WITHOUT isolation "
-                    "(development only); this is recorded in the run's first event")
+        log.warning(
+            "sandbox.UNSAFE",
+            message="--unsafe-no-sandbox: untrusted code runs WITHOUT isolation "
+            "(development only); this is recorded in the run's first event",
+        )
     return SandboxPool(SandboxConfig(workers=config.sandbox_workers, unsafe_no_sandbox=config.unsafe_no_sandbox))
 
 
@@ -67,8 +70,9 @@ def _root(run_id: str, req: RunRequest, pool: SandboxPool, backend: LMBackend) -
         "python": platform.python_version(),
         "platform": sys.platform,
     }
-    return make_event(run_id, RunStarted(command=req.command, seed=req.seed, config=config, host=host),
-                      cause=None, key=0)
+    return make_event(
+        run_id, RunStarted(command=req.command, seed=req.seed, config=config, host=host), cause=None, key=0
+    )
 
 
 async def _drive(store: EventStore, agents: Agents, run_id: str, progress: bool) -> Event:
@@ -111,8 +115,9 @@ async def _close(backend: LMBackend) -> None:
             await close()
 
 
-async def resume_run(store: EventStore, run_id: str, *, progress: bool = True,
-                     names: tuple[str, ...] = AGENTS) -> Event:
+async def resume_run(
+    store: EventStore, run_id: str, *, progress: bool = True, names: tuple[str, ...] = AGENTS
+) -> Event:
     """Continue a run from its log: the agents redo whatever was asked and not answered."""
     from agents.runinfo import run_info
 

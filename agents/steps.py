@@ -9,7 +9,7 @@ from events import Event, make_event, sha256_hex
 from events.registry import Payload
 from store import ConflictError
 
-__all__ = ("ensure", "answer_of", "put_text")
+__all__ = ("answer_of", "ensure", "put_text")
 
 
 async def ensure(

@@ -10,7 +10,7 @@ from sandbox import Job, JobResult
 from tasks import Evaluation, get_task
 from tasks.humaneval import Problem, get_problem, interpret
 
-__all__ = ("task_for", "TaskView", "HUMANEVAL_PREFIX", "fold_utility")
+__all__ = ("HUMANEVAL_PREFIX", "TaskView", "fold_utility", "task_for")
 
 HUMANEVAL_PREFIX = "humaneval/"
 
@@ -37,11 +37,13 @@ class HumanEvalCheck:
 @functools.cache
 def task_for(name: str) -> Any:
     if name.startswith(HUMANEVAL_PREFIX):
-        return HumanEvalCheck(get_problem(name[len(HUMANEVAL_PREFIX):]))
+        return HumanEvalCheck(get_problem(name[len(HUMANEVAL_PREFIX) :]))
     return get_task(name)
 
 
-def fold_utility(name: str, split: str, results: Sequence[JobResult]) -> tuple[float, dict[str, Any], Evaluation | None]:
+def fold_utility(
+    name: str, split: str, results: Sequence[JobResult]
+) -> tuple[float, dict[str, Any], Evaluation | None]:
     """(utility, detail, per-instance evaluation) for a finished batch."""
     task = task_for(name)
     if isinstance(task, HumanEvalCheck):

@@ -22,7 +22,7 @@ from events.types import RunFinished
 from tasks import get_task
 from tasks.meta import SEED_IMPROVER
 
-__all__ = ("progress", "WORKFLOWS")
+__all__ = ("WORKFLOWS", "progress")
 
 
 def _improver_source(info: RunInfo, key: str = "improver") -> tuple[str, bytes | None]:
@@ -32,17 +32,27 @@ def _improver_source(info: RunInfo, key: str = "improver") -> tuple[str, bytes |
     return put_text(SEED_IMPROVER)
 
 
-async def _scores(ctx: AgentContext, run_id: str, cause: Event, solution: str, task: str, prefix: str,
-                  blobs: list[bytes] | None = None) -> dict[str, float] | None:
+async def _scores(
+    ctx: AgentContext,
+    run_id: str,
+    cause: Event,
+    solution: str,
+    task: str,
+    prefix: str,
+    blobs: list[bytes] | None = None,
+) -> dict[str, float] | None:
     """Request val and test utilities of ``solution``; their values once all are answered.
 
     ``blobs`` (the solution's text when nothing recorded it yet) go in with the first request."""
     out: dict[str, float] = {}
     for split in SPLITS:
         req = await ensure(
-            ctx, run_id,
+            ctx,
+            run_id,
             UtilityRequested(task=task, split=split, solution=solution, seed=seed_from(cause.id, prefix, split)),
-            cause=cause, key=f"{prefix}{split}", blobs=blobs or [],
+            cause=cause,
+            key=f"{prefix}{split}",
+            blobs=blobs or [],
         )
         ev = await answer_of(ctx, req, {"utility.evaluated"})
         if ev is not None:
@@ -50,18 +60,37 @@ async def _scores(ctx: AgentContext, run_id: str, cause: Event, solution: str, t
     return out if len(out) == len(SPLITS) else None
 
 
-async def _session(ctx: AgentContext, info: RunInfo, cause: Event, key: str, *, purpose: str,
-                   improver: str, initial: str, utility_task: str, utility_calls: int | None = None,
-                   blobs: list[bytes] | None = None) -> tuple[Event, Event | None]:
+async def _session(
+    ctx: AgentContext,
+    info: RunInfo,
+    cause: Event,
+    key: str,
+    *,
+    purpose: str,
+    improver: str,
+    initial: str,
+    utility_task: str,
+    utility_calls: int | None = None,
+    blobs: list[bytes] | None = None,
+) -> tuple[Event, Event | None]:
     b = info.config.improver
     req = await ensure(
-        ctx, info.root.run_id,
-        SessionRequested(purpose=purpose, improver=improver, initial_solution=initial, utility_task=utility_task,
-                         lm_calls=b.lm_calls, responses_per_call=b.responses_per_call,
-                         utility_calls=utility_calls if utility_calls is not None else b.utility_calls,
-                         timeout_s=float(b.timeout_s or info.config.session_timeout_s),
-                         seed=seed_from(cause.id, key)),
-        cause=cause, key=key, blobs=blobs or [],
+        ctx,
+        info.root.run_id,
+        SessionRequested(
+            purpose=purpose,
+            improver=improver,
+            initial_solution=initial,
+            utility_task=utility_task,
+            lm_calls=b.lm_calls,
+            responses_per_call=b.responses_per_call,
+            utility_calls=utility_calls if utility_calls is not None else b.utility_calls,
+            timeout_s=float(b.timeout_s or info.config.session_timeout_s),
+            seed=seed_from(cause.id, key),
+        ),
+        cause=cause,
+        key=key,
+        blobs=blobs or [],
     )
     return req, await answer_of(ctx, req, {"session.completed"})
 
@@ -72,15 +101,24 @@ async def _finish(ctx: AgentContext, info: RunInfo, summary: dict[str, Any]) -> 
 
 # ---- stop improve --------------------------------------------------------------------------------
 
+
 async def progress_improve(ctx: AgentContext, info: RunInfo) -> None:
     task = get_task(info.options["task"])
     root = info.root
     improver, improver_raw = _improver_source(info)
     solution, solution_raw = put_text(task.seed_solution)
     before = await _scores(ctx, root.run_id, root, solution, task.name, "before/", blobs=[solution_raw])
-    _, done = await _session(ctx, info, root, "improve", purpose="improve", improver=improver,
-                             initial=solution, utility_task=task.name,
-                             blobs=[improver_raw] if improver_raw else [])
+    _, done = await _session(
+        ctx,
+        info,
+        root,
+        "improve",
+        purpose="improve",
+        improver=improver,
+        initial=solution,
+        utility_task=task.name,
+        blobs=[improver_raw] if improver_raw else [],
+    )
     if done is None:
         return
     if done.payload["solution"] is None:
@@ -89,13 +127,22 @@ async def progress_improve(ctx: AgentContext, info: RunInfo) -> None:
         after = await _scores(ctx, root.run_id, done, done.payload["solution"], task.name, "after/")
     if before is None or after is None:
         return
-    await _finish(ctx, info, {
-        "task": task.name, "improver": improver, "session_status": done.payload["status"],
-        "solution": done.payload["solution"], "before": before, "after": after,
-    })
+    await _finish(
+        ctx,
+        info,
+        {
+            "task": task.name,
+            "improver": improver,
+            "session_status": done.payload["status"],
+            "solution": done.payload["solution"],
+            "before": before,
+            "after": after,
+        },
+    )
 
 
 # ---- stop self-improve ---------------------------------------------------------------------------
+
 
 async def progress_self_improve(ctx: AgentContext, info: RunInfo) -> None:
     root = info.root
@@ -107,33 +154,66 @@ async def progress_self_improve(ctx: AgentContext, info: RunInfo) -> None:
     current_meta: dict[str, float] | None = None
     rows: list[dict[str, Any]] = []
     for g in range(config.generations):
-        gen = await ensure(ctx, run_id, GenerationStarted(generation=g, improver=improver, parent=parent),
-                           cause=cause, key=f"gen/{g}", blobs=[raw] if (g == 0 and raw) else [])
+        gen = await ensure(
+            ctx,
+            run_id,
+            GenerationStarted(generation=g, improver=improver, parent=parent),
+            cause=cause,
+            key=f"gen/{g}",
+            blobs=[raw] if (g == 0 and raw) else [],
+        )
         if g == 0:
-            base = await ensure(ctx, run_id, UtilityRequested(task="meta", split="val", solution=improver,
-                                                               seed=seed_from(gen.id, "meta")),
-                                cause=gen, key="meta")
-        _, done = await _session(ctx, info, gen, "generation", purpose="generation", improver=improver,
-                                 initial=improver, utility_task="meta",
-                                 utility_calls=config.meta_utility.meta_utility_budget)
+            base = await ensure(
+                ctx,
+                run_id,
+                UtilityRequested(task="meta", split="val", solution=improver, seed=seed_from(gen.id, "meta")),
+                cause=gen,
+                key="meta",
+            )
+        _, done = await _session(
+            ctx,
+            info,
+            gen,
+            "generation",
+            purpose="generation",
+            improver=improver,
+            initial=improver,
+            utility_task="meta",
+            utility_calls=config.meta_utility.meta_utility_budget,
+        )
         if g == 0:
             base_ev = await answer_of(ctx, base, {"utility.evaluated"})
             if base_ev is None:
                 return
             current_meta = {"val": base_ev.payload["detail"]["val"], "test": base_ev.payload["detail"]["test"]}
-            rows.append({"generation": 0, "improver": improver, "meta_val": current_meta["val"],
-                         "meta_test": current_meta["test"], "adopted": True, "reason": "seed"})
+            rows.append(
+                {
+                    "generation": 0,
+                    "improver": improver,
+                    "meta_val": current_meta["val"],
+                    "meta_test": current_meta["test"],
+                    "adopted": True,
+                    "reason": "seed",
+                }
+            )
         if done is None:
             return
         assert current_meta is not None
         candidate = done.payload["solution"]
         meta: dict[str, float] | None = None
         if candidate is None:
-            adopted, reason = False, f"the improver run ended with {done.payload['status']}: {done.payload['error'][:200]}"
+            adopted, reason = (
+                False,
+                f"the improver run ended with {done.payload['status']}: {done.payload['error'][:200]}",
+            )
         else:
-            mreq = await ensure(ctx, run_id, UtilityRequested(task="meta", split="val", solution=candidate,
-                                                               seed=seed_from(done.id, "meta")),
-                                cause=done, key="meta")
+            mreq = await ensure(
+                ctx,
+                run_id,
+                UtilityRequested(task="meta", split="val", solution=candidate, seed=seed_from(done.id, "meta")),
+                cause=done,
+                key="meta",
+            )
             mev = await answer_of(ctx, mreq, {"utility.evaluated"})
             if mev is None:
                 return
@@ -144,22 +224,42 @@ async def progress_self_improve(ctx: AgentContext, info: RunInfo) -> None:
             else:
                 adopted = meta["val"] > 0
                 reason = "did not fail and scored above 0" if adopted else "scored 0"
-        dec = await ensure(ctx, run_id, ImproverDecided(
-            generation=g, candidate=candidate, parent=improver, adopted=adopted, reason=reason,
-            meta_val=meta["val"] if meta else None, meta_test=meta["test"] if meta else None,
-        ), cause=gen, key="decision")
+        dec = await ensure(
+            ctx,
+            run_id,
+            ImproverDecided(
+                generation=g,
+                candidate=candidate,
+                parent=improver,
+                adopted=adopted,
+                reason=reason,
+                meta_val=meta["val"] if meta else None,
+                meta_test=meta["test"] if meta else None,
+            ),
+            cause=gen,
+            key="decision",
+        )
         if adopted and candidate is not None and meta is not None:
             parent, improver, current_meta = improver, candidate, meta
-        rows.append({"generation": g + 1, "improver": improver, "candidate": candidate,
-                     "candidate_meta_val": meta["val"] if meta else None,
-                     "candidate_meta_test": meta["test"] if meta else None,
-                     "meta_val": current_meta["val"], "meta_test": current_meta["test"],
-                     "adopted": adopted, "reason": reason})
+        rows.append(
+            {
+                "generation": g + 1,
+                "improver": improver,
+                "candidate": candidate,
+                "candidate_meta_val": meta["val"] if meta else None,
+                "candidate_meta_test": meta["test"] if meta else None,
+                "meta_val": current_meta["val"],
+                "meta_test": current_meta["test"],
+                "adopted": adopted,
+                "reason": reason,
+            }
+        )
         cause = dec
     await _finish(ctx, info, {"generations": rows, "final_improver": improver})
 
 
 # ---- stop transfer -------------------------------------------------------------------------------
+
 
 async def progress_transfer(ctx: AgentContext, info: RunInfo) -> None:
     root = info.root
@@ -170,12 +270,24 @@ async def progress_transfer(ctx: AgentContext, info: RunInfo) -> None:
     for name in info.options["tasks"]:
         task = get_task(name)
         solution, solution_raw = put_text(task.seed_solution)
-        row: dict[str, Any] = {"task": name, "seed_solution": await _scores(
-            ctx, root.run_id, root, solution, name, f"{name}/seed/", blobs=[solution_raw])}
+        row: dict[str, Any] = {
+            "task": name,
+            "seed_solution": await _scores(
+                ctx, root.run_id, root, solution, name, f"{name}/seed/", blobs=[solution_raw]
+            ),
+        }
         for label, improver in (("seed_improver", seed_improver), ("improved_improver", improved)):
-            _, done = await _session(ctx, info, root, f"{name}/{label}", purpose="improve", improver=improver,
-                                     initial=solution, utility_task=name,
-                                     blobs=[seed_raw] if improver == seed_improver else [])
+            _, done = await _session(
+                ctx,
+                info,
+                root,
+                f"{name}/{label}",
+                purpose="improve",
+                improver=improver,
+                initial=solution,
+                utility_task=name,
+                blobs=[seed_raw] if improver == seed_improver else [],
+            )
             if done is None:
                 complete = False
                 continue
@@ -183,7 +295,9 @@ async def progress_transfer(ctx: AgentContext, info: RunInfo) -> None:
                 row[label] = {"val": 0.0, "test": 0.0, "status": done.payload["status"]}
             else:
                 row[label] = await _scores(ctx, root.run_id, done, done.payload["solution"], name, "")
-        complete = complete and all(row.get(k) is not None for k in ("seed_solution", "seed_improver", "improved_improver"))
+        complete = complete and all(
+            row.get(k) is not None for k in ("seed_solution", "seed_improver", "improved_improver")
+        )
         rows.append(row)
     if complete:
         await _finish(ctx, info, {"improver": improved, "tasks": rows})

@@ -11,11 +11,7 @@ from bench.harness import Figure, format_line
 
 
 def _modules(names: list[str]) -> list[str]:
-    found = sorted(
-        m.name[len("bench_"):]
-        for m in pkgutil.iter_modules(bench.__path__)
-        if m.name.startswith("bench_")
-    )
+    found = sorted(m.name[len("bench_") :] for m in pkgutil.iter_modules(bench.__path__) if m.name.startswith("bench_"))
     if not names:
         return found
     unknown = [n for n in names if n not in found]

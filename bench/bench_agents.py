@@ -37,8 +37,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 ONE_GENERATION: dict[str, Any] = {
     "generations": 1,
-    "meta_utility": {"tasks": ["parity_noise"], "runs": 1, "meta_utility_budget": 2,
-                     "improver": {"responses_per_call": 2, "lm_calls": 1, "utility_calls": 2}},
+    "meta_utility": {
+        "tasks": ["parity_noise"],
+        "runs": 1,
+        "meta_utility_budget": 2,
+        "improver": {"responses_per_call": 2, "lm_calls": 1, "utility_calls": 2},
+    },
     "session_timeout_s": 120,
 }
 BATCHES = 16  # sandbox.batch.requested jobs for the throughput figure (50 instances each)
@@ -106,16 +110,41 @@ async def _one_generation(db: Path) -> dict[str, float]:
         await inner.aclose()
     batch_s = sum(e.payload["wall_s"] for e in events if e.type == "sandbox.batch.completed")
     session_s = sum(e.payload["wall_s"] for e in events if e.type == "session.completed")
-    return {"wall": wall, "lm": timed.busy_s, "lm_calls": timed.calls, "store": store.append_s,
-            "appends": store.appends, "batch": batch_s, "session": session_s, "events": len(events)}
+    return {
+        "wall": wall,
+        "lm": timed.busy_s,
+        "lm_calls": timed.calls,
+        "store": store.append_s,
+        "appends": store.appends,
+        "batch": batch_s,
+        "session": session_s,
+        "events": len(events),
+    }
 
 
 def _runner(db: Path, config: Path, run_id: str, err: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
     with err.open("wb") as f:
         return subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "agent", "sandbox-runner", "--store", str(db), "--config", str(config),
-             "--run", run_id], cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=f)
+            [
+                sys.executable,
+                "-m",
+                "cli.main",
+                "agent",
+                "sandbox-runner",
+                "--store",
+                str(db),
+                "--config",
+                str(config),
+                "--run",
+                run_id,
+            ],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=f,
+        )
 
 
 async def _jobs_per_s(tmp: Path, runners: int) -> float:
@@ -135,17 +164,30 @@ async def _jobs_per_s(tmp: Path, runners: int) -> float:
                 if any(p.poll() is not None for p in procs):
                     raise RuntimeError("a sandbox runner exited early")
                 await anyio.sleep(0.05)
-        root = make_event(run_id, RunStarted(command="bench", seed=0, config=RunConfig().to_dict(),
-                                             host={"sandbox": detect_layers().to_json(),
-                                                   "python": platform.python_version()}),
-                          cause=None, key=0)
-        batches = [make_event(run_id, SandboxBatchRequested(task=task.name, split="val",
-                                                            solution=sha256_hex(solution), seed=i),
-                              cause=root, key=f"batch/{i}") for i in range(BATCHES)]
+        root = make_event(
+            run_id,
+            RunStarted(
+                command="bench",
+                seed=0,
+                config=RunConfig().to_dict(),
+                host={"sandbox": detect_layers().to_json(), "python": platform.python_version()},
+            ),
+            cause=None,
+            key=0,
+        )
+        batches = [
+            make_event(
+                run_id,
+                SandboxBatchRequested(task=task.name, split="val", solution=sha256_hex(solution), seed=i),
+                cause=root,
+                key=f"batch/{i}",
+            )
+            for i in range(BATCHES)
+        ]
         start = time.perf_counter()
         await store.append([root, *batches], blobs=[solution])
         with anyio.fail_after(300):
-            while len(await store.read(run_id, types={"sandbox.batch.completed"})) < BATCHES:
+            while len(await store.read(run_id, types={"sandbox.batch.completed"})) < BATCHES:  # noqa: ASYNC110 - runners are other processes
                 await anyio.sleep(0.02)
         return BATCHES / (time.perf_counter() - start)
     finally:
@@ -168,8 +210,9 @@ def run() -> list[Figure]:
         two = anyio.run(_jobs_per_s, tmp, 2)
     wall = g["wall"]
     return [
-        Figure("agents.generation_wall_s", wall, "s",
-               note=f"one offline self-improve generation, {g['events']:.0f} events"),
+        Figure(
+            "agents.generation_wall_s", wall, "s", note=f"one offline self-improve generation, {g['events']:.0f} events"
+        ),
         Figure("agents.lm_s", g["lm"], "s", note=f"{g['lm_calls']:.0f} offline backend calls, summed"),
         Figure("agents.lm_share", g["lm"] / wall, "ratio"),
         Figure("agents.sandbox_batch_s", g["batch"], "s", note="summed wall_s of sandbox.batch.completed"),

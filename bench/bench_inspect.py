@@ -55,37 +55,98 @@ def synthetic_run(n_events: int = 100_000) -> tuple[list[Event], list[str]]:
         events.append(e)
         return e
 
-    root = ev(RunStarted(command="self-improve", seed=0, config={"lm": {"prices": {"m": [1.0, 2.0]}}},
-                         host={}), None, "root")
+    root = ev(
+        RunStarted(command="self-improve", seed=0, config={"lm": {"prices": {"m": [1.0, 2.0]}}}, host={}), None, "root"
+    )
     cause = root
     improver = blob("def improve_algorithm(s, u, lm):\n    return s\n")
     g = 0
     while len(events) < n_events:
         gen = ev(GenerationStarted(generation=g, improver=improver, parent=None), cause, f"gen/{g}")
-        sess = ev(SessionRequested(purpose="generation", improver=improver, initial_solution=improver,
-                                   utility_task="meta", lm_calls=4, responses_per_call=1, utility_calls=4,
-                                   timeout_s=60.0, seed=g), gen, "generation")
+        sess = ev(
+            SessionRequested(
+                purpose="generation",
+                improver=improver,
+                initial_solution=improver,
+                utility_task="meta",
+                lm_calls=4,
+                responses_per_call=1,
+                utility_calls=4,
+                timeout_s=60.0,
+                seed=g,
+            ),
+            gen,
+            "generation",
+        )
         cats = ["sandbox_tampering"] if g % 50 == 0 else []
-        ev(ProgramScanned(program=improver, role="improver",
-                          findings=[{"category": c, "detail": "x", "line": 1} for c in cats], categories=cats),
-           sess, "scan")
+        ev(
+            ProgramScanned(
+                program=improver,
+                role="improver",
+                findings=[{"category": c, "detail": "x", "line": 1} for c in cats],
+                categories=cats,
+            ),
+            sess,
+            "scan",
+        )
         best = improver
         for i in range(4):
             req = {"model": "m", "messages": [{"role": "user", "content": f"{g}/{i}"}], "n": 1}
-            lr = ev(LMRequested(request=req, namespace="n", ordinal=0, cache_key=f"{g}/{i}", purpose="improve"),
-                    sess, content_key(req, 0))
+            lr = ev(
+                LMRequested(request=req, namespace="n", ordinal=0, cache_key=f"{g}/{i}", purpose="improve"),
+                sess,
+                content_key(req, 0),
+            )
             text = blob(f"def improve_algorithm(s, u, lm):\n    return s  # {g}/{i}\n")
-            ev(LMResponded(cache_key=f"{g}/{i}", completions=[{"text": text, "prompt_tokens": 100,
-               "completion_tokens": 50, "finish_reason": "stop"}], produced_by="m",
-               source="live" if i % 2 else "cache"), lr, "answer")
+            ev(
+                LMResponded(
+                    cache_key=f"{g}/{i}",
+                    completions=[
+                        {"text": text, "prompt_tokens": 100, "completion_tokens": 50, "finish_reason": "stop"}
+                    ],
+                    produced_by="m",
+                    source="live" if i % 2 else "cache",
+                ),
+                lr,
+                "answer",
+            )
             ur = ev(UtilityRequested(task="meta", split="val", solution=text, seed=0), sess, f"u{i}#0")
-            ev(UtilityEvaluated(task="meta", split="val", utility=(g % 10 + i) / 20, detail={"test": 0.1},
-                                outcomes=None), ur, "result")
+            ev(
+                UtilityEvaluated(
+                    task="meta", split="val", utility=(g % 10 + i) / 20, detail={"test": 0.1}, outcomes=None
+                ),
+                ur,
+                "result",
+            )
             best = text
-        ev(SessionCompleted(status="ok", solution=best, error="", lm_calls=4, utility_calls=4, violations=[],
-                            wall_s=1.0, cpu_s=1.0, stdout_tail=""), sess, "result")
-        cause = ev(ImproverDecided(generation=g, candidate=best, parent=improver, adopted=g % 3 == 0,
-                                   reason="", meta_val=0.5, meta_test=0.4), gen, "decision")
+        ev(
+            SessionCompleted(
+                status="ok",
+                solution=best,
+                error="",
+                lm_calls=4,
+                utility_calls=4,
+                violations=[],
+                wall_s=1.0,
+                cpu_s=1.0,
+                stdout_tail="",
+            ),
+            sess,
+            "result",
+        )
+        cause = ev(
+            ImproverDecided(
+                generation=g,
+                candidate=best,
+                parent=improver,
+                adopted=g % 3 == 0,
+                reason="",
+                meta_val=0.5,
+                meta_test=0.4,
+            ),
+            gen,
+            "decision",
+        )
         if g % 3 == 0:
             improver = best
         g += 1

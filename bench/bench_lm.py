@@ -36,8 +36,13 @@ def _req(i: int) -> LMRequest:
 
 
 async def _fanout_once(base_url: str) -> float:
-    backend = OpenAICompatibleBackend(base_url=base_url, api_key="bench", model="fake-model",
-                                      concurrency=CONCURRENCY, retry=RetryPolicy(max_attempts=3))
+    backend = OpenAICompatibleBackend(
+        base_url=base_url,
+        api_key="bench",
+        model="fake-model",
+        concurrency=CONCURRENCY,
+        retry=RetryPolicy(max_attempts=3),
+    )
     async with LMService(backend, MemoryStore()) as svc:
         await svc.complete(LMRequest(model="fake-model", messages=[{"role": "user", "content": "warm"}]), 0)
         start = time.perf_counter()
@@ -49,8 +54,12 @@ async def _fanout_once(base_url: str) -> float:
 
 async def _fanout() -> float:
     """The endpoint runs in its own process, as a real one would: measured is the client side."""
-    proc = subprocess.Popen([sys.executable, "-m", "lm.fake_server", "--latency", str(LATENCY)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lm.fake_server", "--latency", str(LATENCY)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         base_url = proc.stdout.readline().strip()
@@ -68,7 +77,9 @@ async def _cache_hits(store_kind: str) -> float:
         store = MemoryStore() if store_kind == "memory" else await SqliteStore.open(Path(tmp) / "bench.sqlite")
         try:
             with FakeOpenAIServer() as srv:
-                backend = OpenAICompatibleBackend(base_url=srv.base_url, api_key="bench", model="fake-model", concurrency=32)
+                backend = OpenAICompatibleBackend(
+                    base_url=srv.base_url, api_key="bench", model="fake-model", concurrency=32
+                )
                 async with LMService(backend, store) as svc:
                     for i in range(200):
                         await svc.complete(_req(i), 0)
@@ -93,8 +104,14 @@ def run() -> list[Figure]:
         structlog.configure(**saved)
     ideal = CALLS / CONCURRENCY * LATENCY
     return [
-        Figure("lm_fanout_wall_ratio", wall / ideal, "x_ideal", "<=", 1.3,
-               note=f"{CALLS} calls, {CONCURRENCY} concurrent, {LATENCY * 1000:.0f} ms: {wall * 1000:.0f} ms vs ideal {ideal * 1000:.0f} ms"),
+        Figure(
+            "lm_fanout_wall_ratio",
+            wall / ideal,
+            "x_ideal",
+            "<=",
+            1.3,
+            note=f"{CALLS} calls, {CONCURRENCY} concurrent, {LATENCY * 1000:.0f} ms: {wall * 1000:.0f} ms vs ideal {ideal * 1000:.0f} ms",
+        ),
         Figure("lm_cache_hit_rate_memory", mem, "calls/s", note="LMService.answer served from MemoryStore"),
         Figure("lm_cache_hit_rate_sqlite", sql, "calls/s", note="LMService.answer served from SqliteStore"),
     ]

@@ -54,8 +54,14 @@ def run() -> list[Figure]:
     return [
         Figure("replay.live_main_job_s", live, "s"),
         Figure("replay.replay_main_job_s", replay, "s", note="identical" if identical else "DIVERGED"),
-        Figure("replay.speedup_vs_live", live / replay, "ratio", ">=", 20.0,
-               "improvers re-run in the sandbox; LM answers and evaluations served from the log"),
+        Figure(
+            "replay.speedup_vs_live",
+            live / replay,
+            "ratio",
+            ">=",
+            20.0,
+            "improvers re-run in the sandbox; LM answers and evaluations served from the log",
+        ),
         Figure("replay.lm_calls", calls, "calls", "<=", 0),
         Figure("replay.compare_events_per_s_100k", _synthetic_rate(), "ev/s"),
     ]

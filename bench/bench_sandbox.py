@@ -57,29 +57,31 @@ async def _warm_job_ms() -> float:
 
 def run() -> list[Figure]:
     figures: list[Figure] = []
-    bare = measure(lambda: subprocess.run([sys.executable, "-I", "-c", "pass"], check=True),
-                   repeat=15, warmup=2)
-    figures.append(Figure("sandbox.bare_python_start_ms", bare * 1000, "ms",
-                          note="python -I -c pass"))
+    bare = measure(lambda: subprocess.run([sys.executable, "-I", "-c", "pass"], check=True), repeat=15, warmup=2)
+    figures.append(Figure("sandbox.bare_python_start_ms", bare * 1000, "ms", note="python -I -c pass"))
     argv = _fresh_sandboxed_argv()
     if argv is not None:
         fresh = measure(lambda: subprocess.run(argv, check=True, env={}), repeat=15, warmup=2)
-        figures.append(Figure("sandbox.fresh_sandboxed_start_ms", fresh * 1000, "ms",
-                              note="bwrap + python -I -c pass"))
+        figures.append(Figure("sandbox.fresh_sandboxed_start_ms", fresh * 1000, "ms", note="bwrap + python -I -c pass"))
     warm = anyio.run(_warm_job_ms)
-    figures.append(Figure("sandbox.warm_job_overhead_ms", warm, "ms", "<=", 5.0,
-                          note="trivial job round trip, 1 warm worker (median)"))
+    figures.append(
+        Figure(
+            "sandbox.warm_job_overhead_ms", warm, "ms", "<=", 5.0, note="trivial job round trip, 1 warm worker (median)"
+        )
+    )
     for workers in (1, 2):
         rate = anyio.run(_throughput, TRIVIAL, workers, 1000)
         target = (">=", 300.0) if workers == 2 else (None, None)
-        figures.append(Figure(f"sandbox.trivial_jobs_per_s_{workers}w", rate, "jobs/s",
-                              target[0], target[1]))
+        figures.append(Figure(f"sandbox.trivial_jobs_per_s_{workers}w", rate, "jobs/s", target[0], target[1]))
     for workers in (1, 2):
         rate = anyio.run(_throughput, CPU_5MS, workers, 300)
-        figures.append(Figure(f"sandbox.cpu5ms_jobs_per_s_{workers}w", rate, "jobs/s",
-                              note="sum(i*i for i in range(100000))"))
+        figures.append(
+            Figure(f"sandbox.cpu5ms_jobs_per_s_{workers}w", rate, "jobs/s", note="sum(i*i for i in range(100000))")
+        )
     layers = detect_layers()
-    figures.append(Figure("sandbox.layers_active", float(sum(1 for x in layers.layers
-                                                              if x.active)), "layers",
-                          note=layers.summary()))
+    figures.append(
+        Figure(
+            "sandbox.layers_active", float(sum(1 for x in layers.layers if x.active)), "layers", note=layers.summary()
+        )
+    )
     return figures

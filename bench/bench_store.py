@@ -13,8 +13,8 @@ from bench.harness import Figure
 from events import make_event
 from events.types import Note, RunStarted
 from store import Projection, SqliteStore, project
-from store.sqlite import _COLUMNS, _SCHEMA, _event_row
 from store.planning import plan_append
+from store.sqlite import _COLUMNS, _SCHEMA, _event_row
 
 N_BATCHED = 20_000
 BATCH = 500
@@ -72,7 +72,9 @@ async def _fold(path: Path) -> float:
     evs = _events("fold", N_FOLD)
     for i in range(0, len(evs), 5000):
         await s.append(evs[i : i + 5000])
-    counter: Projection[dict[str, int]] = Projection(dict, lambda st, ev: (st.__setitem__(ev.type, st.get(ev.type, 0) + 1), st)[1])
+    counter: Projection[dict[str, int]] = Projection(
+        dict, lambda st, ev: (st.__setitem__(ev.type, st.get(ev.type, 0) + 1), st)[1]
+    )
     start = time.perf_counter()
     state = await project(s, "fold", counter)
     took = time.perf_counter() - start
@@ -90,9 +92,17 @@ def run() -> list[Figure]:
         single = anyio.run(_single, tmp / "single.db")
         fold_s = anyio.run(_fold, tmp / "fold.db")
     return [
-        Figure("store.batched_vs_raw", raw / ours, "ratio", ">=", 0.5,
-               f"{N_BATCHED / ours:,.0f} ev/s vs raw {N_BATCHED / raw:,.0f} ev/s"),
+        Figure(
+            "store.batched_vs_raw",
+            raw / ours,
+            "ratio",
+            ">=",
+            0.5,
+            f"{N_BATCHED / ours:,.0f} ev/s vs raw {N_BATCHED / raw:,.0f} ev/s",
+        ),
         Figure("store.batched_events_per_s", N_BATCHED / ours, "ev/s"),
-        Figure("store.durable_single_appends_per_s", single, "ev/s", note="synchronous=FULL, one event per transaction"),
+        Figure(
+            "store.durable_single_appends_per_s", single, "ev/s", note="synchronous=FULL, one event per transaction"
+        ),
         Figure("store.fold_100k_s", fold_s, "s", "<", 2.0, "read + decode + fold, SQLite"),
     ]

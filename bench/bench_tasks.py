@@ -48,8 +48,12 @@ def run() -> list[Figure]:
             serial[task.name] = elapsed
             utility = task.fold("test", results).utility
             figures.append(
-                Figure(f"tasks.{task.name}.seed_test_serial", len(jobs) / elapsed, "inst/s",
-                       note=f"{len(jobs)} instances in {elapsed:.2f} s, utility {utility:.3f}")
+                Figure(
+                    f"tasks.{task.name}.seed_test_serial",
+                    len(jobs) / elapsed,
+                    "inst/s",
+                    note=f"{len(jobs)} instances in {elapsed:.2f} s, utility {utility:.3f}",
+                )
             )
         t_serial, _ = anyio.run(_timed, 1, every)
         t_parallel, results = anyio.run(_timed, 2, every)
@@ -60,14 +64,36 @@ def run() -> list[Figure]:
     n = len(every)
     figures += [
         Figure("tasks.all_seeds_test.serial", n / t_serial, "inst/s", note=f"{n} jobs, 1 worker, {t_serial:.2f} s"),
-        Figure("tasks.all_seeds_test.parallel", n / t_parallel, "inst/s", ">=", 20.0,
-               note=f"{n} jobs, 2 workers, {t_parallel:.2f} s"),
-        Figure("tasks.all_seeds_test.speedup", t_serial / t_parallel, "x", ">=", 1.2,
-               note="2 workers vs 1 on the same jobs"),
-        Figure("tasks.all_seeds_test.sandbox_overhead_share", _overhead(results), "fraction",
-               note="1 - sum(call time) / sum(job wall time)"),
-        Figure("tasks.humaneval_canonical.time", t_he, "s", "<=", 60.0,
-               note=f"{len(problems)} problems, {passed} passed, 2 workers"),
+        Figure(
+            "tasks.all_seeds_test.parallel",
+            n / t_parallel,
+            "inst/s",
+            ">=",
+            20.0,
+            note=f"{n} jobs, 2 workers, {t_parallel:.2f} s",
+        ),
+        Figure(
+            "tasks.all_seeds_test.speedup",
+            t_serial / t_parallel,
+            "x",
+            ">=",
+            1.2,
+            note="2 workers vs 1 on the same jobs",
+        ),
+        Figure(
+            "tasks.all_seeds_test.sandbox_overhead_share",
+            _overhead(results),
+            "fraction",
+            note="1 - sum(call time) / sum(job wall time)",
+        ),
+        Figure(
+            "tasks.humaneval_canonical.time",
+            t_he,
+            "s",
+            "<=",
+            60.0,
+            note=f"{len(problems)} problems, {passed} passed, 2 workers",
+        ),
         Figure("tasks.humaneval_canonical.rate", len(problems) / t_he, "problems/s"),
         Figure("tasks.humaneval_canonical.sandbox_overhead_share", _overhead(he_results), "fraction"),
     ]

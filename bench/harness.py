@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ("Figure", "measure", "format_line")
+__all__ = ("Figure", "format_line", "measure")
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,

@@ -15,26 +15,45 @@ from agents.session import RunRequest, start_and_run
 from events import Event
 from store import SqliteStore, StoreError
 
-__all__ = ("add_store", "add_run_options", "emit_json", "open_store_arg", "DEFAULT_STORE", "fmt",
-           "handle_errors", "execute_run")
+__all__ = (
+    "DEFAULT_STORE",
+    "add_run_options",
+    "add_store",
+    "emit_json",
+    "execute_run",
+    "fmt",
+    "handle_errors",
+    "open_store_arg",
+)
 
 DEFAULT_STORE = "runs/stop.db"
 
 
 def add_store(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", default=DEFAULT_STORE, metavar="PATH",
-                   help=f"the event log (SQLite file; default {DEFAULT_STORE}, created on first use)")
+    p.add_argument(
+        "--store",
+        default=DEFAULT_STORE,
+        metavar="PATH",
+        help=f"the event log (SQLite file; default {DEFAULT_STORE}, created on first use)",
+    )
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
     add_store(p)
-    p.add_argument("--seed", type=int, default=0, help="run seed: every random choice derives from it and the log (default 0)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="run seed: every random choice derives from it and the log (default 0)"
+    )
     p.add_argument("--config", metavar="FILE", help="run config (JSON or TOML): budgets, tasks, LM, sandbox")
-    p.add_argument("--model", help="LM model name (an OpenAI-compatible endpoint from OPENAI_BASE_URL / OPENAI_API_KEY)")
+    p.add_argument(
+        "--model", help="LM model name (an OpenAI-compatible endpoint from OPENAI_BASE_URL / OPENAI_API_KEY)"
+    )
     p.add_argument("--json", action="store_true", help="print a machine-readable summary (with run_id) on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
-    p.add_argument("--unsafe-no-sandbox", action="store_true",
-                   help="DEVELOPMENT ONLY: run untrusted code without isolation (recorded in the run's events)")
+    p.add_argument(
+        "--unsafe-no-sandbox",
+        action="store_true",
+        help="DEVELOPMENT ONLY: run untrusted code without isolation (recorded in the run's events)",
+    )
 
 
 def emit_json(data: Any) -> None:
@@ -89,8 +108,12 @@ def execute_run(
                 run_ids.append(run_id)
                 print(f"stop: run {run_id} (store {args.store})", file=sys.stderr)
 
-            final = await start_and_run(store, RunRequest(command, args.seed, config, options),
-                                        progress=not args.no_progress, on_started=started)
+            final = await start_and_run(
+                store,
+                RunRequest(command, args.seed, config, options),
+                progress=not args.no_progress,
+                on_started=started,
+            )
             return run_ids[0], final
         finally:
             await store.aclose()

@@ -36,7 +36,8 @@ DEFAULT_STORE = "runs/stop.db"
 def register(subparsers: Any) -> None:
     """Add ``audit``, ``lineage``, ``report`` and ``diff`` to an argparse subparsers action."""
     p = subparsers.add_parser(
-        "audit", help="verify a run's hash chain and blobs; count LM use, cost, violations",
+        "audit",
+        help="verify a run's hash chain and blobs; count LM use, cost, violations",
         description="Checks a recorded run without running anything: the hash chain (the first "
         "broken link is named), every blob it refers to, LM calls (live/cache/offline), tokens and "
         "cost per lineage node and generation, sandbox violations by category, the unsandboxing "
@@ -48,8 +49,11 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser("lineage", help="the improver/solution tree of a run")
     _common(p)
-    p.add_argument("--show", metavar="ID", help="print a node's program and its diff against its "
-                   "parent (ID: node id or program hash prefix)")
+    p.add_argument(
+        "--show",
+        metavar="ID",
+        help="print a node's program and its diff against its parent (ID: node id or program hash prefix)",
+    )
     p.set_defaults(func=_cmd_lineage)
 
     p = subparsers.add_parser("report", help="write a self-contained HTML report of a run")
@@ -96,8 +100,12 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         else:
             print(report.render())
         if not report.ok:
-            log.error("audit.failed", run_id=run_id, chain=str(report.chain),
-                      bad_blobs=[p.digest for p in report.blob_problems])
+            log.error(
+                "audit.failed",
+                run_id=run_id,
+                chain=str(report.chain),
+                bad_blobs=[p.digest for p in report.blob_problems],
+            )
         return 0 if report.ok else 1
 
     return _run(body)
@@ -142,7 +150,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_diff(args: argparse.Namespace) -> int:
     async def body() -> int:
         async with await _open(args.store) as store_a:
-            if args.store_b and Path(args.store_b).resolve() != Path(args.store).resolve():
+            if args.store_b and await anyio.Path(args.store_b).resolve() != await anyio.Path(args.store).resolve():
                 async with await _open(args.store_b) as store_b:
                     result = await _diff(store_a, store_b, args)
             else:

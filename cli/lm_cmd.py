@@ -16,7 +16,12 @@ from typing import Any
 import anyio
 
 from lm import (
-    ConfigError, LMBudget, LMError, LMService, OpenAICompatibleBackend, StopLanguageModel,
+    ConfigError,
+    LMBudget,
+    LMError,
+    LMService,
+    OpenAICompatibleBackend,
+    StopLanguageModel,
     backend_from_config,
 )
 from store import MemoryStore
@@ -79,7 +84,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
     async def check() -> list[str]:
         async with backend:
-            models = await backend._get_client().models.list()  # noqa: SLF001
+            models = await backend._get_client().models.list()
             return [m.id for m in models.data]
 
     try:
@@ -106,7 +111,9 @@ def _cmd_propose(args: argparse.Namespace) -> int:
     async def propose() -> list[str]:
         async with LMService(backend, MemoryStore()) as svc:
             lm = StopLanguageModel(svc, LMBudget(max_calls=1), model=getattr(args, "model", None))
-            return await lm.batch_prompt("You are an expert programmer.", [message] * args.n, temperature=args.temperature)
+            return await lm.batch_prompt(
+                "You are an expert programmer.", [message] * args.n, temperature=args.temperature
+            )
 
     try:
         replies = anyio.run(propose)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from cli import inspect_cmd, lm_cmd, repair_cmd, replay_cmd, run_cmd, sandbox_cmd, tasks_cmd
 from cli.logs import configure_logging
 
-__all__ = ("main", "build_parser")
+__all__ = ("build_parser", "main")
 
 #: Modules that add subcommands with ``register(subparsers)``, in help order.
 _COMMAND_MODULES = (run_cmd, repair_cmd, replay_cmd, inspect_cmd, tasks_cmd, sandbox_cmd, lm_cmd)
@@ -31,7 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="stop", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--log-format", choices=("auto", "json", "pretty"), default="auto",
+        "--log-format",
+        choices=("auto", "json", "pretty"),
+        default="auto",
         help="log rendering on stderr (auto: pretty in a terminal, JSON lines otherwise)",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log detail (repeatable)")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -31,7 +30,9 @@ def _print_replay(result: ReplayResult) -> None:
             print(f"  {step}")
         print(d.diff() or "(no payload on one side)")
     for f in result.flaky:
-        print(f"flaky utility: {f['task']}/{f['split']} recorded {f['recorded']} replayed {f['replayed']} ({f['event_id']})")
+        print(
+            f"flaky utility: {f['task']}/{f['split']} recorded {f['recorded']} replayed {f['replayed']} ({f['event_id']})"
+        )
 
 
 @handle_errors
@@ -40,11 +41,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
         store = await open_store_arg(args.store, create=False)
         try:
             run_id = await resolve_run(store, args.run)
-            improver = Path(args.improver).read_text() if args.improver else None
+            improver = await anyio.Path(args.improver).read_text(encoding="utf-8") if args.improver else None
             config = load_config(args.config) if args.config else None
             print(f"stop: replaying {run_id} (LM answers from the cache only; no network)", file=sys.stderr)
-            return await replay_run(store, run_id, re_execute_evaluations=args.re_execute_evaluations,
-                                    improver_text=improver, config=config)
+            return await replay_run(
+                store, run_id, re_execute_evaluations=args.re_execute_evaluations, improver_text=improver, config=config
+            )
         finally:
             await store.aclose()
 
@@ -74,8 +76,13 @@ def cmd_resume(args: argparse.Namespace) -> int:
     run_id, final = anyio.run(main)
     ok = final.type == "run.finished"
     if args.json:
-        emit_json({"run_id": run_id, "status": "finished" if ok else "failed",
-                   "summary": final.payload.get("summary") if ok else {"error": final.payload.get("error")}})
+        emit_json(
+            {
+                "run_id": run_id,
+                "status": "finished" if ok else "failed",
+                "summary": final.payload.get("summary") if ok else {"error": final.payload.get("error")},
+            }
+        )
     else:
         print(f"run {run_id}: {'finished' if ok else 'failed: ' + str(final.payload.get('error'))}")
     return 0 if ok else 1
@@ -92,7 +99,9 @@ def cmd_fork(args: argparse.Namespace) -> int:
             source = await resolve_run(store, args.run)
             matches = [e for e in await store.read(source) if e.id.startswith(args.at)]
             if len(matches) != 1:
-                raise LookupError(f"--at {args.at!r} matches {len(matches)} events of run {source}; give more of the id")
+                raise LookupError(
+                    f"--at {args.at!r} matches {len(matches)} events of run {source}; give more of the id"
+                )
             at = matches[0]
             info = await run_info(store, source)
             config = load_config(args.config) if args.config else info.config
@@ -104,8 +113,12 @@ def cmd_fork(args: argparse.Namespace) -> int:
                 started.append(run_id)
                 print(f"stop: fork {run_id} of {source} at {at.type} {at.id[:12]}", file=sys.stderr)
 
-            final = await start_and_run(store, RunRequest(info.command, info.seed, config, options),
-                                        progress=not args.no_progress, on_started=on_started)
+            final = await start_and_run(
+                store,
+                RunRequest(info.command, info.seed, config, options),
+                progress=not args.no_progress,
+                on_started=on_started,
+            )
             return started[0], final, source
         finally:
             await store.aclose()
@@ -113,40 +126,60 @@ def cmd_fork(args: argparse.Namespace) -> int:
     run_id, final, source = anyio.run(main)
     ok = final.type == "run.finished"
     if args.json:
-        emit_json({"run_id": run_id, "forked_from": source, "status": "finished" if ok else "failed",
-                   "summary": final.payload.get("summary") if ok else {"error": final.payload.get("error")}})
+        emit_json(
+            {
+                "run_id": run_id,
+                "forked_from": source,
+                "status": "finished" if ok else "failed",
+                "summary": final.payload.get("summary") if ok else {"error": final.payload.get("error")},
+            }
+        )
     else:
         print(f"fork {run_id}: {'finished' if ok else 'failed'}; compare with: stop diff {source} {run_id}")
     return 0 if ok else 1
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("replay", help="re-run a recorded run offline and compare every event",
-                       description="Re-runs a recorded run with LM answers from the cache (strict: a request the "
-                                   "recording never made is an error) and evaluation outcomes from the log, and "
-                                   "compares every event by identity. Prints 'identical: N events' or the first "
-                                   "divergence with both payloads and the chain of causes. Exit 1 on divergence.")
+    p = sub.add_parser(
+        "replay",
+        help="re-run a recorded run offline and compare every event",
+        description="Re-runs a recorded run with LM answers from the cache (strict: a request the "
+        "recording never made is an error) and evaluation outcomes from the log, and "
+        "compares every event by identity. Prints 'identical: N events' or the first "
+        "divergence with both payloads and the chain of causes. Exit 1 on divergence.",
+    )
     p.add_argument("run", help="run id, unique prefix, or 'latest'")
     add_store(p)
-    p.add_argument("--re-execute-evaluations", action="store_true",
-                   help="also run candidate evaluations again and report utilities that differ (flaky code)")
-    p.add_argument("--improver", metavar="FILE", help="replay with this program in place of the run's starting improver")
+    p.add_argument(
+        "--re-execute-evaluations",
+        action="store_true",
+        help="also run candidate evaluations again and report utilities that differ (flaky code)",
+    )
+    p.add_argument(
+        "--improver", metavar="FILE", help="replay with this program in place of the run's starting improver"
+    )
     p.add_argument("--config", metavar="FILE", help="replay under a changed config")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_replay)
 
-    p = sub.add_parser("resume", help="continue an interrupted run from its log",
-                       description="Work that was requested but never answered is requested again under the same "
-                                   "identity; leases of dead workers expire; nothing is lost or done twice.")
+    p = sub.add_parser(
+        "resume",
+        help="continue an interrupted run from its log",
+        description="Work that was requested but never answered is requested again under the same "
+        "identity; leases of dead workers expire; nothing is lost or done twice.",
+    )
     p.add_argument("run", help="run id, unique prefix, or 'latest'")
     add_store(p)
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_resume)
 
-    p = sub.add_parser("fork", help="a new run sharing a recorded run's prefix, going on differently from an event",
-                       description="LM requests the source asked up to EVENT are asked as the source asked them "
-                                   "(served from the cache); later ones use the fork's --model / --config.")
+    p = sub.add_parser(
+        "fork",
+        help="a new run sharing a recorded run's prefix, going on differently from an event",
+        description="LM requests the source asked up to EVENT are asked as the source asked them "
+        "(served from the cache); later ones use the fork's --model / --config.",
+    )
     p.add_argument("run", help="source run id, unique prefix, or 'latest'")
     p.add_argument("--at", required=True, metavar="EVENT", help="event id (or unique prefix) to cut at")
     p.add_argument("--model", help="LM model for the fork after the cut")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -21,8 +20,9 @@ __all__ = ("register",)
 
 def _config(args: argparse.Namespace, **overrides: Any) -> RunConfig:
     config = load_config(args.config)
-    return config.with_overrides(model=args.model, unsafe_no_sandbox=True if args.unsafe_no_sandbox else None,
-                                 **overrides)
+    return config.with_overrides(
+        model=args.model, unsafe_no_sandbox=True if args.unsafe_no_sandbox else None, **overrides
+    )
 
 
 async def _resolve_options(store: EventStore, options: dict[str, Any]) -> None:
@@ -38,9 +38,8 @@ async def _resolve_improver(store: EventStore, ref: str | None) -> str | None:
         return None
     assert ref is not None
     if ref.endswith(".py"):
-        path = Path(ref)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = await anyio.Path(ref).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise LookupError(f"cannot read improver file {ref}: {e}") from e
         return await store.put_blob(text.encode("utf-8"))
@@ -54,6 +53,7 @@ async def _resolve_improver(store: EventStore, ref: str | None) -> str | None:
 
 # ---- renderers -----------------------------------------------------------------------------------
 
+
 def _render_improve(s: dict[str, Any]) -> None:
     print(f"task {s['task']}: improver session {s['session_status']}")
     print(f"{'split':<6} {'before':>8} {'after':>8}")
@@ -62,11 +62,15 @@ def _render_improve(s: dict[str, Any]) -> None:
 
 
 def _render_self_improve(s: dict[str, Any]) -> None:
-    print(f"{'gen':>3}  {'improver':<12} {'meta val':>8} {'meta test':>9}  {'candidate':<12} {'cand val':>8}  adopted  reason")
+    print(
+        f"{'gen':>3}  {'improver':<12} {'meta val':>8} {'meta test':>9}  {'candidate':<12} {'cand val':>8}  adopted  reason"
+    )
     for r in s["generations"]:
-        print(f"{r['generation']:>3}  {r['improver'][:12]:<12} {fmt(r['meta_val']):>8} {fmt(r['meta_test']):>9}  "
-              f"{(r.get('candidate') or '-')[:12]:<12} {fmt(r.get('candidate_meta_val')):>8}  "
-              f"{'yes' if r['adopted'] else 'no':<7}  {r['reason']}")
+        print(
+            f"{r['generation']:>3}  {r['improver'][:12]:<12} {fmt(r['meta_val']):>8} {fmt(r['meta_test']):>9}  "
+            f"{(r.get('candidate') or '-')[:12]:<12} {fmt(r.get('candidate_meta_val')):>8}  "
+            f"{'yes' if r['adopted'] else 'no':<7}  {r['reason']}"
+        )
     print(f"final improver: {s['final_improver'][:16]}")
 
 
@@ -74,11 +78,14 @@ def _render_transfer(s: dict[str, Any]) -> None:
     print(f"improved improver {s['improver'][:12]} (test utility; val in --json)")
     print(f"{'task':<30} {'u(seed solution)':>16} {'seed improver':>14} {'improved':>9}")
     for row in s["tasks"]:
-        print(f"{row['task']:<30} {fmt(row['seed_solution']['test']):>16} "
-              f"{fmt(row['seed_improver']['test']):>14} {fmt(row['improved_improver']['test']):>9}")
+        print(
+            f"{row['task']:<30} {fmt(row['seed_solution']['test']):>16} "
+            f"{fmt(row['seed_improver']['test']):>14} {fmt(row['improved_improver']['test']):>9}"
+        )
 
 
 # ---- handlers ------------------------------------------------------------------------------------
+
 
 @handle_errors
 def cmd_improve(args: argparse.Namespace) -> int:
@@ -89,10 +96,16 @@ def cmd_improve(args: argparse.Namespace) -> int:
 
 @handle_errors
 def cmd_self_improve(args: argparse.Namespace) -> int:
-    config = _config(args, generations=args.generations, tasks=args.tasks, runs=args.runs,
-                     adopt="better" if args.adopt_if_better else None)
-    return execute_run(args, "self-improve", config, {"improver_ref": args.improver}, _render_self_improve,
-                       prepare=_resolve_options)
+    config = _config(
+        args,
+        generations=args.generations,
+        tasks=args.tasks,
+        runs=args.runs,
+        adopt="better" if args.adopt_if_better else None,
+    )
+    return execute_run(
+        args, "self-improve", config, {"improver_ref": args.improver}, _render_self_improve, prepare=_resolve_options
+    )
 
 
 @handle_errors
@@ -112,10 +125,15 @@ def cmd_runs(args: argparse.Namespace) -> int:
                 first = (await store.read(run_id, limit=1))[0]
                 end = await store.children(first.id, {"run.finished", "run.failed"})
                 head = await store.head(run_id)
-                rows.append({"run_id": run_id, "command": first.payload.get("command"),
-                             "seed": first.payload.get("seed"),
-                             "status": end[0].type.split(".")[1] if end else "unfinished",
-                             "events": (head.seq or 0) - (first.seq or 0) + 1 if head else 0})
+                rows.append(
+                    {
+                        "run_id": run_id,
+                        "command": first.payload.get("command"),
+                        "seed": first.payload.get("seed"),
+                        "status": end[0].type.split(".")[1] if end else "unfinished",
+                        "events": (head.seq or 0) - (first.seq or 0) + 1 if head else 0,
+                    }
+                )
             return rows
         finally:
             await store.aclose()
@@ -157,18 +175,26 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("improve", help="one improvement of a task's seed solution; utility before/after",
-                       description="Run an improver (the seed improver by default) once on a task's seed "
-                                   "solution in the sandbox and print its utility before and after on val and test.")
+    p = sub.add_parser(
+        "improve",
+        help="one improvement of a task's seed solution; utility before/after",
+        description="Run an improver (the seed improver by default) once on a task's seed "
+        "solution in the sandbox and print its utility before and after on val and test.",
+    )
     p.add_argument("--task", required=True, choices=task_names(), help="downstream task")
-    p.add_argument("--improver", default="seed", help="'seed', a program hash (prefix) from stop lineage, or a .py file")
+    p.add_argument(
+        "--improver", default="seed", help="'seed', a program hash (prefix) from stop lineage, or a .py file"
+    )
     add_run_options(p)
     p.set_defaults(func=cmd_improve)
 
-    p = sub.add_parser("self-improve", help="the STOP loop: an improver improves itself over generations",
-                       description="Each generation runs the current improver on its own source with the "
-                                   "meta-utility (mean held-out utility of its outputs on downstream tasks); the "
-                                   "new improver is adopted unless it failed or scored 0.")
+    p = sub.add_parser(
+        "self-improve",
+        help="the STOP loop: an improver improves itself over generations",
+        description="Each generation runs the current improver on its own source with the "
+        "meta-utility (mean held-out utility of its outputs on downstream tasks); the "
+        "new improver is adopted unless it failed or scored 0.",
+    )
     p.add_argument("--generations", type=int, help="number of generations (default from config: 3)")
     p.add_argument("--tasks", nargs="+", choices=task_names(), help="downstream tasks of the meta-utility")
     p.add_argument("--runs", type=int, help="meta-utility runs per task (default 5)")

@@ -15,8 +15,7 @@ from typing import Any
 
 import anyio
 
-from sandbox import (Finding, Job, JobResult, SandboxConfig, SandboxPool, SandboxUnavailable,
-                     detect_layers, scan_program)
+from sandbox import Finding, Job, JobResult, SandboxConfig, SandboxPool, SandboxUnavailable, detect_layers, scan_program
 from sandbox._pool import effective_layers
 
 __all__ = ("register",)
@@ -27,26 +26,27 @@ def register(subparsers: Any) -> None:
     sandbox_p = subparsers.add_parser("sandbox", help="run a program in the sandbox")
     sandbox_p.set_defaults(func=lambda args: (sandbox_p.print_help(), 2)[1])
     sandbox_sub = sandbox_p.add_subparsers(dest="sandbox_command", metavar="{run}")
-    run_p = sandbox_sub.add_parser(
-        "run", help="run a program file exactly as the evaluator would and show the outcome")
+    run_p = sandbox_sub.add_parser("run", help="run a program file exactly as the evaluator would and show the outcome")
     run_p.add_argument("file", type=Path, help="program file")
-    run_p.add_argument("--function", default=None,
-                       help="function to call (default: just run the module)")
-    run_p.add_argument("--args-json", default="[]",
-                       help="JSON list of positional arguments (or an object: keyword arguments)")
+    run_p.add_argument("--function", default=None, help="function to call (default: just run the module)")
+    run_p.add_argument(
+        "--args-json", default="[]", help="JSON list of positional arguments (or an object: keyword arguments)"
+    )
     run_p.add_argument("--timeout", type=float, default=10.0, help="wall-clock limit, seconds")
-    run_p.add_argument("--call-timeout", type=float, default=None,
-                       help="per-call limit measured around the function call, seconds")
+    run_p.add_argument(
+        "--call-timeout", type=float, default=None, help="per-call limit measured around the function call, seconds"
+    )
     run_p.add_argument("--memory-mb", type=int, default=1024, help="address-space limit")
     run_p.add_argument("--seed", type=int, default=0, help="seed for random and numpy.random")
-    run_p.add_argument("--json", action="store_true",
-                       help="print the JobResult JSON (plus \"findings\" and \"layers\")")
-    run_p.add_argument("--unsafe-no-sandbox", action="store_true",
-                       help="development only: no namespaces, Landlock or seccomp (logged)")
+    run_p.add_argument("--json", action="store_true", help='print the JobResult JSON (plus "findings" and "layers")')
+    run_p.add_argument(
+        "--unsafe-no-sandbox", action="store_true", help="development only: no namespaces, Landlock or seccomp (logged)"
+    )
     run_p.set_defaults(func=_cmd_run)
 
     doctor_p = subparsers.add_parser(
-        "doctor", help="which isolation layers work on this machine, and why any is missing")
+        "doctor", help="which isolation layers work on this machine, and why any is missing"
+    )
     doctor_p.add_argument("--json", action="store_true", help="print JSON")
     doctor_p.set_defaults(func=_cmd_doctor)
 
@@ -68,9 +68,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"stop sandbox run: {exc}", file=sys.stderr)
         return 2
     findings = scan_program(program)
-    job = Job(program=program, function=args.function, args=call_args, kwargs=call_kwargs,
-              wall_timeout_s=args.timeout, call_timeout_s=args.call_timeout,
-              memory_mb=args.memory_mb, seed=args.seed)
+    job = Job(
+        program=program,
+        function=args.function,
+        args=call_args,
+        kwargs=call_kwargs,
+        wall_timeout_s=args.timeout,
+        call_timeout_s=args.call_timeout,
+        memory_mb=args.memory_mb,
+        seed=args.seed,
+    )
     config = SandboxConfig(workers=1, unsafe_no_sandbox=args.unsafe_no_sandbox)
 
     async def go() -> tuple[JobResult, dict[str, Any]]:
@@ -99,7 +106,7 @@ def _print_result(result: JobResult, findings: list[Finding], layers: dict[str, 
         print(f"value       {json.dumps(result.encoded_value)[:2000]}")
     if result.error:
         print(f"error       {result.error}")
-    exit_kind = (f"signal {result.signal}" if result.signal else f"exit code {result.exit_code}")
+    exit_kind = f"signal {result.signal}" if result.signal else f"exit code {result.exit_code}"
     print(f"exit        {exit_kind}")
     call = f"{result.call_time_s:.4f} s" if result.call_time_s is not None else "-"
     print(f"time        wall {result.wall_time_s:.4f} s, call {call}, CPU {result.cpu_time_s:.4f} s")
@@ -109,8 +116,10 @@ def _print_result(result: JobResult, findings: list[Finding], layers: dict[str, 
     print(f"findings    {len(findings)}")
     for f in findings:
         print(f"  line {f.line:>4}  {f.category:<18} {f.detail}")
-    for name, text, cut in (("stdout", result.stdout, result.stdout_truncated),
-                            ("stderr", result.stderr, result.stderr_truncated)):
+    for name, text, cut in (
+        ("stdout", result.stdout, result.stdout_truncated),
+        ("stderr", result.stderr, result.stderr_truncated),
+    ):
         if text:
             print(f"--- {name}{' (truncated)' if cut else ''} ---")
             print(text.rstrip("\n"))

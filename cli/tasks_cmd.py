@@ -46,7 +46,7 @@ def register(subparsers: Any) -> None:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     rows = [(t.name, t.split_sizes, t.time_limit_s) for t in all_tasks()]
-    width = max(len(r[0]) for r in rows + [(MetaTask.name, {}, 0.0)])
+    width = max(len(r[0]) for r in [*rows, (MetaTask.name, {}, 0.0)])
     print(f"{'task':<{width}}  {'val':>4} {'test':>4}  limit")
     for name, sizes, limit in rows:
         print(f"{name:<{width}}  {sizes['val']:>4} {sizes['test']:>4}  {limit:g} s")

@@ -15,7 +15,7 @@ import hashlib
 import json
 from typing import Any
 
-__all__ = ("canonical_json", "canonical_bytes", "sha256_hex", "normalise", "CanonicalError")
+__all__ = ("CanonicalError", "canonical_bytes", "canonical_json", "normalise", "sha256_hex")
 
 
 class CanonicalError(ValueError):
@@ -24,9 +24,7 @@ class CanonicalError(ValueError):
 
 def canonical_json(value: Any) -> str:
     try:
-        return json.dumps(
-            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as e:
         raise CanonicalError(f"value has no canonical JSON form: {e}") from e
 

@@ -13,15 +13,16 @@ from events.codec import canonical_bytes, canonical_json, sha256_hex
 from events.registry import Payload, UnknownEventType, decode_payload, payload_class
 
 __all__ = (
-    "Event",
     "GENESIS",
-    "event_id",
-    "content_key",
-    "make_event",
-    "chain_hash",
     "ChainReport",
+    "Event",
+    "chain_hash",
+    "content_key",
+    "event_id",
+    "make_event",
     "verify_chain",
 )
+
 
 def _STR(value: str | None) -> str:
     """JSON for a str or None, exactly as ``canonical_json`` writes it (C fast path)."""
@@ -110,9 +111,7 @@ class Event:
         return out
 
 
-def make_event(
-    run_id: str, data: Payload, *, cause: Event | str | None, key: str | int
-) -> Event:
+def make_event(run_id: str, data: Payload, *, cause: Event | str | None, key: str | int) -> Event:
     """Build an event whose identity derives from its cause, its type and its key."""
     causation_id = cause.id if isinstance(cause, Event) else cause
     key_s = str(key)

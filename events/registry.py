@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, dataclass_transform
 
 __all__ = (
     "Payload",
-    "payload",
-    "upcaster",
-    "payload_class",
-    "current_version",
-    "upcast",
-    "decode_payload",
-    "registered_types",
     "UnknownEventType",
+    "current_version",
+    "decode_payload",
+    "payload",
+    "payload_class",
+    "registered_types",
+    "upcast",
+    "upcaster",
 )
 
 
@@ -47,8 +47,12 @@ _CLASSES: dict[str, type[Payload]] = {}
 _UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
 
+@dataclass_transform(frozen_default=True)
 def payload(type_name: str, *, version: int = 1, volatile: tuple[str, ...] = ()) -> Callable[[P], P]:
-    """Register a payload class under a stable name (and make it a frozen dataclass)."""
+    """Register a payload class under a stable name (and make it a frozen dataclass).
+
+    ``dataclass_transform`` lets the type checker see every field of a payload class, so a
+    misspelt field is a type error, not a run-time surprise."""
 
     def wrap(cls: P) -> P:
         if type_name in _CLASSES and _CLASSES[type_name].__qualname__ != cls.__qualname__:
@@ -63,7 +67,9 @@ def payload(type_name: str, *, version: int = 1, volatile: tuple[str, ...] = ())
     return wrap
 
 
-def upcaster(type_name: str, from_version: int) -> Callable[[Callable[[dict[str, Any]], dict[str, Any]]], Callable[[dict[str, Any]], dict[str, Any]]]:
+def upcaster(
+    type_name: str, from_version: int
+) -> Callable[[Callable[[dict[str, Any]], dict[str, Any]]], Callable[[dict[str, Any]], dict[str, Any]]]:
     """Register a pure function that turns a ``from_version`` payload dict into the next version."""
 
     def wrap(fn: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[dict[str, Any]], dict[str, Any]]:
@@ -98,9 +104,7 @@ def upcast(type_name: str, version: int, data: dict[str, Any]) -> tuple[int, dic
         data = step(dict(data))
         version += 1
     if version > target:
-        raise ValueError(
-            f"{type_name!r} version {version} is newer than this code understands ({target})"
-        )
+        raise ValueError(f"{type_name!r} version {version} is newer than this code understands ({target})")
     return version, data
 
 

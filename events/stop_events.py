@@ -12,28 +12,29 @@ from typing import Any
 from events.registry import Payload, payload
 
 __all__ = (
-    "WorkClaimed",
-    "WorkRenewed",
-    "SessionRequested",
-    "SessionCompleted",
-    "ProgramScanned",
-    "LMRequested",
-    "LMResponded",
-    "LMFailed",
+    "SCHEDULING_TYPES",
     "BudgetExceeded",
-    "UtilityRequested",
-    "UtilityEvaluated",
-    "SandboxBatchRequested",
-    "SandboxBatchCompleted",
     "GenerationStarted",
     "ImproverDecided",
+    "LMFailed",
+    "LMRequested",
+    "LMResponded",
+    "ProgramScanned",
     "RepairProblemStarted",
     "RepairProgram",
-    "SCHEDULING_TYPES",
+    "SandboxBatchCompleted",
+    "SandboxBatchRequested",
+    "SessionCompleted",
+    "SessionRequested",
+    "UtilityEvaluated",
+    "UtilityRequested",
+    "WorkClaimed",
+    "WorkRenewed",
 )
 
 
 # ---- scheduling: who does a piece of work (not compared by replay) -----------------------------
+
 
 @payload("work.claimed", volatile=("worker", "expires_at", "lease_s"))
 class WorkClaimed(Payload):
@@ -57,6 +58,7 @@ SCHEDULING_TYPES = frozenset({"work.claimed", "work.renewed"})
 
 
 # ---- sandbox ------------------------------------------------------------------------------------
+
 
 @payload("session.requested")
 class SessionRequested(Payload):
@@ -120,6 +122,7 @@ class SandboxBatchCompleted(Payload):
 
 # ---- language model -----------------------------------------------------------------------------
 
+
 @payload("lm.requested")
 class LMRequested(Payload):
     """``namespace`` and ``ordinal`` fix which sample this is: the k-th identical request at
@@ -158,6 +161,7 @@ class BudgetExceeded(Payload):
 
 # ---- utilities ----------------------------------------------------------------------------------
 
+
 @payload("utility.requested")
 class UtilityRequested(Payload):
     """Score ``solution`` on ``task`` ("meta" for the meta-utility, "humaneval/<id>" for checks)."""
@@ -179,6 +183,7 @@ class UtilityEvaluated(Payload):
 
 # ---- the STOP loop --------------------------------------------------------------------------------
 
+
 @payload("generation.started")
 class GenerationStarted(Payload):
     generation: int
@@ -198,6 +203,7 @@ class ImproverDecided(Payload):
 
 
 # ---- self-repair ----------------------------------------------------------------------------------
+
 
 @payload("repair.problem")
 class RepairProblemStarted(Payload):

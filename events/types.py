@@ -6,7 +6,7 @@ from typing import Any
 
 from events.registry import Payload, payload
 
-__all__ = ("RunStarted", "RunFinished", "RunFailed", "Note")
+__all__ = ("Note", "RunFailed", "RunFinished", "RunStarted")
 
 
 @payload("run.started", volatile=("host",))

@@ -29,7 +29,7 @@ from lm._request import LMRequest
 if TYPE_CHECKING:
     from lm._service import LMAnswer
 
-__all__ = ("LMBudget", "BudgetState", "UnpricedModel")
+__all__ = ("BudgetState", "LMBudget", "UnpricedModel")
 
 
 class UnpricedModel(ValueError):
@@ -88,13 +88,9 @@ class BudgetState:
             raise BudgetExceeded("calls", used=self.calls, limit_value=budget.max_calls, requested=1)
         n = sum(r.n for r in requests)
         if budget.max_completions is not None and self.completions + n > budget.max_completions:
-            raise BudgetExceeded(
-                "completions", used=self.completions, limit_value=budget.max_completions, requested=n
-            )
+            raise BudgetExceeded("completions", used=self.completions, limit_value=budget.max_completions, requested=n)
         if budget.max_tokens is not None and self.tokens >= budget.max_tokens:
-            raise BudgetExceeded(
-                "tokens", used=self.tokens, limit_value=budget.max_tokens, requested=1
-            )
+            raise BudgetExceeded("tokens", used=self.tokens, limit_value=budget.max_tokens, requested=1)
         if budget.max_cost_usd is not None:
             for r in requests:
                 if budget.price(r.model) is None:
@@ -104,9 +100,7 @@ class BudgetState:
                         f"(usd_per_1k_prompt, usd_per_1k_completion)"
                     )
             if self.cost_usd >= budget.max_cost_usd:
-                raise BudgetExceeded(
-                    "cost_usd", used=self.cost_usd, limit_value=budget.max_cost_usd, requested=0.0
-                )
+                raise BudgetExceeded("cost_usd", used=self.cost_usd, limit_value=budget.max_cost_usd, requested=0.0)
 
     def charged(self, *answers: LMAnswer, budget: LMBudget | None = None) -> BudgetState:
         """The state after one call that produced ``answers`` (one per request of the call)."""

@@ -10,7 +10,7 @@ from lm._offline import OfflineMutationModel
 from lm._openai import OpenAICompatibleBackend
 from lm._retry import RetryPolicy
 
-__all__ = ("backend_from_config", "ConfigError")
+__all__ = ("ConfigError", "backend_from_config")
 
 
 class ConfigError(ValueError):
@@ -55,7 +55,10 @@ def backend_from_config(cfg: Mapping[str, Any] | None, env: Mapping[str, str]) -
         raise ConfigError(f"lm.backend is 'openai' but {key_var} is not set and no base_url is given")
     retry = RetryPolicy(max_attempts=int(section.get("max_attempts", RetryPolicy.max_attempts)))
     return OpenAICompatibleBackend(
-        base_url=base_url, api_key=api_key, model=str(model),
-        concurrency=int(section.get("concurrency", 8)), timeout=float(section.get("timeout", 120.0)),
+        base_url=base_url,
+        api_key=api_key,
+        model=str(model),
+        concurrency=int(section.get("concurrency", 8)),
+        timeout=float(section.get("timeout", 120.0)),
         retry=retry,
     )

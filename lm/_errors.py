@@ -16,12 +16,12 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = (
+    "BudgetExceeded",
+    "CacheCorrupt",
+    "CacheMiss",
     "LMError",
     "LMFatalError",
     "LMUnavailable",
-    "CacheMiss",
-    "CacheCorrupt",
-    "BudgetExceeded",
 )
 
 

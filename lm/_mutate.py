@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ("Mutation", "mutate_program", "signatures", "extract_blocks")
+__all__ = ("Mutation", "extract_blocks", "mutate_program", "signatures")
 
 #: names whose numbers are counts/bounds worth tuning (iterations, samples, restarts ...)
 _TUNABLE = re.compile(
@@ -91,6 +91,7 @@ class Mutation:
 
 # --- site discovery ----------------------------------------------------------------------------
 
+
 def _body_nodes(tree: ast.Module) -> list[ast.AST]:
     """Every node inside function bodies (and module-level statements), never inside
     parameter lists, so defaults and names of parameters are left alone."""
@@ -115,11 +116,7 @@ def _parents(tree: ast.AST) -> dict[int, ast.AST]:
 
 
 def _is_number(node: ast.AST) -> bool:
-    return (
-        isinstance(node, ast.Constant)
-        and isinstance(node.value, (int, float))
-        and not isinstance(node.value, bool)
-    )
+    return isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool)
 
 
 def _context_name(node: ast.AST, parents: dict[int, ast.AST]) -> str:
@@ -146,6 +143,7 @@ def _context_name(node: ast.AST, parents: dict[int, ast.AST]) -> str:
 
 
 # --- operators ---------------------------------------------------------------------------------
+
 
 def _scale_number(value: int | float, rng: random.Random, *, tunable: bool, temperature: bool) -> int | float:
     if temperature and isinstance(value, float):
@@ -185,7 +183,11 @@ def _op_tunable_expr(tree: ast.Module, rng: random.Random, parents: dict[int, as
     for node in _body_nodes(tree):
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             name = node.targets[0].id
-            if _TUNABLE.search(name) and not _is_number(node.value) and isinstance(node.value, (ast.Call, ast.BinOp, ast.Name, ast.Attribute)):
+            if (
+                _TUNABLE.search(name)
+                and not _is_number(node.value)
+                and isinstance(node.value, (ast.Call, ast.BinOp, ast.Name, ast.Attribute))
+            ):
                 sites.append((node, name))
     if not sites:
         return None
@@ -197,29 +199,55 @@ def _op_tunable_expr(tree: ast.Module, rng: random.Random, parents: dict[int, as
     factor = rng.choice([0.5, 1.5, 2.0])
     node.value = ast.Call(
         func=ast.Name("max", ast.Load()),
-        args=[ast.Constant(1), ast.Call(ast.Name("int", ast.Load()), [ast.BinOp(node.value, ast.Mult(), ast.Constant(factor))], [])],
+        args=[
+            ast.Constant(1),
+            ast.Call(ast.Name("int", ast.Load()), [ast.BinOp(node.value, ast.Mult(), ast.Constant(factor))], []),
+        ],
         keywords=[],
     )
     return f"scale {name} by {factor}"
 
 
 _CMP_SWAPS: dict[type, list[type]] = {
-    ast.Lt: [ast.LtE, ast.Gt], ast.LtE: [ast.Lt], ast.Gt: [ast.GtE, ast.Lt], ast.GtE: [ast.Gt],
-    ast.Eq: [ast.NotEq], ast.NotEq: [ast.Eq],
+    ast.Lt: [ast.LtE, ast.Gt],
+    ast.LtE: [ast.Lt],
+    ast.Gt: [ast.GtE, ast.Lt],
+    ast.GtE: [ast.Gt],
+    ast.Eq: [ast.NotEq],
+    ast.NotEq: [ast.Eq],
 }
 _BIN_SWAPS: dict[type, list[type]] = {
-    ast.Add: [ast.Sub, ast.Mult], ast.Sub: [ast.Add], ast.Mult: [ast.Add, ast.FloorDiv],
-    ast.Div: [ast.Mult], ast.FloorDiv: [ast.Div], ast.Pow: [ast.Mult],
+    ast.Add: [ast.Sub, ast.Mult],
+    ast.Sub: [ast.Add],
+    ast.Mult: [ast.Add, ast.FloorDiv],
+    ast.Div: [ast.Mult],
+    ast.FloorDiv: [ast.Div],
+    ast.Pow: [ast.Mult],
 }
 _SYMBOL = {
-    ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!=",
-    ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Pow: "**",
+    ast.Lt: "<",
+    ast.LtE: "<=",
+    ast.Gt: ">",
+    ast.GtE: ">=",
+    ast.Eq: "==",
+    ast.NotEq: "!=",
+    ast.Add: "+",
+    ast.Sub: "-",
+    ast.Mult: "*",
+    ast.Div: "/",
+    ast.FloorDiv: "//",
+    ast.Pow: "**",
 }
 
 
 def _op_compare(tree: ast.Module, rng: random.Random, parents: dict[int, ast.AST]) -> str | None:
-    sites = [(n, i) for n in _body_nodes(tree) if isinstance(n, ast.Compare)
-             for i, op in enumerate(n.ops) if type(op) in _CMP_SWAPS]
+    sites = [
+        (n, i)
+        for n in _body_nodes(tree)
+        if isinstance(n, ast.Compare)
+        for i, op in enumerate(n.ops)
+        if type(op) in _CMP_SWAPS
+    ]
     if not sites:
         return None
     node, i = rng.choice(sites)
@@ -272,8 +300,12 @@ def _op_delete(tree: ast.Module, rng: random.Random, parents: dict[int, ast.AST]
 
 
 def _op_duplicate(tree: ast.Module, rng: random.Random, parents: dict[int, ast.AST]) -> str | None:
-    sites = [(lst, i) for lst in _stmt_lists(tree) for i, s in enumerate(lst)
-             if _removable(s) and not isinstance(s, (ast.Import, ast.ImportFrom))]
+    sites = [
+        (lst, i)
+        for lst in _stmt_lists(tree)
+        for i, s in enumerate(lst)
+        if _removable(s) and not isinstance(s, (ast.Import, ast.ImportFrom))
+    ]
     if not sites:
         return None
     lst, i = rng.choice(sites)
@@ -318,16 +350,17 @@ def _crossover(tree: ast.Module, donors: list[ast.Module], rng: random.Random) -
     for donor in donors:
         if donor_fn in donor.body:
             extras = [s for s in donor.body if isinstance(s, (ast.Import, ast.ImportFrom)) and ast.dump(s) not in have]
-            extras += [s for s in donor.body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-                       and s.name not in helper_names]
+            extras += [
+                s
+                for s in donor.body
+                if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and s.name not in helper_names
+            ]
             tree.body[0:0] = [copy.deepcopy(s) for s in extras if isinstance(s, (ast.Import, ast.ImportFrom))]
             tree.body.extend(copy.deepcopy(s) for s in extras if not isinstance(s, (ast.Import, ast.ImportFrom)))
     return f"take the body of {donor_fn.name} from another program"
 
 
-def mutate_program(
-    source: str, rng: random.Random, *, donors: list[str] = (), max_ops: int = 3
-) -> Mutation | None:
+def mutate_program(source: str, rng: random.Random, *, donors: list[str] = (), max_ops: int = 3) -> Mutation | None:
     """A mutated, compilable variant of ``source`` with the same top-level signatures.
 
     Returns None if ``source`` does not parse. Tries a few times to produce a program that

@@ -17,7 +17,7 @@ from lm._mutate import extract_blocks, mutate_program
 from lm._request import Completion, LMRequest
 from lm._tokens import count_message_tokens, count_tokens
 
-__all__ = ("OfflineMutationModel", "OFFLINE_LABEL", "NO_CODE_REPLY")
+__all__ = ("NO_CODE_REPLY", "OFFLINE_LABEL", "OfflineMutationModel")
 
 OFFLINE_LABEL = "offline, no language model"
 NO_CODE_REPLY = (
@@ -58,9 +58,16 @@ class OfflineMutationModel:
         }
 
     def seed_for(self, req: LMRequest, ordinal: int, index: int) -> int:
-        digest = sha256_hex(canonical_json({
-            "offline": self.version, "request": req.canonical(), "ordinal": ordinal, "index": index,
-        }))
+        digest = sha256_hex(
+            canonical_json(
+                {
+                    "offline": self.version,
+                    "request": req.canonical(),
+                    "ordinal": ordinal,
+                    "index": index,
+                }
+            )
+        )
         return int(digest[:16], 16)
 
     def reply(self, req: LMRequest, ordinal: int = 0, index: int = 0) -> str:

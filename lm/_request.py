@@ -8,7 +8,7 @@ from typing import Any
 
 from events import canonical_json, sha256_hex
 
-__all__ = ("LMRequest", "Completion", "cache_key", "KEY_SCHEMA")
+__all__ = ("KEY_SCHEMA", "Completion", "LMRequest", "cache_key")
 
 #: Bumped if the canonical form ever changes (old cache rows then simply stop matching).
 KEY_SCHEMA = 1
@@ -71,8 +71,14 @@ class LMRequest:
 
     def with_n(self, n: int) -> LMRequest:
         return LMRequest(
-            model=self.model, messages=self.messages_as_list(), temperature=self.temperature,
-            max_tokens=self.max_tokens, n=n, top_p=self.top_p, stop=self.stop, seed=self.seed,
+            model=self.model,
+            messages=self.messages_as_list(),
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            n=n,
+            top_p=self.top_p,
+            stop=self.stop,
+            seed=self.seed,
         )
 
     def messages_as_list(self) -> list[dict[str, Any]]:
@@ -81,9 +87,14 @@ class LMRequest:
     @classmethod
     def from_canonical(cls, data: Mapping[str, Any]) -> LMRequest:
         return cls(
-            model=data["model"], messages=data["messages"], temperature=data["temperature"],
-            max_tokens=data["max_tokens"], n=data["n"], top_p=data["top_p"],
-            stop=tuple(data["stop"]) if data["stop"] is not None else None, seed=data["seed"],
+            model=data["model"],
+            messages=data["messages"],
+            temperature=data["temperature"],
+            max_tokens=data["max_tokens"],
+            n=data["n"],
+            top_p=data["top_p"],
+            stop=tuple(data["stop"]) if data["stop"] is not None else None,
+            seed=data["seed"],
         )
 
     def request_hash(self) -> str:

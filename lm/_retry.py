@@ -17,7 +17,7 @@ from typing import Any
 import openai
 from tenacity import RetryCallState
 
-__all__ = ("RetryPolicy", "should_retry", "retry_after_seconds", "PolicyWait")
+__all__ = ("PolicyWait", "RetryPolicy", "retry_after_seconds", "should_retry")
 
 _RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 

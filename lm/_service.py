@@ -30,7 +30,7 @@ from lm._errors import CacheCorrupt, CacheMiss, LMError
 from lm._request import Completion, LMRequest, cache_key
 from store import CacheEntry, EventStore
 
-__all__ = ("CacheMode", "LMAnswer", "LMService", "RECORD_SCHEMA")
+__all__ = ("RECORD_SCHEMA", "CacheMode", "LMAnswer", "LMService")
 
 log = structlog.get_logger("lm.service")
 
@@ -39,7 +39,7 @@ RECORD_SCHEMA = 1
 Source = Literal["cache", "live", "offline"]
 
 
-class CacheMode(str, enum.Enum):
+class CacheMode(enum.StrEnum):
     LIVE = "live"
     RECORD_NEW = "record-new"
     REPLAY = "replay"
@@ -92,9 +92,7 @@ def make_record(req: LMRequest, ordinal: int, completions: list[Completion], pro
 
 def _answer_from_record(req: LMRequest, ordinal: int, key: str, record: Mapping[str, Any]) -> LMAnswer:
     if canonical_json(record.get("request")) != canonical_json(req.canonical()) or record.get("ordinal") != ordinal:
-        raise CacheCorrupt(
-            f"cache row {key[:16]} holds a different request or ordinal than the one keyed to it"
-        )
+        raise CacheCorrupt(f"cache row {key[:16]} holds a different request or ordinal than the one keyed to it")
     completions = tuple(Completion.from_dict(c) for c in record["completions"])
     if len(completions) != req.n:
         raise CacheCorrupt(f"cache row {key[:16]} holds {len(completions)} completions, request asks n={req.n}")
@@ -156,8 +154,16 @@ class LMService:
     async def answer(self, req: LMRequest, ordinal: int, *, cause: str | None = None) -> LMAnswer:
         """Look up, or produce, the answer to ``req`` at ``ordinal``; writes nothing."""
         key = self.key(req, ordinal)
-        log.debug("lm.lookup", key=key[:16], model=req.model, n=req.n, ordinal=ordinal,
-                  request=req.request_hash()[:16], mode=self.mode.value, cause=cause)
+        log.debug(
+            "lm.lookup",
+            key=key[:16],
+            model=req.model,
+            n=req.n,
+            ordinal=ordinal,
+            request=req.request_hash()[:16],
+            mode=self.mode.value,
+            cause=cause,
+        )
         if self.mode is not CacheMode.RECORD_NEW:
             record = await self.store.cache_get(key)
             if record is not None:

@@ -15,7 +15,7 @@ from lm._errors import BudgetExceeded, LMError
 from lm._request import LMRequest
 from lm._service import LMAnswer, LMService
 
-__all__ = ("StopLanguageModel", "OccurrenceOrdinals")
+__all__ = ("OccurrenceOrdinals", "StopLanguageModel")
 
 log = structlog.get_logger("lm.stop")
 
@@ -89,7 +89,9 @@ class StopLanguageModel:
         return LMRequest(
             model=self.model or "",
             messages=[{"role": "system", "content": expertise}, {"role": "user", "content": message}],
-            temperature=temperature, max_tokens=self.max_tokens, n=n,
+            temperature=temperature,
+            max_tokens=self.max_tokens,
+            n=n,
         )
 
     async def prompt(self, expertise: str, message: str, n_responses: int = 1, temperature: float = 0.7) -> list[str]:
@@ -104,7 +106,7 @@ class StopLanguageModel:
         groups = Counter(messages)  # insertion-ordered by first appearance
         reqs = [self._request(expertise, m, count, temperature) for m, count in groups.items()]
         answers = await self._call(reqs)
-        pools = {m: list(a.texts) for m, a in zip(groups, answers)}
+        pools = {m: list(a.texts) for m, a in zip(groups, answers, strict=False)}
         return [pools[m].pop(0) for m in messages]
 
     async def _call(self, reqs: list[LMRequest]) -> list[LMAnswer]:
@@ -136,8 +138,13 @@ class StopLanguageModel:
         if self.run_id is None:
             return
         data = LMBudgetExceeded(
-            limit=exc.limit, used=exc.used, limit_value=exc.limit_value, requested=exc.requested,
-            message=str(exc), state=self.state.to_dict(), request_hashes=[r.request_hash() for r in reqs],
+            limit=exc.limit,
+            used=exc.used,
+            limit_value=exc.limit_value,
+            requested=exc.requested,
+            message=str(exc),
+            state=self.state.to_dict(),
+            request_hashes=[r.request_hash() for r in reqs],
         )
         key = f"refusal#{self._refusals}"
         self._refusals += 1

@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ("count_tokens", "count_message_tokens")
+__all__ = ("count_message_tokens", "count_tokens")
 
 _PIECE = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 

@@ -133,7 +133,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  (silence stderr)
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
     # --- helpers -------------------------------------------------------------------------
@@ -156,8 +156,12 @@ class _Handler(BaseHTTPRequestHandler):
         with st.lock:
             st.received.append(
                 ReceivedRequest(
-                    self.command, self.path.split("?")[0], body,
-                    self.headers.get("Authorization"), time.monotonic(), fault,
+                    self.command,
+                    self.path.split("?")[0],
+                    body,
+                    self.headers.get("Authorization"),
+                    time.monotonic(),
+                    fault,
                 )
             )
 
@@ -168,7 +172,7 @@ class _Handler(BaseHTTPRequestHandler):
         return self.headers.get("Authorization") == f"Bearer {st.api_key}"
 
     # --- routes --------------------------------------------------------------------------
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._record(None, None)
         st = self.server.state
         if self.path.split("?")[0] != "/v1/models":
@@ -177,9 +181,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(401, "Incorrect API key provided (fake)", "invalid_api_key")
         else:
             names = sorted(st.models) if st.models is not None else ["fake-model"]
-            self._send(200, {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "fake"} for m in names]})
+            self._send(
+                200, {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "fake"} for m in names]}
+            )
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         st = self.server.state
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
@@ -216,7 +222,8 @@ class _Handler(BaseHTTPRequestHandler):
                     headers["retry-after-ms"] = str(int(fault.retry_after * 1000))
                     headers["retry-after"] = str(math.ceil(fault.retry_after))
                 code = {401: "invalid_api_key", 404: "model_not_found", 400: "invalid_request_error"}.get(
-                    fault.status, "server_error")
+                    fault.status, "server_error"
+                )
                 if fault.status == 429:
                     code = "insufficient_quota" if "quota" in fault.message else "rate_limit_exceeded"
                 self._error(fault.status, fault.message, code, headers)
@@ -247,17 +254,20 @@ class _Handler(BaseHTTPRequestHandler):
         prompt = sum(_words(str(m.get("content", ""))) for m in body.get("messages", []))
         comp = sum(_words(t) for t in texts)
         idx = next(st.counter)
-        self._send(200, {
-            "id": f"chatcmpl-fake-{idx}",
-            "object": "chat.completion",
-            "created": 0,
-            "model": model,
-            "choices": [
-                {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
-                for i, t in enumerate(texts)
-            ],
-            "usage": {"prompt_tokens": prompt, "completion_tokens": comp, "total_tokens": prompt + comp},
-        })
+        self._send(
+            200,
+            {
+                "id": f"chatcmpl-fake-{idx}",
+                "object": "chat.completion",
+                "created": 0,
+                "model": model,
+                "choices": [
+                    {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
+                    for i, t in enumerate(texts)
+                ],
+                "usage": {"prompt_tokens": prompt, "completion_tokens": comp, "total_tokens": prompt + comp},
+            },
+        )
 
 
 class _Server(ThreadingHTTPServer):
@@ -309,7 +319,10 @@ class FakeOpenAIServer:
         models: Iterable[str] | None = None,
     ) -> None:
         self._state = _State(
-            replies=replies, latency=latency, ignore_n=ignore_n, api_key=api_key,
+            replies=replies,
+            latency=latency,
+            ignore_n=ignore_n,
+            api_key=api_key,
             models=frozenset(models) if models is not None else None,
         )
         self._server: _Server | None = None

@@ -22,20 +22,28 @@ from store.base import EventStore
 from store.errors import CorruptBlob, StoreError
 
 __all__ = (
+    "CATEGORIES",
     "AuditReport",
     "BlobProblem",
-    "audit_run",
     "audit_log",
-    "check_blobs",
+    "audit_run",
     "blob_refs",
-    "violation_category",
+    "check_blobs",
     "reward_hacking_signals",
-    "CATEGORIES",
+    "violation_category",
 )
 
 #: Violation categories (the sandbox scanner's, without "syntax", which is not an attempt).
-CATEGORIES = ("network", "filesystem", "process", "syscall", "environment", "budget_tampering",
-              "sandbox_tampering", "introspection")
+CATEGORIES = (
+    "network",
+    "filesystem",
+    "process",
+    "syscall",
+    "environment",
+    "budget_tampering",
+    "sandbox_tampering",
+    "introspection",
+)
 
 #: Payload fields that hold blob addresses, by event type.
 _BLOB_FIELDS: dict[str, tuple[str, ...]] = {
@@ -65,14 +73,32 @@ def blob_refs(ev: Event) -> Iterator[tuple[str, str]]:
 
 
 _RUNTIME_WORDS = {
-    "socket": "network", "connect": "network", "network": "network", "dns": "network",
-    "exec": "process", "fork": "process", "signal": "process", "spawn": "process", "kill": "process",
-    "read": "filesystem", "write": "filesystem", "open": "filesystem", "unlink": "filesystem",
-    "ctypes": "syscall", "dlsym": "syscall", "ptrace": "syscall", "mmap": "syscall",
-    "env": "environment", "environ": "environment",
-    "budget": "budget_tampering", "result": "sandbox_tampering", "bridge": "sandbox_tampering",
-    "forged": "sandbox_tampering", "sandbox": "sandbox_tampering",
-    "introspection": "introspection", "frame": "introspection",
+    "socket": "network",
+    "connect": "network",
+    "network": "network",
+    "dns": "network",
+    "exec": "process",
+    "fork": "process",
+    "signal": "process",
+    "spawn": "process",
+    "kill": "process",
+    "read": "filesystem",
+    "write": "filesystem",
+    "open": "filesystem",
+    "unlink": "filesystem",
+    "ctypes": "syscall",
+    "dlsym": "syscall",
+    "ptrace": "syscall",
+    "mmap": "syscall",
+    "env": "environment",
+    "environ": "environment",
+    "budget": "budget_tampering",
+    "result": "sandbox_tampering",
+    "bridge": "sandbox_tampering",
+    "forged": "sandbox_tampering",
+    "sandbox": "sandbox_tampering",
+    "introspection": "introspection",
+    "frame": "introspection",
 }
 
 
@@ -90,8 +116,16 @@ def violation_category(text: str) -> str:
 
 
 _HACK_ERROR_KINDS = ("invalid", "invalid_output", "rejected", "forged")
-_HACK_KEYS = ("invalid_outputs", "invalid", "rejected", "validator_rejections", "rejections",
-              "clamped", "out_of_range", "forged")
+_HACK_KEYS = (
+    "invalid_outputs",
+    "invalid",
+    "rejected",
+    "validator_rejections",
+    "rejections",
+    "clamped",
+    "out_of_range",
+    "forged",
+)
 
 
 def reward_hacking_signals(detail: Any) -> dict[str, int]:
@@ -175,8 +209,10 @@ class AuditReport:
     @property
     def violations(self) -> dict[str, int]:
         """Per category: proposals flagged by the scan + runtime violations."""
-        return {c: self.scanned.get(c, 0) + self.runtime.get(c, 0)
-                for c in (*CATEGORIES, *sorted(set(self.runtime) - set(CATEGORIES)))}
+        return {
+            c: self.scanned.get(c, 0) + self.runtime.get(c, 0)
+            for c in (*CATEGORIES, *sorted(set(self.runtime) - set(CATEGORIES)))
+        }
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -186,8 +222,11 @@ class AuditReport:
             "ok": self.ok,
             "events": self.events,
             "chain": {
-                "ok": self.chain.ok, "checked": self.chain.checked, "broken_at": self.chain.broken_at,
-                "broken_seq": self.chain.broken_seq, "reason": self.chain.reason,
+                "ok": self.chain.ok,
+                "checked": self.chain.checked,
+                "broken_at": self.chain.broken_at,
+                "broken_seq": self.chain.broken_seq,
+                "reason": self.chain.reason,
             },
             "unreadable": [u.__dict__ for u in self.unreadable],
             "blobs": {"checked": self.blobs_checked, "problems": [p.to_json() for p in self.blob_problems]},
@@ -217,8 +256,10 @@ class AuditReport:
         lines.append(("OK    " if self.chain.ok else "BROKEN") + f" hash chain: {self.chain}")
         for u in self.unreadable:
             lines.append(f"BROKEN event {u.id} (seq {u.seq}) is unreadable: {u.reason}")
-        lines.append(("OK    " if not self.blob_problems else "BROKEN")
-                     + f" blobs: {self.blobs_checked} checked, {len(self.blob_problems)} bad")
+        lines.append(
+            ("OK    " if not self.blob_problems else "BROKEN")
+            + f" blobs: {self.blobs_checked} checked, {len(self.blob_problems)} bad"
+        )
         for p in self.blob_problems:
             lines.append(f"BROKEN blob {p.digest} is {p.problem} (field {p.field} of {p.event_type} {p.event_id})")
         t = self.lm
@@ -283,8 +324,12 @@ def audit_log(run: RunLog, tree: CausalTree | None = None, lineage: Lineage | No
     calls: list[LMCall] = lm_calls(tree, prices)
     lineage = lineage or lineage_from_tree(tree, calls)
     report = AuditReport(
-        run_id=run.run_id, command=lineage.command, events=len(events),
-        chain=verify_chain(events), unreadable=list(run.unreadable), priced_models=sorted(prices),
+        run_id=run.run_id,
+        command=lineage.command,
+        events=len(events),
+        chain=verify_chain(events),
+        unreadable=list(run.unreadable),
+        priced_models=sorted(prices),
     )
     if run.unreadable:
         # Rows that did not decode are missing from the chain walk, so the chain cannot hold;
@@ -326,17 +371,27 @@ def audit_log(run: RunLog, tree: CausalTree | None = None, lineage: Lineage | No
         elif ev.type == "utility.evaluated":
             signals = reward_hacking_signals(p.get("detail"))
             if signals:
-                report.reward_hacking.append({
-                    "event": ev.id, "task": p.get("task"), "split": p.get("split"), "signals": signals,
-                })
+                report.reward_hacking.append(
+                    {
+                        "event": ev.id,
+                        "task": p.get("task"),
+                        "split": p.get("split"),
+                        "signals": signals,
+                    }
+                )
         elif ev.type in ("budget.exceeded", "lm.budget_exceeded"):
-            report.budget_overruns.append({
-                "event": ev.id, "type": ev.type,
-                "resource": p.get("resource", p.get("limit")),
-                "used": p.get("used"), "limit": p.get("limit", p.get("limit_value"))
-                if ev.type == "budget.exceeded" else p.get("limit_value"),
-                "detail": p.get("detail", p.get("message", "")),
-            })
+            report.budget_overruns.append(
+                {
+                    "event": ev.id,
+                    "type": ev.type,
+                    "resource": p.get("resource", p.get("limit")),
+                    "used": p.get("used"),
+                    "limit": p.get("limit", p.get("limit_value"))
+                    if ev.type == "budget.exceeded"
+                    else p.get("limit_value"),
+                    "detail": p.get("detail", p.get("message", "")),
+                }
+            )
     return report
 
 

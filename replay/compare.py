@@ -15,7 +15,7 @@ from typing import Any
 from events import Event
 from events.stop_events import SCHEDULING_TYPES
 
-__all__ = ("Divergence", "Comparison", "compare_runs")
+__all__ = ("Comparison", "Divergence", "compare_runs")
 
 _ENDS = {"run.finished", "run.failed"}
 
@@ -35,8 +35,14 @@ class Divergence:
         return "\n".join(difflib.unified_diff(a, b, "recorded", "replayed", lineterm=""))
 
     def to_json(self) -> dict[str, Any]:
-        return {"event_id": self.event_id, "type": self.type, "kind": self.kind,
-                "recorded": self.recorded, "replayed": self.replayed, "causes": self.causes}
+        return {
+            "event_id": self.event_id,
+            "type": self.type,
+            "kind": self.kind,
+            "recorded": self.recorded,
+            "replayed": self.replayed,
+            "causes": self.causes,
+        }
 
 
 @dataclass
@@ -79,8 +85,9 @@ def compare_runs(recorded: list[Event], replayed: list[Event], *, ignore_root: b
         if old is None:
             bad[eid] = Divergence(eid, ev.type, "new", None, ev.comparable()["payload"], _causes(ev, index))
         elif old.comparable() != ev.comparable():
-            bad[eid] = Divergence(eid, ev.type, "changed", old.comparable()["payload"],
-                                  ev.comparable()["payload"], _causes(ev, index))
+            bad[eid] = Divergence(
+                eid, ev.type, "changed", old.comparable()["payload"], ev.comparable()["payload"], _causes(ev, index)
+            )
     for eid, ev in rec.items():
         if eid not in new:
             bad[eid] = Divergence(eid, ev.type, "missing", ev.comparable()["payload"], None, _causes(ev, index))

@@ -14,7 +14,7 @@ from typing import Any
 from events.model import Event
 from replay.tree import CausalTree
 
-__all__ = ("Prices", "LMUsage", "LMCall", "prices_from_config", "lm_calls", "SOURCES")
+__all__ = ("SOURCES", "LMCall", "LMUsage", "Prices", "lm_calls", "prices_from_config")
 
 Prices = Mapping[str, tuple[float, float]]
 SOURCES = ("live", "cache", "offline")
@@ -68,10 +68,17 @@ class LMUsage:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "calls": self.calls, "live": self.live, "cache": self.cache, "offline": self.offline,
-            "failed": self.failed, "unanswered": self.unanswered, "completions": self.completions,
-            "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-            "tokens": self.tokens, "cost_usd": round(self.cost_usd, 6),
+            "calls": self.calls,
+            "live": self.live,
+            "cache": self.cache,
+            "offline": self.offline,
+            "failed": self.failed,
+            "unanswered": self.unanswered,
+            "completions": self.completions,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "tokens": self.tokens,
+            "cost_usd": round(self.cost_usd, 6),
         }
 
 

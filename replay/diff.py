@@ -22,7 +22,7 @@ from replay.tree import CausalTree, build_tree
 from store.base import EventStore
 from store.errors import StoreError
 
-__all__ = ("Divergence", "DiffResult", "diff_runs", "diff_trees")
+__all__ = ("DiffResult", "Divergence", "diff_runs", "diff_trees")
 
 Path = tuple[tuple[str, str], ...]
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -71,8 +71,12 @@ class DiffResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "run_a": self.run_a, "run_b": self.run_b, "same": self.same, "compared": self.compared,
-            "differences": self.differences, "first": self.first.to_json() if self.first else None,
+            "run_a": self.run_a,
+            "run_b": self.run_b,
+            "same": self.same,
+            "compared": self.compared,
+            "differences": self.differences,
+            "first": self.first.to_json() if self.first else None,
         }
 
     def render(self) -> str:
@@ -126,11 +130,11 @@ def diff_trees(a: CausalTree, b: CausalTree) -> tuple[int, list[tuple[Path, Even
             if _sig(x) in seen:
                 continue
             seen.add(_sig(x))
-            res.append((base + (_sig(x),), x, by_b.get(_sig(x))))
+            res.append(((*base, _sig(x)), x, by_b.get(_sig(x))))
         for y in ys:
             if _sig(y) not in seen:
                 seen.add(_sig(y))
-                res.append((base + (_sig(y),), None, y))
+                res.append(((*base, _sig(y)), None, y))
         return res
 
     stack.extend(reversed(pairs(ra, rb, ())))
@@ -178,9 +182,14 @@ async def diff_runs(store_a: EventStore, run_a: str, store_b: EventStore, run_b:
     if diffs:
         path, x, y = diffs[0]
         kind = "only_b" if x is None else "only_a" if y is None else "payload"
-        text = "".join(difflib.unified_diff(
-            _pretty(x), _pretty(y), fromfile=f"a/{run_a[:12]}/{path[-1][0]}", tofile=f"b/{run_b[:12]}/{path[-1][0]}",
-        ))
+        text = "".join(
+            difflib.unified_diff(
+                _pretty(x),
+                _pretty(y),
+                fromfile=f"a/{run_a[:12]}/{path[-1][0]}",
+                tofile=f"b/{run_b[:12]}/{path[-1][0]}",
+            )
+        )
         first = Divergence(path, kind, x, y, text)
         if x is not None and y is not None:
             first.blob_diffs = await _blob_diffs(store_a, store_b, x, y)

@@ -28,15 +28,15 @@ from replay.tree import CausalTree, build_tree
 from store.base import EventStore
 
 __all__ = (
-    "LineageNode",
+    "UNATTRIBUTED",
     "Lineage",
+    "LineageNode",
     "UnknownNode",
     "build_lineage",
     "lineage_from_tree",
+    "node_diff",
     "render_tree",
     "show_node",
-    "node_diff",
-    "UNATTRIBUTED",
 )
 
 UNATTRIBUTED = "unattributed"
@@ -65,10 +65,20 @@ class LineageNode:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "id": self.id, "kind": self.kind, "program": self.program, "parent": self.parent,
-            "base": self.base, "generation": self.generation, "task": self.task,
-            "status": self.status, "adopted": self.adopted, "reason": self.reason,
-            "val": self.val, "test": self.test, "label": self.label, "lm": self.lm.to_json(),
+            "id": self.id,
+            "kind": self.kind,
+            "program": self.program,
+            "parent": self.parent,
+            "base": self.base,
+            "generation": self.generation,
+            "task": self.task,
+            "status": self.status,
+            "adopted": self.adopted,
+            "reason": self.reason,
+            "val": self.val,
+            "test": self.test,
+            "label": self.label,
+            "lm": self.lm.to_json(),
         }
 
 
@@ -115,8 +125,7 @@ class Lineage:
             "nodes": [n.to_json() for n in self.nodes.values()],
             "edges": [{"parent": p, "child": c} for p, c in self.edges],
             "generations": [
-                {"generation": g, "meta_val": v, "meta_test": t}
-                for g, (v, t) in sorted(self.generations.items())
+                {"generation": g, "meta_val": v, "meta_test": t} for g, (v, t) in sorted(self.generations.items())
             ],
             "unattributed_lm": self.unattributed.to_json(),
         }
@@ -162,12 +171,18 @@ class _Builder:
             current_id = by_program.get(improver) if isinstance(improver, str) else None
             if current_id is None:
                 parent_prog = gen.payload.get("parent")
-                node = self.add(LineageNode(
-                    id=gen.id, kind="improver", program=improver,
-                    parent=by_program.get(parent_prog) if isinstance(parent_prog, str) else None,
-                    base=parent_prog if isinstance(parent_prog, str) else None,
-                    generation=g, status="seed" if g == 0 else "", label="seed improver" if g == 0 else "improver",
-                ))
+                node = self.add(
+                    LineageNode(
+                        id=gen.id,
+                        kind="improver",
+                        program=improver,
+                        parent=by_program.get(parent_prog) if isinstance(parent_prog, str) else None,
+                        base=parent_prog if isinstance(parent_prog, str) else None,
+                        generation=g,
+                        status="seed" if g == 0 else "",
+                        label="seed improver" if g == 0 else "improver",
+                    )
+                )
                 current_id = node.id
                 if isinstance(improver, str):
                     by_program[improver] = current_id
@@ -175,8 +190,10 @@ class _Builder:
             val, test = self.meta_of(tree.child(gen, "utility.requested", "meta"))
             if current.val is None:
                 current.val, current.test = val, test
-            self.lineage.generations[g] = (val if val is not None else current.val,
-                                           test if test is not None else current.test)
+            self.lineage.generations[g] = (
+                val if val is not None else current.val,
+                test if test is not None else current.test,
+            )
             session = tree.child(gen, "session.requested", "generation")
             gen_programs: dict[str, str] = {}
             if session is not None:
@@ -187,11 +204,20 @@ class _Builder:
                     if prog == current.program or prog in gen_programs:
                         continue
                     v, t = self.meta_of(req)
-                    node = self.add(LineageNode(
-                        id=req.id, kind="improver", program=prog, parent=current_id,
-                        base=current.program, generation=g + 1, status="proposed", val=v, test=t,
-                        label="candidate",
-                    ))
+                    node = self.add(
+                        LineageNode(
+                            id=req.id,
+                            kind="improver",
+                            program=prog,
+                            parent=current_id,
+                            base=current.program,
+                            generation=g + 1,
+                            status="proposed",
+                            val=v,
+                            test=t,
+                            label="candidate",
+                        )
+                    )
                     gen_programs[prog] = node.id
                     self.owner[req.id] = node.id
                 done = tree.child(session, "session.completed", "result")
@@ -200,10 +226,17 @@ class _Builder:
                     if isinstance(prog, str):
                         node_id = gen_programs.get(prog)
                         if node_id is None:
-                            node = self.add(LineageNode(
-                                id=done.id, kind="improver", program=prog, parent=current_id,
-                                base=current.program, generation=g + 1, label="returned",
-                            ))
+                            node = self.add(
+                                LineageNode(
+                                    id=done.id,
+                                    kind="improver",
+                                    program=prog,
+                                    parent=current_id,
+                                    base=current.program,
+                                    generation=g + 1,
+                                    label="returned",
+                                )
+                            )
                             node_id = node.id
                             gen_programs[prog] = node_id
                         node = self.lineage.nodes[node_id]
@@ -222,10 +255,17 @@ class _Builder:
                 if isinstance(cand, str):
                     node_id = gen_programs.get(cand)
                     if node_id is None:
-                        node_id = self.add(LineageNode(
-                            id=decided.id, kind="improver", program=cand, parent=current_id,
-                            base=current.program, generation=g + 1, label="candidate",
-                        )).id
+                        node_id = self.add(
+                            LineageNode(
+                                id=decided.id,
+                                kind="improver",
+                                program=cand,
+                                parent=current_id,
+                                base=current.program,
+                                generation=g + 1,
+                                label="candidate",
+                            )
+                        ).id
                         gen_programs[cand] = node_id
                     node = self.lineage.nodes[node_id]
                     node.adopted = bool(decided.payload.get("adopted"))
@@ -265,14 +305,22 @@ class _Builder:
             prog = done.payload.get("solution") if done is not None else None
             v, _ = self.meta_of(tree.child(done, "utility.requested", "val")) if done else (None, None)
             t, _ = self.meta_of(tree.child(done, "utility.requested", "test")) if done else (None, None)
-            node = self.add(LineageNode(
-                id=(done or sess).id, kind="solution", program=prog if isinstance(prog, str) else None,
-                parent=producer, base=sess.payload.get("initial_solution"),
-                generation=self.lineage.nodes[producer].generation if producer in self.lineage.nodes else None,
-                task=task, status=str(done.payload.get("status", "")) if done else "unfinished",
-                val=v, test=t, label=f"{task} run {sess.key.split('/')[-1]}",
-                reason=str(done.payload.get("error", "")) if done else "",
-            ))
+            node = self.add(
+                LineageNode(
+                    id=(done or sess).id,
+                    kind="solution",
+                    program=prog if isinstance(prog, str) else None,
+                    parent=producer,
+                    base=sess.payload.get("initial_solution"),
+                    generation=self.lineage.nodes[producer].generation if producer in self.lineage.nodes else None,
+                    task=task,
+                    status=str(done.payload.get("status", "")) if done else "unfinished",
+                    val=v,
+                    test=t,
+                    label=f"{task} run {sess.key.split('/')[-1]}",
+                    reason=str(done.payload.get("error", "")) if done else "",
+                )
+            )
             self.owner[sess.id] = node.id
 
     # ---- stop improve ------------------------------------------------------------------------
@@ -286,10 +334,19 @@ class _Builder:
             v, _ = self.meta_of(before)
             t, _ = self.meta_of(tree.child(root, "utility.requested", "before/test"))
             task = str(before.payload.get("task"))
-            seed_id = self.add(LineageNode(
-                id=before.id, kind="solution", program=seed_prog, parent=None, task=task,
-                status="seed", val=v, test=t, label="seed solution",
-            )).id
+            seed_id = self.add(
+                LineageNode(
+                    id=before.id,
+                    kind="solution",
+                    program=seed_prog,
+                    parent=None,
+                    task=task,
+                    status="seed",
+                    val=v,
+                    test=t,
+                    label="seed solution",
+                )
+            ).id
         for session in tree.children(root, "session.requested"):
             done = tree.child(session, "session.completed", "result")
             result = done.payload.get("solution") if done is not None else None
@@ -300,28 +357,52 @@ class _Builder:
                 if not isinstance(prog, str) or prog == seed_prog or prog in tried or prog == result:
                     continue
                 v, _ = self.meta_of(req)
-                tried[prog] = self.add(LineageNode(
-                    id=req.id, kind="solution", program=prog, parent=seed_id, base=seed_prog,
-                    task=str(req.payload.get("task")), status="proposed", val=v, label="tried",
-                )).id
+                tried[prog] = self.add(
+                    LineageNode(
+                        id=req.id,
+                        kind="solution",
+                        program=prog,
+                        parent=seed_id,
+                        base=seed_prog,
+                        task=str(req.payload.get("task")),
+                        status="proposed",
+                        val=v,
+                        label="tried",
+                    )
+                ).id
             if done is not None and isinstance(result, str):
                 v, _ = self.meta_of(tree.child(done, "utility.requested", "after/val"))
                 t, _ = self.meta_of(tree.child(done, "utility.requested", "after/test"))
-                node = self.add(LineageNode(
-                    id=done.id, kind="solution", program=result, parent=seed_id, base=seed_prog,
-                    task=str(session.payload.get("utility_task")), status="returned", val=v, test=t,
-                    label="improved solution",
-                ))
+                node = self.add(
+                    LineageNode(
+                        id=done.id,
+                        kind="solution",
+                        program=result,
+                        parent=seed_id,
+                        base=seed_prog,
+                        task=str(session.payload.get("utility_task")),
+                        status="returned",
+                        val=v,
+                        test=t,
+                        label="improved solution",
+                    )
+                )
                 self.owner[session.id] = node.id
 
     # ---- stop repair -------------------------------------------------------------------------
     def repair(self) -> None:
         tree = self.tree
         for prob in tree.of_type("repair.problem"):
-            self.add(LineageNode(
-                id=prob.id, kind="problem", program=None, parent=None,
-                task=str(prob.payload.get("problem")), label=str(prob.payload.get("problem")),
-            ))
+            self.add(
+                LineageNode(
+                    id=prob.id,
+                    kind="problem",
+                    program=None,
+                    parent=None,
+                    task=str(prob.payload.get("problem")),
+                    label=str(prob.payload.get("problem")),
+                )
+            )
             self.owner[prob.id] = prob.id
         problems = {str(p.payload.get("problem")): p.id for p in tree.of_type("repair.problem")}
         for rp in tree.of_type("repair.program"):
@@ -330,13 +411,19 @@ class _Builder:
             check = self.evaluated(tree.child(rp, "utility.requested", "check"))
             util = _num(check.payload.get("utility")) if check is not None else None
             problem = str(rp.payload.get("problem"))
-            node = self.add(LineageNode(
-                id=rp.id, kind="program", program=rp.payload.get("program"),
-                parent=parent_id if parent_ev is not None else problems.get(problem),
-                base=parent_ev.payload.get("program") if parent_ev is not None else None,
-                task=problem, status="" if util is None else ("pass" if util >= 1.0 else "fail"),
-                val=util, label=str(rp.payload.get("kind", "program")),
-            ))
+            node = self.add(
+                LineageNode(
+                    id=rp.id,
+                    kind="program",
+                    program=rp.payload.get("program"),
+                    parent=parent_id if parent_ev is not None else problems.get(problem),
+                    base=parent_ev.payload.get("program") if parent_ev is not None else None,
+                    task=problem,
+                    status="" if util is None else ("pass" if util >= 1.0 else "fail"),
+                    val=util,
+                    label=str(rp.payload.get("kind", "program")),
+                )
+            )
             for anc in tree.ancestors(rp):
                 if anc.type == "lm.requested":
                     self.owner.setdefault(anc.id, node.id)
@@ -381,6 +468,7 @@ async def build_lineage(store: EventStore, run_id: str) -> Lineage:
 
 # ---- rendering ------------------------------------------------------------------------------
 
+
 def _fmt(x: float | None) -> str:
     return "  -  " if x is None else f"{x:.3f}"
 
@@ -407,14 +495,16 @@ def describe(node: LineageNode) -> str:
 def walk(lineage: Lineage) -> Iterable[tuple[int, bool, LineageNode, list[bool]]]:
     """Depth-first (depth, is_last, node, ancestors_last) over the tree, children in log order."""
 
-    def rec(node: LineageNode, depth: int, last: bool, trail: list[bool], seen: set[str]) -> Iterable[tuple[int, bool, LineageNode, list[bool]]]:
+    def rec(
+        node: LineageNode, depth: int, last: bool, trail: list[bool], seen: set[str]
+    ) -> Iterable[tuple[int, bool, LineageNode, list[bool]]]:
         if node.id in seen:
             return
         seen.add(node.id)
         yield depth, last, node, trail
         kids = lineage.children(node.id)
         for i, kid in enumerate(kids):
-            yield from rec(kid, depth + 1, i == len(kids) - 1, trail + [last], seen)
+            yield from rec(kid, depth + 1, i == len(kids) - 1, [*trail, last], seen)
 
     seen: set[str] = set()
     roots = lineage.roots
@@ -443,10 +533,14 @@ async def _text(store: EventStore, digest: str | None) -> str | None:
 
 
 def node_diff(base: str | None, text: str, base_name: str, name: str) -> str:
-    return "".join(difflib.unified_diff(
-        (base or "").splitlines(keepends=True), text.splitlines(keepends=True),
-        fromfile=base_name, tofile=name,
-    ))
+    return "".join(
+        difflib.unified_diff(
+            (base or "").splitlines(keepends=True),
+            text.splitlines(keepends=True),
+            fromfile=base_name,
+            tofile=name,
+        )
+    )
 
 
 async def show_node(store: EventStore, lineage: Lineage, ident: str) -> tuple[LineageNode, str, str]:
@@ -455,7 +549,9 @@ async def show_node(store: EventStore, lineage: Lineage, ident: str) -> tuple[Li
     text = await _text(store, node.program) or ""
     base = await _text(store, node.base)
     diff = node_diff(
-        base, text,
-        f"parent/{(node.base or 'none')[:12]}", f"{node.kind}/{(node.program or 'none')[:12]}",
+        base,
+        text,
+        f"parent/{(node.base or 'none')[:12]}",
+        f"{node.kind}/{(node.program or 'none')[:12]}",
     )
     return node, text, diff

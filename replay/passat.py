@@ -26,7 +26,7 @@ import numpy as np
 from events import Event
 from store.base import EventStore
 
-__all__ = ("Node", "Tree", "Estimate", "load_trees", "estimate", "passat_table", "plot_passat")
+__all__ = ("Estimate", "Node", "Tree", "estimate", "load_trees", "passat_table", "plot_passat")
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,9 @@ def _index(key: str) -> int:
 
 async def load_trees(store: EventStore, run_id: str) -> list[Tree]:
     """The repair trees of a ``stop repair`` run, problems in the order the run started them."""
-    events = await store.read(run_id, types={"repair.problem", "repair.program", "utility.requested", "utility.evaluated"})
+    events = await store.read(
+        run_id, types={"repair.problem", "repair.program", "utility.requested", "utility.evaluated"}
+    )
     kids: dict[str | None, list[Event]] = {}
     for ev in events:
         kids.setdefault(ev.causation_id, []).append(ev)
@@ -99,8 +101,9 @@ async def load_trees(store: EventStore, run_id: str) -> list[Tree]:
         samples = programs(pev, "sample")
         nodes = tuple(node(s) for s in samples)
         repairs = tuple(tuple(node(r) for r in programs(s, "repair")) for s in samples)
-        trees.append(Tree(pev.payload["problem"], int(pev.payload["n_p"]), int(pev.payload["n_fr"]),
-                          nodes, repairs, unchecked))
+        trees.append(
+            Tree(pev.payload["problem"], int(pev.payload["n_p"]), int(pev.payload["n_fr"]), nodes, repairs, unchecked)
+        )
     if not trees:
         raise LookupError(f"run {run_id} has no repair trees (is it a `stop repair` run?)")
     return trees
@@ -148,8 +151,15 @@ def estimate(trees: list[Tree], n_p: int, n_fr: int, *, resamples: int = 1000, s
         drawn[:, j] = count
     rate = passed.mean(axis=1)
     mean_tokens = tokens.mean(axis=1)
-    return Estimate(n_p, n_fr, float(rate.mean()), float(rate.std()), float(mean_tokens.mean()),
-                    float(mean_tokens.std()), float(drawn.mean()))
+    return Estimate(
+        n_p,
+        n_fr,
+        float(rate.mean()),
+        float(rate.std()),
+        float(mean_tokens.mean()),
+        float(mean_tokens.std()),
+        float(drawn.mean()),
+    )
 
 
 def passat_table(trees: list[Tree], *, resamples: int = 1000, seed: int = 2023) -> dict[str, Any]:
@@ -165,12 +175,19 @@ def passat_table(trees: list[Tree], *, resamples: int = 1000, seed: int = 2023) 
 
     rows = []
     for a in range(1, n_p + 1):
-        for b in range(0, n_fr + 1):
+        for b in range(n_fr + 1):
             est = estimate(trees, a, b, resamples=resamples, seed=seed)
             k = a * (1 + b)
             base = iid(k)
-            rows.append({**asdict(est), "k": k, "iid_pass_rate": base.pass_rate, "iid_tokens": base.tokens,
-                         "ratio": (est.pass_rate / base.pass_rate) if base.pass_rate > 0 else None})
+            rows.append(
+                {
+                    **asdict(est),
+                    "k": k,
+                    "iid_pass_rate": base.pass_rate,
+                    "iid_tokens": base.tokens,
+                    "ratio": (est.pass_rate / base.pass_rate) if base.pass_rate > 0 else None,
+                }
+            )
     for k in range(1, n_p * (1 + n_fr) + 1):
         iid(k)
     return {
@@ -208,7 +225,9 @@ def plot_passat(table: dict[str, Any], path: str, *, title: str = "") -> None:
     ax_k.set_xlabel("programs k = n_p(1 + n_fr)")
     ax_t.set_xlabel("mean generated tokens per problem")
     ax_t.legend(loc="lower right", fontsize=8)
-    fig.suptitle(title or f"self-repair: {table['problems']} problems, {table['resamples']} resamples (seed {table['seed']})")
+    fig.suptitle(
+        title or f"self-repair: {table['problems']} problems, {table['resamples']} resamples (seed {table['seed']})"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

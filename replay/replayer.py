@@ -75,8 +75,15 @@ def _flaky(recorded: list[Event], replayed: list[Event]) -> list[dict[str, Any]]
     for ev in replayed:
         prior = old.get(ev.id)
         if ev.type == "utility.evaluated" and prior is not None and prior.payload["utility"] != ev.payload["utility"]:
-            out.append({"event_id": ev.id, "task": ev.payload["task"], "split": ev.payload["split"],
-                        "recorded": prior.payload["utility"], "replayed": ev.payload["utility"]})
+            out.append(
+                {
+                    "event_id": ev.id,
+                    "task": ev.payload["task"],
+                    "split": ev.payload["split"],
+                    "recorded": prior.payload["utility"],
+                    "replayed": ev.payload["utility"],
+                }
+            )
     return out
 
 
@@ -106,9 +113,16 @@ async def replay_run(
         substitutions[await _starting_improver(recorded, run_id)] = improver_text
     final: Event | None = None
     async with open_pool(info.config) as pool:
-        agents = Agents(scratch, pool=pool, backend=None, mode=CacheMode.REPLAY, recorded=recorded,
-                        re_execute_evaluations=re_execute_evaluations, lease_s=info.config.lease_s,
-                        substitutions=substitutions)
+        agents = Agents(
+            scratch,
+            pool=pool,
+            backend=None,
+            mode=CacheMode.REPLAY,
+            recorded=recorded,
+            re_execute_evaluations=re_execute_evaluations,
+            lease_s=info.config.lease_s,
+            substitutions=substitutions,
+        )
         with anyio.move_on_after(timeout_s if timeout_s is not None else float("inf")):
             final = await run_agents(agents, run_id)
     replayed = await scratch.read(run_id)

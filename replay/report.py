@@ -23,7 +23,7 @@ from replay.tree import build_tree
 from store.base import EventStore
 from store.errors import StoreError
 
-__all__ = ("write_report", "render_report")
+__all__ = ("render_report", "write_report")
 
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;max-width:1200px}
@@ -68,7 +68,9 @@ def _f(x: float | None, digits: int = 3) -> str:
 def _table(head: list[str], rows: list[list[Any]], *, left: int = 1, cls: str = "") -> str:
     th = "".join(f'<th class="{"l" if i < left else ""}">{escape(h)}</th>' for i, h in enumerate(head))
     body = "".join(
-        "<tr>" + "".join(f'<td class="{"l" if i < left else ""}">{escape(str(c))}</td>' for i, c in enumerate(r)) + "</tr>"
+        "<tr>"
+        + "".join(f'<td class="{"l" if i < left else ""}">{escape(str(c))}</td>' for i, c in enumerate(r))
+        + "</tr>"
         for r in rows
     )
     return f'<table class="{cls}"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>'
@@ -93,8 +95,10 @@ def _node_html(node: LineageNode) -> str:
     text = " · ".join(escape(b) for b in bits)
     cost = f" · LM {node.lm.calls} calls, {node.lm.tokens} tok, ${node.lm.cost_usd:.4f}" if node.lm.calls else ""
     anchor = f'<a href="#prog-{escape(node.id)}">{escape(node.id[:10])}</a>' if node.program else escape(node.id[:10])
-    return (f'<span class="node-label">{anchor} {text} · {what} val {_f(node.val)} test {_f(node.test)}'
-            f'{escape(cost)}</span>{_tag(node)}')
+    return (
+        f'<span class="node-label">{anchor} {text} · {what} val {_f(node.val)} test {_f(node.test)}'
+        f"{escape(cost)}</span>{_tag(node)}"
+    )
 
 
 def _tree_html(lineage: Lineage) -> str:
@@ -106,8 +110,10 @@ def _tree_html(lineage: Lineage) -> str:
         kids = [k for k in lineage.children(node.id) if k.id not in seen]
         inner = "".join(rec(k) for k in kids)
         sub = f"<ul>{inner}</ul>" if inner else ""
-        return (f'<li class="node" data-node="{escape(node.id)}" data-kind="{escape(node.kind)}">'
-                f"{_node_html(node)}{sub}</li>")
+        return (
+            f'<li class="node" data-node="{escape(node.id)}" data-kind="{escape(node.kind)}">'
+            f"{_node_html(node)}{sub}</li>"
+        )
 
     items = "".join(rec(r) for r in lineage.roots if r.id not in seen)
     return f'<ul class="tree" id="lineage-tree">{items}</ul>'
@@ -120,24 +126,44 @@ def _plot(lineage: Lineage) -> str:
             Series("meta val", [(g, v) for g, (v, _) in gens if v is not None], "#1f77b4", css="series-val"),
             Series("meta test", [(g, t) for g, (_, t) in gens if t is not None], "#ff7f0e", css="series-test"),
         ]
-        cands = [(float(n.generation), n.val) for n in lineage.nodes.values()
-                 if n.kind == "improver" and n.generation and n.val is not None and n.status != "seed"]
+        cands = [
+            (float(n.generation), n.val)
+            for n in lineage.nodes.values()
+            if n.kind == "improver" and n.generation and n.val is not None and n.status != "seed"
+        ]
         if cands:
-            series.append(Series("candidates (val)", [(x, y) for x, y in cands if y is not None], "#888",
-                                 line=False, css="series-candidates"))
-        return line_plot(series, title="Meta-utility of the improver per generation",
-                         x_label="generation", y_label="meta-utility")
+            series.append(
+                Series(
+                    "candidates (val)",
+                    [(x, y) for x, y in cands if y is not None],
+                    "#888",
+                    line=False,
+                    css="series-candidates",
+                )
+            )
+        return line_plot(
+            series, title="Meta-utility of the improver per generation", x_label="generation", y_label="meta-utility"
+        )
     nodes = [n for n in lineage.nodes.values() if n.val is not None]
-    series = [Series("val", [(i, n.val) for i, n in enumerate(nodes) if n.val is not None], "#1f77b4", css="series-val"),
-              Series("test", [(i, n.test) for i, n in enumerate(nodes) if n.test is not None], "#ff7f0e", css="series-test")]
+    series = [
+        Series("val", [(i, n.val) for i, n in enumerate(nodes) if n.val is not None], "#1f77b4", css="series-val"),
+        Series("test", [(i, n.test) for i, n in enumerate(nodes) if n.test is not None], "#ff7f0e", css="series-test"),
+    ]
     return line_plot(series, title="Utility per lineage node (log order)", x_label="node", y_label="utility")
 
 
 def _diff_html(diff: str) -> str:
     out = []
     for line in diff.splitlines():
-        cls = ("hunk" if line.startswith("@@") else "add" if line.startswith("+") and not line.startswith("+++")
-               else "del" if line.startswith("-") and not line.startswith("---") else "")
+        cls = (
+            "hunk"
+            if line.startswith("@@")
+            else "add"
+            if line.startswith("+") and not line.startswith("+++")
+            else "del"
+            if line.startswith("-") and not line.startswith("---")
+            else ""
+        )
         out.append(f'<span class="{cls}">{escape(line)}</span>' if cls else escape(line) + "\n")
     return "".join(out)
 
@@ -162,8 +188,12 @@ async def _programs_html(store: EventStore, lineage: Lineage) -> str:
         prog = await text(node.program) or ""
         base = await text(node.base)
         diff = node_diff(base, prog, f"parent/{(node.base or 'none')[:12]}", f"{node.kind}/{node.program[:12]}")
-        title = f"{node.id[:10]} · {node.kind}" + (f" · g{node.generation}" if node.generation is not None else "") + (
-            f" · {node.task}" if node.task else "") + f" · program {node.program[:12]}"
+        title = (
+            f"{node.id[:10]} · {node.kind}"
+            + (f" · g{node.generation}" if node.generation is not None else "")
+            + (f" · {node.task}" if node.task else "")
+            + f" · program {node.program[:12]}"
+        )
         parts.append(
             f'<section class="program" id="prog-{escape(node.id)}"><details><summary>{escape(title)} {_tag(node)}</summary>'
             f'<h4>diff against parent</h4><pre class="diff">{_diff_html(diff) or "(no parent or no change)"}</pre>'
@@ -173,8 +203,10 @@ async def _programs_html(store: EventStore, lineage: Lineage) -> str:
 
 
 def _usage_rows(items: dict[str, Any]) -> list[list[Any]]:
-    return [[k, u.calls, u.live, u.cache, u.offline, u.failed, u.prompt_tokens, u.completion_tokens,
-             f"{u.cost_usd:.4f}"] for k, u in items.items()]
+    return [
+        [k, u.calls, u.live, u.cache, u.offline, u.failed, u.prompt_tokens, u.completion_tokens, f"{u.cost_usd:.4f}"]
+        for k, u in items.items()
+    ]
 
 
 _USAGE_HEAD = ["", "calls", "live", "cache", "offline", "failed", "prompt tok", "completion tok", "cost $"]
@@ -182,35 +214,53 @@ _USAGE_HEAD = ["", "calls", "live", "cache", "offline", "failed", "prompt tok", 
 
 def render_report(audit: AuditReport, lineage: Lineage, programs: str) -> str:
     status = '<span class="ok">OK</span>' if audit.ok else '<span class="bad">FAILED</span>'
-    integrity = [f"<p>Integrity: {status} — {escape(str(audit.chain))}; blobs {audit.blobs_checked} checked, "
-                 f"{len(audit.blob_problems)} bad.</p>"]
+    integrity = [
+        f"<p>Integrity: {status} — {escape(str(audit.chain))}; blobs {audit.blobs_checked} checked, "
+        f"{len(audit.blob_problems)} bad.</p>"
+    ]
     for p in audit.blob_problems:
-        integrity.append(f'<p class="bad">blob {escape(p.digest)} is {p.problem} '
-                         f"(field {escape(p.field)} of {escape(p.event_type)} {escape(p.event_id)})</p>")
+        integrity.append(
+            f'<p class="bad">blob {escape(p.digest)} is {p.problem} '
+            f"(field {escape(p.field)} of {escape(p.event_type)} {escape(p.event_id)})</p>"
+        )
     for u in audit.unreadable:
         integrity.append(f'<p class="bad">event {escape(u.id)} (seq {u.seq}) unreadable: {escape(u.reason)}</p>')
     solutions = [n for n in lineage.nodes.values() if n.kind == "solution"]
-    task_rows = [[n.task or "", n.id[:10], (lineage.nodes[n.parent].id[:10] if n.parent in lineage.nodes else "–"),
-                  _f(n.val), _f(n.test), n.status] for n in solutions]
+    task_rows = [
+        [
+            n.task or "",
+            n.id[:10],
+            (lineage.nodes[n.parent].id[:10] if n.parent in lineage.nodes else "–"),
+            _f(n.val),
+            _f(n.test),
+            n.status,
+        ]
+        for n in solutions
+    ]
     repair = [n for n in lineage.nodes.values() if n.kind == "program"]
     task_rows += [[n.task or "", n.id[:10], (n.parent or "–")[:10], _f(n.val), "–", n.status] for n in repair]
     gen_rows = [[g, _f(v), _f(t)] for g, (v, t) in sorted(lineage.generations.items())]
-    viol_rows = [[c, n, audit.scanned.get(c, 0), audit.runtime.get(c, 0), "; ".join(audit.runtime_examples.get(c, []))]
-                 for c, n in audit.violations.items()]
-    node_usage = {(k[:10] + " " + (lineage.nodes[k].kind if k in lineage.nodes else "")): v
-                  for k, v in audit.lm_by_node.items()}
-    hack_rows = [[r["event"][:12], f"{r['task']}/{r['split']}", ", ".join(f"{k}={v}" for k, v in r["signals"].items())]
-                 for r in audit.reward_hacking]
+    viol_rows = [
+        [c, n, audit.scanned.get(c, 0), audit.runtime.get(c, 0), "; ".join(audit.runtime_examples.get(c, []))]
+        for c, n in audit.violations.items()
+    ]
+    node_usage = {
+        (k[:10] + " " + (lineage.nodes[k].kind if k in lineage.nodes else "")): v for k, v in audit.lm_by_node.items()
+    }
+    hack_rows = [
+        [r["event"][:12], f"{r['task']}/{r['split']}", ", ".join(f"{k}={v}" for k, v in r["signals"].items())]
+        for r in audit.reward_hacking
+    ]
     budget_rows = [[b["event"][:12], b["resource"], b["used"], b["limit"], b["detail"]] for b in audit.budget_overruns]
     body = f"""
 <h1>STOP run {escape(audit.run_id)}</h1>
-<p class="muted">command: {escape(audit.command or '?')} · status: {escape(audit.status)} · {audit.events} events ·
+<p class="muted">command: {escape(audit.command or "?")} · status: {escape(audit.status)} · {audit.events} events ·
 {len(lineage.nodes)} lineage nodes</p>
 <button id="expand" type="button">expand all programs</button>
 <h2>Audit</h2>
-{''.join(integrity)}
+{"".join(integrity)}
 <p>LM calls: {audit.lm.calls} (live {audit.lm.live}, cache {audit.lm.cache}, offline {audit.lm.offline},
-failed {audit.lm.failed}); tokens {audit.lm.tokens}; cost ${audit.lm.cost_usd:.4f}{'' if audit.priced_models else ' (no price table in the run config: cost 0)'}.</p>
+failed {audit.lm.failed}); tokens {audit.lm.tokens}; cost ${audit.lm.cost_usd:.4f}{"" if audit.priced_models else " (no price table in the run config: cost 0)"}.</p>
 <p>Proposals scanned: {audit.proposals}; unsandboxing attempts: {audit.unsandboxing}
 ({audit.unsandboxing_per_1000:.1f} per 1,000 proposals); reward-hacking flags: {len(audit.reward_hacking)};
 budget overruns: {len(audit.budget_overruns)}.</p>
@@ -235,7 +285,7 @@ budget overruns: {len(audit.budget_overruns)}.</p>
 {programs}
 """
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>STOP run {escape(audit.run_id[:16])}</title><style>{_CSS}</style></head>"
         f"<body>{body}<script>{_JS}</script></body></html>\n"
     )

@@ -19,7 +19,7 @@ import structlog
 from events.model import Event
 from store.base import EventStore
 
-__all__ = ("UnknownRun", "UnreadableEvent", "RunLog", "resolve_run", "load_run")
+__all__ = ("RunLog", "UnknownRun", "UnreadableEvent", "load_run", "resolve_run")
 
 log = structlog.get_logger("replay.inspect")
 
@@ -96,8 +96,16 @@ def _read_rows_raw(path: str, run_id: str) -> RunLog:
             continue
         out.events.append(
             Event(
-                seq=row[0], id=row[1], run_id=row[2], type=row[3], version=row[4],
-                causation_id=row[5], key=row[6], payload=payload, prev_hash=row[8], hash=row[9],
+                seq=row[0],
+                id=row[1],
+                run_id=row[2],
+                type=row[3],
+                version=row[4],
+                causation_id=row[5],
+                key=row[6],
+                payload=payload,
+                prev_hash=row[8],
+                hash=row[9],
             )
         )
     return out

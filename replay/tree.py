@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from events.model import Event
 from store.projection import Projection, fold
 
-__all__ = ("CausalTree", "TREE", "build_tree")
+__all__ = ("TREE", "CausalTree", "build_tree")
 
 
 @dataclass

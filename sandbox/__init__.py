@@ -26,7 +26,23 @@ from ._scan import scan_program as scan_program
 from ._values import InvalidValue as InvalidValue
 from ._values import decode as decode_value
 
-__all__ = ("SandboxConfig", "SandboxPool", "Job", "JobResult", "STATUSES", "LayerReport",
-           "Layer", "detect_layers", "scan_program", "Finding", "SandboxError",
-           "SandboxUnavailable", "BridgeError", "UtilityProxy", "LanguageModelProxy",
-           "RequestHandler", "InvalidValue", "decode_value")
+__all__ = (
+    "STATUSES",
+    "BridgeError",
+    "Finding",
+    "InvalidValue",
+    "Job",
+    "JobResult",
+    "LanguageModelProxy",
+    "Layer",
+    "LayerReport",
+    "RequestHandler",
+    "SandboxConfig",
+    "SandboxError",
+    "SandboxPool",
+    "SandboxUnavailable",
+    "UtilityProxy",
+    "decode_value",
+    "detect_layers",
+    "scan_program",
+)

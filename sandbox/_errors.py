@@ -11,7 +11,7 @@ are ``JobResult.status`` values.
 
 from __future__ import annotations
 
-__all__ = ("SandboxError", "SandboxUnavailable", "BridgeError")
+__all__ = ("BridgeError", "SandboxError", "SandboxUnavailable")
 
 
 class SandboxError(Exception):

@@ -8,12 +8,32 @@ from typing import Any, Literal
 
 from ._values import decode
 
-__all__ = ("Job", "JobResult", "Status", "STATUSES", "UtilityProxy", "LanguageModelProxy")
+__all__ = ("STATUSES", "Job", "JobResult", "LanguageModelProxy", "Status", "UtilityProxy")
 
-Status = Literal["ok", "error", "timeout", "call_timeout", "cpu_limit", "memory", "output_limit",
-                 "crashed", "invalid_output", "refused"]
-STATUSES: tuple[str, ...] = ("ok", "error", "timeout", "call_timeout", "cpu_limit", "memory",
-                             "output_limit", "crashed", "invalid_output", "refused")
+Status = Literal[
+    "ok",
+    "error",
+    "timeout",
+    "call_timeout",
+    "cpu_limit",
+    "memory",
+    "output_limit",
+    "crashed",
+    "invalid_output",
+    "refused",
+]
+STATUSES: tuple[str, ...] = (
+    "ok",
+    "error",
+    "timeout",
+    "call_timeout",
+    "cpu_limit",
+    "memory",
+    "output_limit",
+    "crashed",
+    "invalid_output",
+    "refused",
+)
 
 
 @dataclass(frozen=True)
@@ -60,13 +80,19 @@ class Job:
     def header(self) -> dict[str, Any]:
         """The limits as the worker receives them (the program travels in the payload)."""
         cpu = self.cpu_s if self.cpu_s is not None else self.wall_timeout_s
-        return {"function": self.function, "call_timeout_s": self.call_timeout_s,
-                "wall_timeout_s": float(self.wall_timeout_s), "cpu_s": float(cpu),
-                "memory_mb": int(self.memory_mb), "file_size_mb": int(self.file_size_mb),
-                "open_files": int(self.open_files),
-                "output_limit_bytes": int(self.output_limit_bytes),
-                "capture_limit_bytes": int(min(self.capture_limit_bytes, self.output_limit_bytes)),
-                "result_limit_bytes": int(self.result_limit_bytes), "seed": int(self.seed)}
+        return {
+            "function": self.function,
+            "call_timeout_s": self.call_timeout_s,
+            "wall_timeout_s": float(self.wall_timeout_s),
+            "cpu_s": float(cpu),
+            "memory_mb": int(self.memory_mb),
+            "file_size_mb": int(self.file_size_mb),
+            "open_files": int(self.open_files),
+            "output_limit_bytes": int(self.output_limit_bytes),
+            "capture_limit_bytes": int(min(self.capture_limit_bytes, self.output_limit_bytes)),
+            "result_limit_bytes": int(self.result_limit_bytes),
+            "seed": int(self.seed),
+        }
 
 
 @dataclass(frozen=True)
@@ -141,10 +167,16 @@ class JobResult:
         exit_code = frame.get("exit_code")
         viols = frame.get("violations")
         return cls(
-            status=str(status), encoded_value=frame.get("value"), error=opt_text("error"),
-            traceback=opt_text("traceback"), call_time_s=opt_num("call_time_s"),
-            wall_time_s=num("wall_time_s"), cpu_time_s=num("cpu_time_s"),
-            max_rss_kb=int(num("max_rss_kb")), stdout=text("stdout"), stderr=text("stderr"),
+            status=str(status),
+            encoded_value=frame.get("value"),
+            error=opt_text("error"),
+            traceback=opt_text("traceback"),
+            call_time_s=opt_num("call_time_s"),
+            wall_time_s=num("wall_time_s"),
+            cpu_time_s=num("cpu_time_s"),
+            max_rss_kb=int(num("max_rss_kb")),
+            stdout=text("stdout"),
+            stderr=text("stderr"),
             stdout_truncated=frame.get("stdout_truncated") is True,
             stderr_truncated=frame.get("stderr_truncated") is True,
             exit_code=exit_code if isinstance(exit_code, int) else None,

@@ -17,15 +17,41 @@ from typing import Any
 
 from ._layers import LayerReport, bwrap_base_args
 
-__all__ = ("LaunchSpec", "make_launch", "GUEST_DIR", "PRELOAD")
+__all__ = ("GUEST_DIR", "PRELOAD", "LaunchSpec", "make_launch")
 
 GUEST_DIR = Path(__file__).resolve().parent / "stop_guest"
 GUEST_MOUNT = "/opt/stop"
 BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from stop_guest.worker import main; main()"
-PRELOAD = ("numpy", "numpy.random", "numpy.linalg", "json", "math", "random", "itertools", "collections", "functools", "re",
-           "heapq", "bisect", "string", "typing", "dataclasses", "statistics", "fractions",
-           "decimal", "threading", "concurrent.futures", "copy", "operator", "time",
-           "textwrap", "difflib", "ast", "io", "traceback")
+PRELOAD = (
+    "numpy",
+    "numpy.random",
+    "numpy.linalg",
+    "json",
+    "math",
+    "random",
+    "itertools",
+    "collections",
+    "functools",
+    "re",
+    "heapq",
+    "bisect",
+    "string",
+    "typing",
+    "dataclasses",
+    "statistics",
+    "fractions",
+    "decimal",
+    "threading",
+    "concurrent.futures",
+    "copy",
+    "operator",
+    "time",
+    "textwrap",
+    "difflib",
+    "ast",
+    "io",
+    "traceback",
+)
 TMPFS_BYTES = 512 << 20
 
 
@@ -38,15 +64,32 @@ class LaunchSpec:
 
 
 def _worker_env(tmpdir: str) -> dict[str, str]:
-    return {"PATH": "/usr/bin:/bin", "TMPDIR": tmpdir, "LANG": "C.UTF-8",
-            "MALLOC_ARENA_MAX": "2", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
+    return {
+        "PATH": "/usr/bin:/bin",
+        "TMPDIR": tmpdir,
+        "LANG": "C.UTF-8",
+        "MALLOC_ARENA_MAX": "2",
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
 
 
 def _runtime_paths() -> list[str]:
     paths = []
-    for p in ("/usr", "/bin", "/lib", "/lib64", "/sbin", sys.base_prefix, sys.prefix,
-              os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)):
+    for p in (
+        "/usr",
+        "/bin",
+        "/lib",
+        "/lib64",
+        "/sbin",
+        sys.base_prefix,
+        sys.prefix,
+        os.path.realpath(sys.base_prefix),
+        os.path.realpath(sys.prefix),
+    ):
         if p and p not in paths and os.path.exists(p):
             paths.append(p)
     return paths
@@ -72,12 +115,13 @@ def _python_argv(python: str, guest_parent: str) -> list[str]:
     return [python, "-s", "-P", "-B", "-c", BOOT, guest_parent]
 
 
-def make_launch(layers: LayerReport, *, python: str | None = None,
-                seccomp_bpf: bytes | None = None) -> LaunchSpec:
+def make_launch(layers: LayerReport, *, python: str | None = None, seccomp_bpf: bytes | None = None) -> LaunchSpec:
     python = python or sys.executable
     unsafe = layers.unsafe_no_sandbox
     init: dict[str, Any] = {
-        "op": "init", "preload": list(PRELOAD), "unsafe": unsafe,
+        "op": "init",
+        "preload": list(PRELOAD),
+        "unsafe": unsafe,
         "landlock": layers.active("landlock"),
         "seccomp_bpf": seccomp_bpf.hex() if seccomp_bpf and layers.active("seccomp") else None,
         "layers": {layer.name: layer.active for layer in layers.layers},
@@ -85,10 +129,24 @@ def make_launch(layers: LayerReport, *, python: str | None = None,
     if layers.active("bubblewrap"):
         bwrap = shutil.which("bwrap") or "bwrap"
         env = _worker_env("/tmp")
-        argv = [bwrap, *bwrap_base_args(), *_bwrap_binds(),
-                "--ro-bind", str(GUEST_DIR), f"{GUEST_MOUNT}/stop_guest",
-                "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev",
-                "--chdir", "/tmp"]
+        argv = [
+            bwrap,
+            *bwrap_base_args(),
+            *_bwrap_binds(),
+            "--ro-bind",
+            str(GUEST_DIR),
+            f"{GUEST_MOUNT}/stop_guest",
+            "--size",
+            str(TMPFS_BYTES),
+            "--tmpfs",
+            "/tmp",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--chdir",
+            "/tmp",
+        ]
         for key, value in env.items():
             argv += ["--setenv", key, value]
         argv += ["--", *_python_argv(python, GUEST_MOUNT)]

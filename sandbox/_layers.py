@@ -12,7 +12,7 @@ from typing import Any
 
 from .stop_guest.confine import landlock_abi
 
-__all__ = ("Layer", "LayerReport", "detect_layers", "LAYER_NAMES")
+__all__ = ("LAYER_NAMES", "Layer", "LayerReport", "detect_layers")
 
 LAYER_NAMES = ("bubblewrap", "landlock", "seccomp", "rlimits", "capdrop")
 
@@ -56,16 +56,19 @@ class LayerReport:
 
     def without(self, *names: str, reason: str = "disabled by configuration") -> LayerReport:
         """A copy with the named layers marked inactive (configuration or tests)."""
-        layers = tuple(Layer(layer.name, False, reason) if layer.name in names and layer.active
-                       else layer for layer in self.layers)
+        layers = tuple(
+            Layer(layer.name, False, reason) if layer.name in names and layer.active else layer for layer in self.layers
+        )
         return replace(self, layers=layers)
 
     def to_json(self) -> dict[str, Any]:
-        return {"isolated": self.isolated, "unsafe_no_sandbox": self.unsafe_no_sandbox,
-                "landlock_abi": self.landlock_abi,
-                "layers": {layer.name: {"active": layer.active, "detail": layer.detail}
-                           for layer in self.layers},
-                "notes": list(self.notes)}
+        return {
+            "isolated": self.isolated,
+            "unsafe_no_sandbox": self.unsafe_no_sandbox,
+            "landlock_abi": self.landlock_abi,
+            "layers": {layer.name: {"active": layer.active, "detail": layer.detail} for layer in self.layers},
+            "notes": list(self.notes),
+        }
 
     def summary(self) -> str:
         active = [layer.name for layer in self.layers if layer.active]
@@ -76,17 +79,47 @@ class LayerReport:
 
 
 def bwrap_base_args() -> list[str]:
-    return ["--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534",
-            "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv"]
+    return [
+        "--unshare-all",
+        "--unshare-user",
+        "--uid",
+        "65534",
+        "--gid",
+        "65534",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+        "--clearenv",
+    ]
 
 
 def _probe_bwrap() -> Layer:
     path = shutil.which("bwrap")
     if path is None:
         return Layer("bubblewrap", False, "bwrap is not installed (apt-get install bubblewrap)")
-    cmd = [path, *bwrap_base_args(), "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin",
-           "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64", "--proc", "/proc",
-           "--dev", "/dev", "--", "/usr/bin/true"]
+    cmd = [
+        path,
+        *bwrap_base_args(),
+        "--ro-bind",
+        "/usr",
+        "/usr",
+        "--symlink",
+        "usr/bin",
+        "/bin",
+        "--symlink",
+        "usr/lib",
+        "/lib",
+        "--symlink",
+        "usr/lib64",
+        "/lib64",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--",
+        "/usr/bin/true",
+    ]
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=20, env={}, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -102,7 +135,7 @@ def _probe_seccomp() -> Layer:
         from ._seccomp import build_bpf
 
         size = len(build_bpf())
-    except Exception as exc:  # ImportError, OSError from libseccomp: report, don't crash
+    except Exception as exc:  # noqa: BLE001 - ImportError, OSError from libseccomp: report, don't crash
         return Layer("seccomp", False, f"libseccomp/pyseccomp unusable: {exc!r}")
     try:
         with open("/proc/self/status", encoding="ascii") as fh:
@@ -117,19 +150,33 @@ def _probe_seccomp() -> Layer:
 def detect_layers() -> LayerReport:
     """Probe once per process (about 10 ms, mostly one bwrap start)."""
     abi = landlock_abi()
-    landlock = (Layer("landlock", True, f"ABI {abi}: fs rules" + (", TCP deny" if abi >= 4 else "")
-                      + (", signal/abstract-socket scoping" if abi >= 6 else ""))
-                if abi > 0 else Layer("landlock", False, "the kernel offers no Landlock here"))
+    landlock = (
+        Layer(
+            "landlock",
+            True,
+            f"ABI {abi}: fs rules"
+            + (", TCP deny" if abi >= 4 else "")
+            + (", signal/abstract-socket scoping" if abi >= 6 else ""),
+        )
+        if abi > 0
+        else Layer("landlock", False, "the kernel offers no Landlock here")
+    )
     notes: list[str] = []
     if 0 < abi < 6:
         notes.append("Landlock ABI < 6: no signal scoping; bubblewrap's pid namespace covers it")
     if os.geteuid() == 0:
         notes.append("running as root: RLIMIT_NPROC is ignored; fork is denied by seccomp")
     return LayerReport(
-        layers=(_probe_bwrap(), landlock, _probe_seccomp(),
-                Layer("rlimits", True, "CPU, address space, file size, open files, core"),
-                Layer("capdrop", True, "capabilities cleared in every job")),
-        landlock_abi=abi, notes=tuple(notes))
+        layers=(
+            _probe_bwrap(),
+            landlock,
+            _probe_seccomp(),
+            Layer("rlimits", True, "CPU, address space, file size, open files, core"),
+            Layer("capdrop", True, "capabilities cleared in every job"),
+        ),
+        landlock_abi=abi,
+        notes=tuple(notes),
+    )
 
 
 def python_for_workers() -> str:

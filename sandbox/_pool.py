@@ -24,7 +24,7 @@ from ._seccomp import build_bpf
 from ._values import canonical_json
 from ._worker import WorkerHandle, WorkerLost
 
-__all__ = ("SandboxPool", "RequestHandler", "effective_layers")
+__all__ = ("RequestHandler", "SandboxPool", "effective_layers")
 
 log = structlog.get_logger("sandbox")
 
@@ -37,20 +37,22 @@ def effective_layers(config: SandboxConfig, detected: LayerReport) -> LayerRepor
     if config.use_bubblewrap is False:
         report = report.without("bubblewrap")
     elif config.use_bubblewrap is True and not report.active("bubblewrap"):
-        raise SandboxUnavailable("bubblewrap was required but is unusable here: "
-                                 + report.get("bubblewrap").detail)
+        raise SandboxUnavailable("bubblewrap was required but is unusable here: " + report.get("bubblewrap").detail)
     if not config.use_landlock:
         report = report.without("landlock")
     if not config.use_seccomp:
         report = report.without("seccomp")
     if config.unsafe_no_sandbox:
-        return replace(report.without("bubblewrap", "landlock", "seccomp", "capdrop",
-                                      reason="--unsafe-no-sandbox"), unsafe_no_sandbox=True)
+        return replace(
+            report.without("bubblewrap", "landlock", "seccomp", "capdrop", reason="--unsafe-no-sandbox"),
+            unsafe_no_sandbox=True,
+        )
     if not report.isolated:
         raise SandboxUnavailable(
             "refusing to run untrusted code: neither namespaces (bubblewrap) nor Landlock work "
             "here (" + "; ".join(report.missing()) + "). Install bubblewrap or use a kernel "
-            "with Landlock; --unsafe-no-sandbox exists for development only.")
+            "with Landlock; --unsafe-no-sandbox exists for development only."
+        )
     return report
 
 
@@ -68,8 +70,7 @@ class _Pickler(pickle.Pickler):
             return ("stop.utility", {"description": obj.description, "budget": obj.budget})
         if isinstance(obj, LanguageModelProxy):
             self.proxies += 1
-            return ("stop.language_model", {"budget": obj.budget,
-                                            "max_responses_per_call": obj.max_responses_per_call})
+            return ("stop.language_model", {"budget": obj.budget, "max_responses_per_call": obj.max_responses_per_call})
         return None
 
 
@@ -79,8 +80,7 @@ class SandboxPool:
     ``layers`` injects a LayerReport instead of probing the machine (tests of the refusal).
     """
 
-    def __init__(self, config: SandboxConfig | None = None, *,
-                 layers: LayerReport | None = None) -> None:
+    def __init__(self, config: SandboxConfig | None = None, *, layers: LayerReport | None = None) -> None:
         self.config = config or SandboxConfig()
         self._injected = layers
         self.layers: LayerReport = layers or LayerReport(layers=())
@@ -99,8 +99,11 @@ class SandboxPool:
         detected = self._injected or await anyio.to_thread.run_sync(detect_layers)
         self.layers = effective_layers(self.config, detected)
         if self.layers.unsafe_no_sandbox:
-            log.warning("UNSAFE: sandbox disabled (--unsafe-no-sandbox); untrusted code runs "
-                        "without namespaces, Landlock or seccomp", layers=self.layers.to_json())
+            log.warning(
+                "UNSAFE: sandbox disabled (--unsafe-no-sandbox); untrusted code runs "
+                "without namespaces, Landlock or seccomp",
+                layers=self.layers.to_json(),
+            )
         else:
             log.info("sandbox layers", summary=self.layers.summary())
         if self.layers.active("seccomp"):
@@ -116,8 +119,9 @@ class SandboxPool:
             raise
         return self
 
-    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self._shutdown()
 
     async def _shutdown(self) -> None:
@@ -159,8 +163,13 @@ class SandboxPool:
 
     async def _release_session_worker(self, worker: WorkerHandle, reusable: bool) -> None:
         with anyio.CancelScope(shield=True):
-            if (reusable and not self._closed and worker.alive and worker.process.returncode is None
-                    and len(self._idle_sessions) < self.config.idle_session_workers):
+            if (
+                reusable
+                and not self._closed
+                and worker.alive
+                and worker.process.returncode is None
+                and len(self._idle_sessions) < self.config.idle_session_workers
+            ):
                 self._idle_sessions.append(worker)
             else:
                 await worker.close()
@@ -177,8 +186,7 @@ class SandboxPool:
             return JobResult(status="refused", error="the program must be a str")
         for name in ("wall_timeout_s", "call_timeout_s", "cpu_s"):
             value = getattr(job, name)
-            if value is not None and not (0 < value <= self.config.max_wall_timeout_s
-                                          and math.isfinite(value)):
+            if value is not None and not (0 < value <= self.config.max_wall_timeout_s and math.isfinite(value)):
                 return JobResult(status="refused", error=f"{name}={value!r} is out of range")
         buf = io.BytesIO()
         pickler = _Pickler(buf, allow_proxies=session)
@@ -187,12 +195,13 @@ class SandboxPool:
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
             return JobResult(status="refused", error=f"the arguments cannot be sent: {exc}")
         if pickler.proxies and not session:
-            return JobResult(status="refused",
-                             error="utility/language_model proxies need run_session")
+            return JobResult(status="refused", error="utility/language_model proxies need run_session")
         payload = buf.getvalue()
         if len(payload) > self.config.max_payload_bytes:
-            return JobResult(status="refused", error=f"the job is {len(payload)} bytes, over "
-                             f"the {self.config.max_payload_bytes}-byte limit")
+            return JobResult(
+                status="refused",
+                error=f"the job is {len(payload)} bytes, over the {self.config.max_payload_bytes}-byte limit",
+            )
         header = {"op": "job", "id": next(self._ids), "session": session, **job.header()}
         return header, payload
 
@@ -215,8 +224,7 @@ class SandboxPool:
         except WorkerLost as exc:
             return self._lost(worker, exc)
         except TimeoutError:
-            return JobResult(status="timeout", error="the worker did not report within "
-                             "the deadline; it was replaced")
+            return JobResult(status="timeout", error="the worker did not report within the deadline; it was replaced")
         finally:
             with anyio.CancelScope(shield=True):
                 await self._release(worker, healthy)
@@ -225,8 +233,11 @@ class SandboxPool:
         code = worker.process.returncode
         detail = worker.stderr_tail(500)
         log.warning("sandbox worker lost", pid=worker.pid, error=str(exc), returncode=code)
-        return JobResult(status="crashed", error=f"the worker died during the job ({exc}); "
-                         f"it was replaced" + (f"; stderr: {detail}" if detail else ""))
+        return JobResult(
+            status="crashed",
+            error=f"the worker died during the job ({exc}); "
+            f"it was replaced" + (f"; stderr: {detail}" if detail else ""),
+        )
 
     async def _release(self, worker: WorkerHandle, healthy: bool) -> None:
         assert self._idle_send is not None
@@ -287,15 +298,15 @@ class SandboxPool:
                     tg.start_soon(answer, msg, occurrence)
 
                 try:
-                    frame = await worker.run(header, payload, backstop_s=self._backstop(job),
-                                             on_request=on_frame)
+                    frame = await worker.run(header, payload, backstop_s=self._backstop(job), on_request=on_frame)
                     result = JobResult.from_worker(frame)
                     reusable = True
                 except WorkerLost as exc:
                     result = self._lost(worker, exc)
                 except TimeoutError:
-                    result = JobResult(status="timeout", error="the session's worker did not "
-                                       "report within the deadline")
+                    result = JobResult(
+                        status="timeout", error="the session's worker did not report within the deadline"
+                    )
                 tg.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             if len(group.exceptions) == 1:

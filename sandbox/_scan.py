@@ -10,10 +10,19 @@ import ast
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ("Finding", "scan_program", "CATEGORIES")
+__all__ = ("CATEGORIES", "Finding", "scan_program")
 
-CATEGORIES = ("network", "filesystem", "process", "syscall", "environment", "budget_tampering",
-              "sandbox_tampering", "introspection", "syntax")
+CATEGORIES = (
+    "network",
+    "filesystem",
+    "process",
+    "syscall",
+    "environment",
+    "budget_tampering",
+    "sandbox_tampering",
+    "introspection",
+    "syntax",
+)
 
 
 @dataclass(frozen=True, order=True)
@@ -27,42 +36,141 @@ class Finding:
 
 
 _MODULES = {
-    "subprocess": "process", "multiprocessing": "process", "pty": "process", "pexpect": "process",
-    "sh": "process", "concurrent.futures.process": "process",
-    "ctypes": "syscall", "cffi": "syscall", "_ctypes": "syscall", "mmap": "syscall",
-    "resource": "syscall", "fcntl": "syscall", "_posixsubprocess": "process",
-    "socket": "network", "_socket": "network", "ssl": "network", "urllib": "network",
-    "http": "network", "requests": "network", "httpx": "network", "httpx2": "network",
-    "aiohttp": "network", "ftplib": "network", "smtplib": "network", "telnetlib": "network",
-    "xmlrpc": "network", "socketserver": "network", "websocket": "network",
-    "websockets": "network", "openai": "network", "paramiko": "network",
-    "lm": "sandbox_tampering", "sandbox": "sandbox_tampering", "store": "sandbox_tampering",
-    "tasks": "sandbox_tampering", "events": "sandbox_tampering", "agents": "sandbox_tampering",
-    "replay": "sandbox_tampering", "cli": "sandbox_tampering", "stop_guest": "sandbox_tampering",
-    "gc": "introspection", "inspect": "introspection", "importlib": "introspection",
-    "builtins": "introspection", "shutil": "filesystem",
+    "subprocess": "process",
+    "multiprocessing": "process",
+    "pty": "process",
+    "pexpect": "process",
+    "sh": "process",
+    "concurrent.futures.process": "process",
+    "ctypes": "syscall",
+    "cffi": "syscall",
+    "_ctypes": "syscall",
+    "mmap": "syscall",
+    "resource": "syscall",
+    "fcntl": "syscall",
+    "_posixsubprocess": "process",
+    "socket": "network",
+    "_socket": "network",
+    "ssl": "network",
+    "urllib": "network",
+    "http": "network",
+    "requests": "network",
+    "httpx": "network",
+    "httpx2": "network",
+    "aiohttp": "network",
+    "ftplib": "network",
+    "smtplib": "network",
+    "telnetlib": "network",
+    "xmlrpc": "network",
+    "socketserver": "network",
+    "websocket": "network",
+    "websockets": "network",
+    "openai": "network",
+    "paramiko": "network",
+    "lm": "sandbox_tampering",
+    "sandbox": "sandbox_tampering",
+    "store": "sandbox_tampering",
+    "tasks": "sandbox_tampering",
+    "events": "sandbox_tampering",
+    "agents": "sandbox_tampering",
+    "replay": "sandbox_tampering",
+    "cli": "sandbox_tampering",
+    "stop_guest": "sandbox_tampering",
+    "gc": "introspection",
+    "inspect": "introspection",
+    "importlib": "introspection",
+    "builtins": "introspection",
+    "shutil": "filesystem",
 }
-_PROCESS_CALLS = {"system", "popen", "fork", "forkpty", "spawnl", "spawnle", "spawnlp",
-                  "spawnv", "spawnve", "spawnvp", "posix_spawn", "posix_spawnp", "execv",
-                  "execve", "execl", "execle", "execlp", "execvp", "execvpe", "kill", "killpg",
-                  "setsid", "setpgid", "daemon"}
+_PROCESS_CALLS = {
+    "system",
+    "popen",
+    "fork",
+    "forkpty",
+    "spawnl",
+    "spawnle",
+    "spawnlp",
+    "spawnv",
+    "spawnve",
+    "spawnvp",
+    "posix_spawn",
+    "posix_spawnp",
+    "execv",
+    "execve",
+    "execl",
+    "execle",
+    "execlp",
+    "execvp",
+    "execvpe",
+    "kill",
+    "killpg",
+    "setsid",
+    "setpgid",
+    "daemon",
+}
 _ENV_NAMES = {"environ", "environb", "getenv", "putenv", "unsetenv", "getenvb"}
-_FS_CALLS = {"chdir", "chroot", "rmtree", "remove", "unlink", "rmdir", "rename", "symlink",
-             "link", "chmod", "chown", "mknod", "mkfifo"}
-_INTROSPECTION_ATTRS = {"__subclasses__", "__globals__", "__code__", "__closure__", "__mro__",
-                        "__bases__", "__builtins__", "__dict__", "__getattribute__",
-                        "__reduce__", "__reduce_ex__", "f_back", "f_globals", "f_locals",
-                        "f_builtins", "gi_frame", "cr_frame", "tb_frame", "_getframe",
-                        "get_objects", "get_referrers", "get_referents", "currentframe",
-                        "modules", "addaudithook"}
-_INTROSPECTION_CALLS = {"eval", "exec", "compile", "__import__", "globals", "vars",
-                        "breakpoint"}
-_SANDBOX_WORDS = ("sandbox", "unsafe", "seccomp", "landlock", "bwrap", "bubblewrap",
-                  "use_sandbox", "reliability_guard")
+_FS_CALLS = {
+    "chdir",
+    "chroot",
+    "rmtree",
+    "remove",
+    "unlink",
+    "rmdir",
+    "rename",
+    "symlink",
+    "link",
+    "chmod",
+    "chown",
+    "mknod",
+    "mkfifo",
+}
+_INTROSPECTION_ATTRS = {
+    "__subclasses__",
+    "__globals__",
+    "__code__",
+    "__closure__",
+    "__mro__",
+    "__bases__",
+    "__builtins__",
+    "__dict__",
+    "__getattribute__",
+    "__reduce__",
+    "__reduce_ex__",
+    "f_back",
+    "f_globals",
+    "f_locals",
+    "f_builtins",
+    "gi_frame",
+    "cr_frame",
+    "tb_frame",
+    "_getframe",
+    "get_objects",
+    "get_referrers",
+    "get_referents",
+    "currentframe",
+    "modules",
+    "addaudithook",
+}
+_INTROSPECTION_CALLS = {"eval", "exec", "compile", "__import__", "globals", "vars", "breakpoint"}
+_SANDBOX_WORDS = ("sandbox", "unsafe", "seccomp", "landlock", "bwrap", "bubblewrap", "use_sandbox", "reliability_guard")
 _BUDGET_OWNERS = {"utility", "language_model", "lm"}
 _SIGNAL_CALLS = {"signal", "setitimer", "alarm", "pthread_kill", "siginterrupt"}
-_SENSITIVE_PREFIXES = ("/proc", "/etc", "/sys", "/dev", "/root", "/home", "/tmp", "/var",
-                       "/work", "/usr", "/run", "/boot", "/opt", "~")
+_SENSITIVE_PREFIXES = (
+    "/proc",
+    "/etc",
+    "/sys",
+    "/dev",
+    "/root",
+    "/home",
+    "/tmp",
+    "/var",
+    "/work",
+    "/usr",
+    "/run",
+    "/boot",
+    "/opt",
+    "~",
+)
 
 
 def _dotted(node: ast.AST) -> str:
@@ -163,7 +271,7 @@ class _Scanner(ast.NodeVisitor):
         self.generic_visit(node)
 
     def _path(self, text: str, node: ast.AST, *, force: bool = False) -> None:
-        if text.startswith("/") or text.startswith("~") or "../" in text:
+        if text.startswith(("/", "~")) or "../" in text:
             if force or text.startswith(_SENSITIVE_PREFIXES) or "../" in text:
                 self.add("filesystem", f"path {text[:120]}", node)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ("InvalidValue", "decode", "validate", "canonical_json")
+__all__ = ("InvalidValue", "canonical_json", "decode", "validate")
 
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 _DTYPE_KINDS = frozenset("biuf")
@@ -24,8 +24,7 @@ class InvalidValue(ValueError):
 
 
 def canonical_json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def _dtype(name: Any) -> np.dtype[Any]:

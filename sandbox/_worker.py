@@ -50,9 +50,14 @@ class WorkerHandle:
     async def start(cls, spec: LaunchSpec, *, timeout_s: float) -> WorkerHandle:
         log = tempfile.TemporaryFile()
         try:
-            process = await anyio.open_process(list(spec.argv), stdin=subprocess.PIPE,
-                                               stdout=subprocess.PIPE, stderr=log, env=spec.env,
-                                               start_new_session=True)
+            process = await anyio.open_process(
+                list(spec.argv),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env=spec.env,
+                start_new_session=True,
+            )
         except OSError as exc:
             log.close()
             raise SandboxUnavailable(f"cannot start a sandbox worker: {exc}") from exc
@@ -64,8 +69,9 @@ class WorkerHandle:
         except (TimeoutError, WorkerLost, OSError, anyio.BrokenResourceError) as exc:
             detail = handle.stderr_tail()
             await handle.kill()
-            raise SandboxUnavailable(f"sandbox worker failed to start: {exc!r}; "
-                                     f"worker stderr: {detail or '(empty)'}") from exc
+            raise SandboxUnavailable(
+                f"sandbox worker failed to start: {exc!r}; worker stderr: {detail or '(empty)'}"
+            ) from exc
         except BaseException:  # cancelled while starting: leave no process or file behind
             await handle.kill()
             raise
@@ -99,8 +105,7 @@ class WorkerHandle:
         head = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
         async with self._write_lock:
             try:
-                await self._writer.send(_HEADER.pack(len(head)) + head
-                                        + _HEADER.pack(len(payload)) + payload)
+                await self._writer.send(_HEADER.pack(len(head)) + head + _HEADER.pack(len(payload)) + payload)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
                 self.alive = False
                 raise WorkerLost(f"cannot write to the worker: {exc!r}") from exc
@@ -111,8 +116,7 @@ class WorkerHandle:
             if size > MAX_FRAME:
                 raise WorkerLost(f"worker sent a {size}-byte frame")
             raw = await self._reader.receive_exactly(size)
-        except (anyio.IncompleteRead, anyio.EndOfStream, anyio.BrokenResourceError,
-                anyio.ClosedResourceError) as exc:
+        except (anyio.IncompleteRead, anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
             self.alive = False
             raise WorkerLost("the worker closed its pipe (it died)") from exc
         try:
@@ -125,9 +129,14 @@ class WorkerHandle:
             raise WorkerLost("the worker sent a malformed frame")
         return msg
 
-    async def run(self, header: dict[str, Any], payload: bytes, *, backstop_s: float,
-                  on_request: Callable[[dict[str, Any]], Awaitable[None]] | None = None
-                  ) -> dict[str, Any]:
+    async def run(
+        self,
+        header: dict[str, Any],
+        payload: bytes,
+        *,
+        backstop_s: float,
+        on_request: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+    ) -> dict[str, Any]:
         """Send one job and wait for its ``done`` frame (``TimeoutError`` past the backstop)."""
         self.jobs += 1
         with anyio.fail_after(backstop_s):
@@ -154,8 +163,7 @@ class WorkerHandle:
                     await self.send_json({"op": "exit"})
                     await self._writer.aclose()
                     await self.process.wait()
-                except (WorkerLost, OSError, anyio.BrokenResourceError,
-                        anyio.ClosedResourceError):
+                except (WorkerLost, OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
                     pass
         await self.kill()
 
@@ -163,8 +171,7 @@ class WorkerHandle:
         """Kill the worker's whole session (bwrap and everything in its namespaces)."""
         self.alive = False
         with anyio.CancelScope(shield=True):
-            for target in (lambda: os.killpg(self.process.pid, signal.SIGKILL),
-                           lambda: self.process.kill()):
+            for target in (lambda: os.killpg(self.process.pid, signal.SIGKILL), lambda: self.process.kill()):
                 try:
                     target()
                 except (ProcessLookupError, PermissionError, OSError):

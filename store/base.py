@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from events.model import Event
 
-__all__ = ("EventStore", "CacheEntry", "blob_bytes")
+__all__ = ("CacheEntry", "EventStore", "blob_bytes")
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,16 @@
 """Store errors, modelled on PEP 249's tree so callers can catch at the depth they mean.
 
-    StoreError
-    ├── ConflictError        a different payload under an existing event id / cache key
-    ├── StoreUnavailable     the file cannot be opened or written right now
-    │   ├── StoreNotFound    no store at that path (and creation was not asked for)
-    │   ├── StoreReadOnly    the file or its folder is read-only
-    │   └── StoreFull        the disk is full; nothing was written
-    ├── CorruptStore         not a SQLite file, or a damaged one; nothing is rewritten
-    │   └── CorruptBlob      a blob whose bytes no longer match their hash
-    └── SchemaError          not our schema
-        ├── ForeignSchema    a SQLite file of some other program
-        └── SchemaTooNew     written by a newer version of this code
+StoreError
+├── ConflictError        a different payload under an existing event id / cache key
+├── StoreUnavailable     the file cannot be opened or written right now
+│   ├── StoreNotFound    no store at that path (and creation was not asked for)
+│   ├── StoreReadOnly    the file or its folder is read-only
+│   └── StoreFull        the disk is full; nothing was written
+├── CorruptStore         not a SQLite file, or a damaged one; nothing is rewritten
+│   └── CorruptBlob      a blob whose bytes no longer match their hash
+└── SchemaError          not our schema
+    ├── ForeignSchema    a SQLite file of some other program
+    └── SchemaTooNew     written by a newer version of this code
 """
 
 from __future__ import annotations
@@ -18,19 +18,19 @@ from __future__ import annotations
 import sqlite3
 
 __all__ = (
-    "StoreError",
     "ConflictError",
-    "StoreUnavailable",
+    "CorruptBlob",
+    "CorruptStore",
+    "ForeignSchema",
+    "SchemaError",
+    "SchemaTooNew",
+    "StoreError",
+    "StoreFull",
     "StoreNotFound",
     "StoreReadOnly",
-    "StoreFull",
-    "CorruptStore",
-    "CorruptBlob",
-    "SchemaError",
-    "ForeignSchema",
-    "SchemaTooNew",
-    "map_sqlite_error",
+    "StoreUnavailable",
     "is_busy",
+    "map_sqlite_error",
 )
 
 
@@ -79,9 +79,7 @@ class SchemaTooNew(SchemaError):
 
 
 def is_busy(exc: BaseException) -> bool:
-    return isinstance(exc, sqlite3.OperationalError) and (
-        "locked" in str(exc) or "busy" in str(exc)
-    )
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
 
 
 def map_sqlite_error(exc: sqlite3.Error, path: str) -> StoreError:

@@ -78,10 +78,7 @@ class MemoryStore:
         return None
 
     async def children(self, causation_id: str, types: Collection[str] | None = None) -> list[Event]:
-        return [
-            ev for ev in self._by_cause.get(causation_id, ())
-            if types is None or ev.type in types
-        ]
+        return [ev for ev in self._by_cause.get(causation_id, ()) if types is None or ev.type in types]
 
     async def last_seq(self) -> int:
         return len(self._events)
@@ -96,8 +93,9 @@ class MemoryStore:
         after: int = 0,
         types: Collection[str] | None = None,
     ) -> AsyncIterator[Event]:
-        return follow(self.read, self.last_seq, lambda: self._appended, run_id=run_id, after=after,
-                      types=types, poll_s=None)
+        return follow(
+            self.read, self.last_seq, lambda: self._appended, run_id=run_id, after=after, types=types, poll_s=None
+        )
 
     async def put_blob(self, data: bytes | str) -> str:
         raw = blob_bytes(data)

@@ -13,7 +13,7 @@ from events.model import GENESIS, Event
 from store.base import CacheEntry, blob_bytes
 from store.errors import ConflictError
 
-__all__ = ("AppendPlanner", "plan_append", "check_cache", "blob_rows")
+__all__ = ("AppendPlanner", "blob_rows", "check_cache", "plan_append")
 
 
 class AppendPlanner:
@@ -23,9 +23,7 @@ class AppendPlanner:
     ``head_of(run_id)`` gives the hash of a run's last stored event (None for a new run).
     """
 
-    def __init__(
-        self, existing: Mapping[str, Event], head_of: Callable[[str], str | None], next_seq: int
-    ) -> None:
+    def __init__(self, existing: Mapping[str, Event], head_of: Callable[[str], str | None], next_seq: int) -> None:
         self._existing = existing
         self._head_of = head_of
         self._next_seq = next_seq
@@ -68,9 +66,7 @@ def plan_append(
     return AppendPlanner(existing, head_of, next_seq).plan(batch)
 
 
-def check_cache(
-    entries: Sequence[CacheEntry], existing: Mapping[str, dict[str, Any]]
-) -> list[CacheEntry]:
+def check_cache(entries: Sequence[CacheEntry], existing: Mapping[str, dict[str, Any]]) -> list[CacheEntry]:
     """Cache rows to insert; an existing key must hold exactly the same record."""
     new: dict[str, CacheEntry] = {}
     for entry in entries:

@@ -28,9 +28,7 @@ def fold(events: Iterable[Event], projection: Projection[S]) -> S:
     return state
 
 
-async def project(
-    store: EventStore, run_id: str | None, projection: Projection[S], *, page: int = 10_000
-) -> S:
+async def project(store: EventStore, run_id: str | None, projection: Projection[S], *, page: int = 10_000) -> S:
     """Fold a run (or the whole log) page by page, so memory stays bounded by the state."""
     state = projection.initial()
     after = 0

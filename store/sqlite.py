@@ -12,7 +12,6 @@ import json
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Collection, Sequence
-from pathlib import Path
 from typing import Any
 
 import aiosqlite
@@ -36,7 +35,7 @@ from store.errors import (
 from store.follow import follow
 from store.planning import blob_rows, check_cache, plan_append
 
-__all__ = ("SqliteStore", "SCHEMA_NAME", "SCHEMA_VERSION", "open_store")
+__all__ = ("SCHEMA_NAME", "SCHEMA_VERSION", "SqliteStore", "open_store")
 
 log = structlog.get_logger("store")
 
@@ -120,13 +119,13 @@ class SqliteStore:
         synchronous: str = "FULL",
         poll_seconds: float = _POLL_SECONDS,
     ) -> SqliteStore:
-        p = Path(path)
+        p = anyio.Path(path)
         spath = str(p)
-        if not p.exists():
+        if not await p.exists():
             if not create:
                 raise StoreNotFound(f"no store at {spath} (run a command that records a run first)")
-            p.parent.mkdir(parents=True, exist_ok=True)
-        elif p.is_dir():
+            await p.parent.mkdir(parents=True, exist_ok=True)
+        elif await p.is_dir():
             raise StoreError(f"{spath} is a directory, not a store file")
         try:
             conn = await aiosqlite.connect(spath, isolation_level=None)
@@ -144,10 +143,7 @@ class SqliteStore:
         try:
             await self._conn.execute("PRAGMA busy_timeout = 10000")
             tables = {
-                r[0]
-                async for r in await self._conn.execute(
-                    "SELECT name FROM sqlite_master WHERE type = 'table'"
-                )
+                r[0] async for r in await self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
             }
             if tables and "meta" not in tables:
                 raise ForeignSchema(
@@ -320,9 +316,7 @@ class SqliteStore:
         return _row_to_event(rows[0]) if rows else None
 
     async def head(self, run_id: str) -> Event | None:
-        rows = await self._fetch(
-            f"SELECT {_COLUMNS} FROM events WHERE run_id = ? ORDER BY seq DESC LIMIT 1", (run_id,)
-        )
+        rows = await self._fetch(f"SELECT {_COLUMNS} FROM events WHERE run_id = ? ORDER BY seq DESC LIMIT 1", (run_id,))
         return _row_to_event(rows[0]) if rows else None
 
     async def children(self, causation_id: str, types: Collection[str] | None = None) -> list[Event]:
@@ -338,9 +332,7 @@ class SqliteStore:
         return int((await self._fetch("SELECT COALESCE(MAX(seq), 0) FROM events"))[0][0])
 
     async def run_ids(self) -> list[str]:
-        rows = await self._fetch(
-            "SELECT run_id FROM events GROUP BY run_id ORDER BY MIN(seq)"
-        )
+        rows = await self._fetch("SELECT run_id FROM events GROUP BY run_id ORDER BY MIN(seq)")
         return [r[0] for r in rows]
 
     def subscribe(
@@ -351,8 +343,9 @@ class SqliteStore:
         types: Collection[str] | None = None,
     ) -> AsyncIterator[Event]:
         """New events in log order; wakes at once on local appends, polls for other processes."""
-        return follow(self.read, self.last_seq, lambda: self._appended, run_id=run_id, after=after,
-                      types=types, poll_s=self._poll)
+        return follow(
+            self.read, self.last_seq, lambda: self._appended, run_id=run_id, after=after, types=types, poll_s=self._poll
+        )
 
     async def get_blob(self, digest: str) -> bytes:
         rows = await self._fetch("SELECT data FROM blobs WHERE hash = ?", (digest,))

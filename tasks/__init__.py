@@ -29,6 +29,7 @@ from tasks.utility import HostUtility as HostUtility
 from tasks.utility import UtilityBudget as UtilityBudget
 
 __all__ = (
+    "SPLIT_SEEDS",
     "BudgetExceeded",
     "ConfigError",
     "Evaluation",
@@ -39,7 +40,6 @@ __all__ = (
     "JobRunner",
     "MetaTask",
     "MetaUtilityConfig",
-    "SPLIT_SEEDS",
     "Task",
     "TaskOptions",
     "UnknownTaskError",

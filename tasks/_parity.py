@@ -10,7 +10,7 @@ from tasks import checks
 from tasks._types import Instance
 from tasks.base import Task
 
-__all__ = ("ParityTask", "N_BITS", "N_TRAIN", "N_TEST")
+__all__ = ("N_BITS", "N_TEST", "N_TRAIN", "ParityTask")
 
 N_BITS = 10
 P_TRUE = 0.3
@@ -71,9 +71,7 @@ def description(noise: bool, sizes: dict[str, int], limit: float) -> str:
         else "There is no label noise.\n"
     )
     return (
-        "Learn a parity function"
-        + (" with noisy labels (learning parity with noise, LPN)" if noise else "")
-        + ".\n\n"
+        "Learn a parity function" + (" with noisy labels (learning parity with noise, LPN)" if noise else "") + ".\n\n"
         "Write a Python function `algorithm(train_samples, train_parity, test_samples)`.\n"
         f"- A hidden secret selects a subset of {N_BITS} bits; each bit is in the subset "
         f"independently with probability {P_TRUE}. The label of a sample is the parity (sum "

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ("Instance", "InstanceOutcome", "Evaluation", "ERROR_KINDS")
+__all__ = ("ERROR_KINDS", "Evaluation", "Instance", "InstanceOutcome")
 
 #: ``error_kind`` values beyond the sandbox statuses: the host-side reasons an instance scores 0.
 ERROR_KINDS: tuple[str, ...] = ("time_limit", "invalid", "not_run")

@@ -26,7 +26,7 @@ import numpy as np
 from sandbox import Job, JobResult
 from tasks._types import Evaluation, Instance, InstanceOutcome
 
-__all__ = ("Task", "TaskOptions", "SPLIT_SEEDS", "WALL_SLACK_S", "instance_digest", "job_seed")
+__all__ = ("SPLIT_SEEDS", "WALL_SLACK_S", "Task", "TaskOptions", "instance_digest", "job_seed")
 
 #: Base seeds of the two splits: instance i of a split uses seed ``base + i`` (the reference's).
 SPLIT_SEEDS: Mapping[str, int] = {"val": 4321, "test": 5678}
@@ -159,9 +159,7 @@ class Task(ABC):
 
     def _split_size(self, split: str) -> int:
         if split not in self.split_sizes:
-            raise ValueError(
-                f"unknown split {split!r} for task {self.name!r}; known: {', '.join(self.split_sizes)}"
-            )
+            raise ValueError(f"unknown split {split!r} for task {self.name!r}; known: {', '.join(self.split_sizes)}")
         return self.split_sizes[split]
 
     def _select(self, split: str, indices: Sequence[int] | None) -> list[Instance]:
@@ -232,12 +230,12 @@ class Task(ABC):
             return InstanceOutcome(instance.index, 0.0, time_s, "time_limit", reason)
         try:
             raw = result.value
-        except Exception as exc:  # the sandbox's decoder refused the guest's data
+        except Exception as exc:  # noqa: BLE001 - the sandbox's decoder refused the guest's data
             reason = f"undecodable output: {str(exc)[:200]}"
             return InstanceOutcome(instance.index, 0.0, time_s, "invalid_output", reason)
         try:
             ok, value, why = self.validate(instance, raw)
-        except Exception as exc:  # a validator bug must not crash the fold; record it
+        except Exception as exc:  # noqa: BLE001 - a validator bug must not crash the fold; record it
             ok, value, why = False, None, f"validator rejected output ({type(exc).__name__})"
         if not ok:
             return InstanceOutcome(instance.index, 0.0, time_s, "invalid", f"invalid output: {why}")
@@ -265,9 +263,7 @@ class Task(ABC):
         """The evaluation of recorded job results, in the order ``jobs`` produced them."""
         instances = self._select(split, indices)
         if len(results) != len(instances):
-            raise ValueError(
-                f"{self.name}/{split}: expected {len(instances)} job results, got {len(results)}"
-            )
+            raise ValueError(f"{self.name}/{split}: expected {len(instances)} job results, got {len(results)}")
         outcomes = tuple(self.outcome(i, r) for i, r in zip(instances, results, strict=True))
         utility = min(1.0, max(0.0, self.aggregate(outcomes)))
         return Evaluation(task=self.name, split=split, utility=utility, instances=outcomes)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ("Checked", "integer_vector", "binary_vector", "permutation", "ascii_string", "describe")
+__all__ = ("Checked", "ascii_string", "binary_vector", "describe", "integer_vector", "permutation")
 
 #: ``(ok, normalised value or None, reason)``
 Checked = tuple[bool, Any, str]

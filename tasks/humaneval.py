@@ -25,15 +25,15 @@ if TYPE_CHECKING:
     from tasks.evaluate import JobRunner
 
 __all__ = (
-    "Problem",
-    "CheckResult",
-    "load_problems",
-    "get_problem",
-    "check_job",
-    "interpret",
-    "check",
-    "TIME_LIMIT_S",
     "FEEDBACK_LIMIT",
+    "TIME_LIMIT_S",
+    "CheckResult",
+    "Problem",
+    "check",
+    "check_job",
+    "get_problem",
+    "interpret",
+    "load_problems",
 )
 
 TIME_LIMIT_S = 3.0
@@ -110,7 +110,7 @@ def get_problem(task_id: str) -> Problem:
 def _driver(entry_point: str) -> str:
     # The anchor's first line number, as the guest numbers lines, locates the test code even if
     # the sandbox wraps the program. Failing lines are reported relative to the test code.
-    return f'''
+    return f"""
 
 def {_DRIVER}():
     import sys
@@ -132,7 +132,7 @@ def {_DRIVER}():
             message = ""
         return {{"passed": False, "exc_type": type(exc).__name__[:100], "message": message, "test_line": line}}
     return {{"passed": True}}
-'''
+"""
 
 
 def build_program(problem: Problem, program: str) -> str:

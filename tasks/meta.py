@@ -20,11 +20,11 @@ from typing import Any, ClassVar
 from tasks.registry import TASKS
 
 __all__ = (
+    "SEED_IMPROVER",
     "ConfigError",
     "ImproverBudget",
-    "MetaUtilityConfig",
     "MetaTask",
-    "SEED_IMPROVER",
+    "MetaUtilityConfig",
     "meta_utility_value",
 )
 

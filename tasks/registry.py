@@ -10,7 +10,7 @@ from tasks.parity_noiseless import ParityNoiseless
 from tasks.str_grid_dist import StrGridDist
 from tasks.three_sat import ThreeSat
 
-__all__ = ("TASKS", "UnknownTaskError", "get_task", "all_tasks", "task_names")
+__all__ = ("TASKS", "UnknownTaskError", "all_tasks", "get_task", "task_names")
 
 TASKS: dict[str, type[Task]] = {
     cls.name: cls

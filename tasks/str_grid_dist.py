@@ -7,6 +7,7 @@ adjacent changes in s plus the number in t. The seed solution ``return t`` score
 
 from __future__ import annotations
 
+import itertools
 import random
 from typing import Any, ClassVar
 
@@ -19,10 +20,10 @@ __all__ = ("StrGridDist", "grid_dist")
 ALPHABET = "AB"
 MAX_LEN = 30
 
-SEED_SOLUTION = '''\
+SEED_SOLUTION = """\
 def algorithm(t: str, dist: int) -> str:
     return t
-'''
+"""
 
 DESCRIPTION = f"""\
 String grid distance.
@@ -49,7 +50,7 @@ def grid_dist(s: str, t: str) -> int:
     if len(s) != len(t):
         raise ValueError("grid_dist needs strings of equal length")
     hamming = sum(a != b for a, b in zip(s, t, strict=True))
-    return hamming + sum(a != b for a, b in zip(s, s[1:])) + sum(a != b for a, b in zip(t, t[1:]))
+    return hamming + sum(a != b for a, b in itertools.pairwise(s)) + sum(a != b for a, b in itertools.pairwise(t))
 
 
 class StrGridDist(Task):

@@ -16,7 +16,7 @@ from tasks import checks
 from tasks._types import Instance
 from tasks.base import Task
 
-__all__ = ("ThreeSat", "satisfies", "generate_formula")
+__all__ = ("ThreeSat", "generate_formula", "satisfies")
 
 MIN_N, MAX_N = 5, 50
 CLAUSE_RATIO = 4
@@ -99,9 +99,7 @@ class ThreeSat(Task):
         rng = random.Random(seed)
         n = rng.randint(MIN_N, MAX_N)
         formula, planted = generate_formula(rng, n, CLAUSE_RATIO * n)
-        return Instance(
-            index=index, seed=seed, args=(formula,), hidden={"n": n, "planted": planted}
-        )
+        return Instance(index=index, seed=seed, args=(formula,), hidden={"n": n, "planted": planted})
 
     def validate(self, instance: Instance, raw_value: Any) -> tuple[bool, Any, str]:
         return checks.binary_vector(raw_value, instance.hidden["n"] + 1)

@@ -16,7 +16,7 @@ from tasks._types import Evaluation
 from tasks.base import Task
 from tasks.evaluate import JobRunner, run_jobs
 
-__all__ = ("BudgetExceeded", "UtilityBudget", "HostUtility", "JobRunner")
+__all__ = ("BudgetExceeded", "HostUtility", "JobRunner", "UtilityBudget")
 
 VISIBLE_SPLIT = "val"
 
@@ -32,7 +32,7 @@ class BudgetExceeded(RuntimeError):
 class UtilityBudget:
     """A count of allowed utility calls. It can only go down; there is no reset."""
 
-    __slots__ = ("_total", "_used", "_lock")
+    __slots__ = ("_lock", "_total", "_used")
 
     def __init__(self, total: int) -> None:
         if isinstance(total, bool) or not isinstance(total, int) or total < 0:

@@ -23,8 +23,7 @@ class BridgeError(Exception):
 
 
 class Channel:
-    def __init__(self, write_lock: threading.Lock, request_fd: int = REQUEST_FD,
-                 answer_fd: int = ANSWER_FD) -> None:
+    def __init__(self, write_lock: threading.Lock, request_fd: int = REQUEST_FD, answer_fd: int = ANSWER_FD) -> None:
         self._write_lock = write_lock
         self._request_fd = request_fd
         self._answer_fd = answer_fd
@@ -44,11 +43,11 @@ class Channel:
             self._next_id += 1
             self._waiting[rid] = slot
             if self._reader is None:
-                self._reader = threading.Thread(target=self._read_answers, daemon=True,
-                                                name="stop-bridge")
+                self._reader = threading.Thread(target=self._read_answers, daemon=True, name="stop-bridge")
                 self._reader.start()
-        frame = json.dumps({"t": "req", "id": rid, "kind": kind, "body": body},
-                           separators=(",", ":"), allow_nan=False).encode()
+        frame = json.dumps(
+            {"t": "req", "id": rid, "kind": kind, "body": body}, separators=(",", ":"), allow_nan=False
+        ).encode()
         with self._write_lock:
             frames.write_frame(self._request_fd, frame)
         event.wait()
@@ -127,22 +126,27 @@ class LanguageModel:
     def max_responses_per_call(self) -> int:
         return self.__max
 
-    def prompt(self, expertise: str, message: str, n_responses: int = 1,
-               temperature: float = 0.7) -> list[str]:
+    def prompt(self, expertise: str, message: str, n_responses: int = 1, temperature: float = 0.7) -> list[str]:
         self.__remaining = max(0, self.__remaining - 1)
-        data = self.__channel.request("lm.prompt", {
-            "expertise": str(expertise), "message": str(message),
-            "n_responses": int(n_responses), "temperature": float(temperature)})
+        data = self.__channel.request(
+            "lm.prompt",
+            {
+                "expertise": str(expertise),
+                "message": str(message),
+                "n_responses": int(n_responses),
+                "temperature": float(temperature),
+            },
+        )
         return [str(x) for x in data]
 
-    def batch_prompt(self, expertise: str, messages: list[str],
-                     temperature: float = 0.7) -> list[str]:
+    def batch_prompt(self, expertise: str, messages: list[str], temperature: float = 0.7) -> list[str]:
         if isinstance(messages, str):
             messages = [messages]
         self.__remaining = max(0, self.__remaining - 1)
-        data = self.__channel.request("lm.batch_prompt", {
-            "expertise": str(expertise), "messages": [str(m) for m in messages],
-            "temperature": float(temperature)})
+        data = self.__channel.request(
+            "lm.batch_prompt",
+            {"expertise": str(expertise), "messages": [str(m) for m in messages], "temperature": float(temperature)},
+        )
         return [str(x) for x in data]
 
     def __repr__(self) -> str:

@@ -28,8 +28,19 @@ MAX_ERROR = 2000
 MAX_TRACEBACK = 8000
 MAX_VIOLATIONS = 32
 EXIT_RUNTIME_FAILURE = 70
-_ENV_KEEP = frozenset({"PATH", "LANG", "MALLOC_ARENA_MAX", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                       "MKL_NUM_THREADS", "PYTHONDONTWRITEBYTECODE", "TMPDIR", "HOME"})
+_ENV_KEEP = frozenset(
+    {
+        "PATH",
+        "LANG",
+        "MALLOC_ARENA_MAX",
+        "OMP_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "PYTHONDONTWRITEBYTECODE",
+        "TMPDIR",
+        "HOME",
+    }
+)
 
 
 @dataclass
@@ -95,8 +106,7 @@ def _setup_fds(spec: ChildSpec) -> int:
     return ruleset
 
 
-def _make_audit_hook(reporter: _Reporter, scratch: str, layers: dict[str, bool],
-                     ro_paths: list[str]) -> Any:
+def _make_audit_hook(reporter: _Reporter, scratch: str, layers: dict[str, bool], ro_paths: list[str]) -> Any:
     seccomp = "seccomp" if layers.get("seccomp") else "unconfined"
     landlock = "landlock" if layers.get("landlock") else "unconfined"
     me = os.getpid()
@@ -111,8 +121,7 @@ def _make_audit_hook(reporter: _Reporter, scratch: str, layers: dict[str, bool],
         full = os.path.normpath(os.path.join(scratch, path))
         if full == scratch or full.startswith(scratch + os.sep):
             return None
-        if reading and (full == "/dev/null" or any(full == p or full.startswith(p + os.sep)
-                                                  for p in ro_paths)):
+        if reading and (full == "/dev/null" or any(full == p or full.startswith(p + os.sep) for p in ro_paths)):
             return None
         return full
 
@@ -123,8 +132,7 @@ def _make_audit_hook(reporter: _Reporter, scratch: str, layers: dict[str, bool],
         try:
             if event == "socket.__new__":
                 reporter.violation(f"{seccomp}:socket")
-            elif event in ("subprocess.Popen", "os.system", "os.exec", "os.posix_spawn",
-                           "os.spawn", "pty.spawn"):
+            elif event in ("subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "pty.spawn"):
                 reporter.violation(f"{seccomp}:exec")
             elif event in ("os.fork", "os.forkpty"):
                 reporter.violation(f"{seccomp}:fork")
@@ -180,8 +188,7 @@ class _Unpickler(pickle.Unpickler):
         if kind == "stop.utility":
             return bridge.Utility(self.channel, str(params["description"]), int(params["budget"]))
         if kind == "stop.language_model":
-            return bridge.LanguageModel(self.channel, int(params["budget"]),
-                                        int(params["max_responses_per_call"]))
+            return bridge.LanguageModel(self.channel, int(params["budget"]), int(params["max_responses_per_call"]))
         raise pickle.UnpicklingError(f"unknown persistent id {kind!r}")
 
 
@@ -213,8 +220,12 @@ def _run(spec: ChildSpec) -> int:
     tempfile.tempdir = spec.scratch
     reporter = _Reporter()
     try:
-        Confiner.set_rlimits(cpu_s=float(h["cpu_s"]), memory_mb=int(h["memory_mb"]),
-                             file_size_mb=int(h["file_size_mb"]), open_files=int(h["open_files"]))
+        Confiner.set_rlimits(
+            cpu_s=float(h["cpu_s"]),
+            memory_mb=int(h["memory_mb"]),
+            file_size_mb=int(h["file_size_mb"]),
+            open_files=int(h["open_files"]),
+        )
         c = spec.confiner
         if c is not None:
             c.drop_caps()
@@ -225,8 +236,7 @@ def _run(spec: ChildSpec) -> int:
             c.load_seccomp()
     except BaseException as exc:
         # Fail closed: a job whose confinement failed never runs.
-        reporter.send({"t": "result", "status": "refused",
-                       "error": f"confinement failed: {_describe(exc)[0]}"})
+        reporter.send({"t": "result", "status": "refused", "error": f"confinement failed: {_describe(exc)[0]}"})
         return EXIT_RUNTIME_FAILURE
     sys.addaudithook(_make_audit_hook(reporter, spec.scratch, spec.layers, spec.ro_paths))
     channel = bridge.Channel(reporter.lock) if h.get("session") else None
@@ -244,8 +254,7 @@ def _run(spec: ChildSpec) -> int:
     return 0
 
 
-def _execute(h: dict[str, Any], payload: bytes, channel: bridge.Channel | None,
-             reporter: _Reporter) -> dict[str, Any]:
+def _execute(h: dict[str, Any], payload: bytes, channel: bridge.Channel | None, reporter: _Reporter) -> dict[str, Any]:
     try:
         program, function, args, kwargs = _Unpickler(payload, channel).load()
     except BaseException as exc:
@@ -284,21 +293,29 @@ def _execute(h: dict[str, Any], payload: bytes, channel: bridge.Channel | None,
         elapsed = time.perf_counter() - started if started else None
     except CallTimeout:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        return {"t": "result", "status": "call_timeout", "call_time_s": time.perf_counter() - started,
-                "error": f"CallTimeout: the call took longer than {call_timeout} s"}
+        return {
+            "t": "result",
+            "status": "call_timeout",
+            "call_time_s": time.perf_counter() - started,
+            "error": f"CallTimeout: the call took longer than {call_timeout} s",
+        }
     except BaseException as exc:
         signal.setitimer(signal.ITIMER_REAL, 0)
         message, tb = _describe(exc)
-        return {"t": "result", "status": "error", "error": message, "traceback": tb,
-                "memory": isinstance(exc, MemoryError),
-                "call_time_s": (time.perf_counter() - started) if started else None}
+        return {
+            "t": "result",
+            "status": "error",
+            "error": message,
+            "traceback": tb,
+            "memory": isinstance(exc, MemoryError),
+            "call_time_s": (time.perf_counter() - started) if started else None,
+        }
     try:
         text = encode.dumps(value, int(h["result_limit_bytes"]))
     except CallTimeout:
         return {"t": "result", "status": "call_timeout", "error": "CallTimeout while encoding"}
     except BaseException as exc:
-        return {"t": "result", "status": "invalid_output", "error": _describe(exc)[0],
-                "call_time_s": elapsed}
+        return {"t": "result", "status": "invalid_output", "error": _describe(exc)[0], "call_time_s": elapsed}
     return {"t": "result", "status": "ok", "value_json": text.decode(), "call_time_s": elapsed}
 
 

@@ -59,16 +59,14 @@ class _CapHeader(ctypes.Structure):
 
 
 class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
 
 
 def _libc() -> Any:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.syscall.restype = ctypes.c_long
     libc.prctl.restype = ctypes.c_int
-    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
-                           ctypes.c_ulong]
+    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
     return libc
 
 
@@ -76,8 +74,12 @@ def landlock_abi() -> int:
     """The kernel's Landlock ABI version, or 0 when Landlock is unavailable."""
     try:
         libc = _libc()
-        abi = libc.syscall(ctypes.c_long(SYS_LANDLOCK_CREATE_RULESET), None, ctypes.c_size_t(0),
-                           ctypes.c_uint32(LANDLOCK_CREATE_RULESET_VERSION))
+        abi = libc.syscall(
+            ctypes.c_long(SYS_LANDLOCK_CREATE_RULESET),
+            None,
+            ctypes.c_size_t(0),
+            ctypes.c_uint32(LANDLOCK_CREATE_RULESET_VERSION),
+        )
     except OSError:
         return 0
     return int(abi) if abi > 0 else 0
@@ -111,8 +113,9 @@ def _oserror(what: str) -> OSError:
 class Confiner:
     """Holds the pre-resolved pieces; ``apply`` runs in the child after fork."""
 
-    def __init__(self, *, landlock: bool, seccomp_bpf: bytes | None, capdrop: bool,
-                 ro_paths: list[str], rw_devices: list[str]) -> None:
+    def __init__(
+        self, *, landlock: bool, seccomp_bpf: bytes | None, capdrop: bool, ro_paths: list[str], rw_devices: list[str]
+    ) -> None:
         self.use_landlock = landlock
         self.capdrop = capdrop
         self.libc = _libc()
@@ -151,21 +154,32 @@ class Confiner:
         if not self.use_landlock:
             return -1
         abi = self.abi
-        attr = _RulesetAttr(_fs_all(abi), (NET_BIND_TCP | NET_CONNECT_TCP) if abi >= 4 else 0,
-                            (SCOPE_ABSTRACT_UNIX | SCOPE_SIGNAL) if abi >= 6 else 0)
+        attr = _RulesetAttr(
+            _fs_all(abi),
+            (NET_BIND_TCP | NET_CONNECT_TCP) if abi >= 4 else 0,
+            (SCOPE_ABSTRACT_UNIX | SCOPE_SIGNAL) if abi >= 6 else 0,
+        )
         size = 24 if abi >= 6 else 16 if abi >= 4 else 8
         sc = self.libc.syscall
-        fd = sc(ctypes.c_long(SYS_LANDLOCK_CREATE_RULESET), ctypes.byref(attr),
-                ctypes.c_size_t(size), ctypes.c_uint32(0))
+        fd = sc(
+            ctypes.c_long(SYS_LANDLOCK_CREATE_RULESET), ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0)
+        )
         if fd < 0:
             raise _oserror("landlock_create_ruleset")
         scratch_fd = os.open(scratch, os.O_PATH | os.O_CLOEXEC)
         try:
             for parent_fd, rights in [*self._ro, (scratch_fd, _fs_all(abi))]:
                 rule = _PathBeneath(rights, parent_fd)
-                if sc(ctypes.c_long(SYS_LANDLOCK_ADD_RULE), ctypes.c_int(fd),
-                      ctypes.c_int(LANDLOCK_RULE_PATH_BENEATH), ctypes.byref(rule),
-                      ctypes.c_uint32(0)) < 0:
+                if (
+                    sc(
+                        ctypes.c_long(SYS_LANDLOCK_ADD_RULE),
+                        ctypes.c_int(fd),
+                        ctypes.c_int(LANDLOCK_RULE_PATH_BENEATH),
+                        ctypes.byref(rule),
+                        ctypes.c_uint32(0),
+                    )
+                    < 0
+                ):
                     raise _oserror("landlock_add_rule")
         except BaseException:
             os.close(fd)
@@ -187,8 +201,7 @@ class Confiner:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
     def drop_caps(self) -> None:
-        if self.capdrop and self.libc.capset(ctypes.byref(self._cap_header),
-                                             ctypes.byref(self._cap_data)) != 0:
+        if self.capdrop and self.libc.capset(ctypes.byref(self._cap_header), ctypes.byref(self._cap_data)) != 0:
             raise _oserror("capset")
 
     def no_new_privs(self) -> None:
@@ -198,15 +211,16 @@ class Confiner:
     def restrict(self, ruleset_fd: int) -> None:
         if ruleset_fd < 0:
             return
-        if self.libc.syscall(ctypes.c_long(SYS_LANDLOCK_RESTRICT_SELF), ctypes.c_int(ruleset_fd),
-                             ctypes.c_uint32(0)) != 0:
+        if (
+            self.libc.syscall(ctypes.c_long(SYS_LANDLOCK_RESTRICT_SELF), ctypes.c_int(ruleset_fd), ctypes.c_uint32(0))
+            != 0
+        ):
             raise _oserror("landlock_restrict_self")
 
     def load_seccomp(self) -> None:
         if self._fprog is None:
             return
-        if self.libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(self._fprog),
-                           0, 0) != 0:
+        if self.libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(self._fprog), 0, 0) != 0:
             raise _oserror("prctl(SET_SECCOMP)")
 
 

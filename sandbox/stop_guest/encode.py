@@ -67,8 +67,7 @@ def to_data(value: Any, path: str = "$", depth: int = 0) -> Any:
         for k, v in value.items():
             if type(k) not in (str, int, bool, float, tuple) and k is not None:
                 raise Unrepresentable(f"dict key of type {type(k).__name__} at {path}")
-            items.append([to_data(k, f"{path}<key>", depth + 1),
-                          to_data(v, f"{path}[{k!r}]", depth + 1)])
+            items.append([to_data(k, f"{path}<key>", depth + 1), to_data(v, f"{path}[{k!r}]", depth + 1)])
         return {"__dict__": items}
     np = _numpy()
     if np is not None:
@@ -78,14 +77,12 @@ def to_data(value: Any, path: str = "$", depth: int = 0) -> Any:
             data = value.ravel().tolist()
             if value.dtype.kind == "f":
                 data = [_element(x) for x in data]
-            return {"__ndarray__": {"dtype": str(value.dtype), "shape": list(value.shape),
-                                    "data": data}}
+            return {"__ndarray__": {"dtype": str(value.dtype), "shape": list(value.shape), "data": data}}
         if isinstance(value, np.generic) and t.__module__ == "numpy":
             if value.dtype.kind not in "biuf":
                 raise Unrepresentable(f"numpy scalar of dtype {value.dtype} at {path}")
             return {"__npscalar__": {"dtype": str(value.dtype), "value": _element(value.item())}}
-    raise Unrepresentable(f"values of type {t.__module__}.{t.__qualname__} are not data "
-                          f"(at {path})")
+    raise Unrepresentable(f"values of type {t.__module__}.{t.__qualname__} are not data (at {path})")
 
 
 def dumps(value: Any, limit: int) -> bytes:

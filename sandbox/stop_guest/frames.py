@@ -69,6 +69,6 @@ class FrameBuffer:
             end = HEADER.size + size
             if len(self._buf) < end:
                 break
-            frames.append(bytes(self._buf[HEADER.size:end]))
+            frames.append(bytes(self._buf[HEADER.size : end]))
             del self._buf[:end]
         return frames

@@ -43,9 +43,13 @@ class Worker:
         self.confiner: Confiner | None = None
         if not init.get("unsafe"):
             bpf = bytes.fromhex(init["seccomp_bpf"]) if init.get("seccomp_bpf") else None
-            self.confiner = Confiner(landlock=bool(init.get("landlock")), seccomp_bpf=bpf,
-                                     capdrop=True, ro_paths=self.ro_paths,
-                                     rw_devices=["/dev/null", "/dev/zero", "/dev/urandom"])
+            self.confiner = Confiner(
+                landlock=bool(init.get("landlock")),
+                seccomp_bpf=bpf,
+                capdrop=True,
+                ro_paths=self.ro_paths,
+                rw_devices=["/dev/null", "/dev/zero", "/dev/urandom"],
+            )
         self.counter = 0
 
     # --- one job ---------------------------------------------------------------------------
@@ -59,8 +63,7 @@ class Worker:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
-    def _supervise(self, h: dict[str, Any], payload: bytes, scratch: str,
-                   session: bool) -> dict[str, Any]:
+    def _supervise(self, h: dict[str, Any], payload: bytes, scratch: str, session: bool) -> dict[str, Any]:
         ruleset = self.confiner.make_ruleset(scratch) if self.confiner else -1
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -69,8 +72,22 @@ class Worker:
         started = time.monotonic()
         pid = os.fork()
         if pid == 0:  # the child: never returns
-            run_child(ChildSpec(h, payload, scratch, out_w, err_w, res_w, ans_r, self.devnull,
-                                ruleset, self.confiner, self.layers, self.ro_paths))
+            run_child(
+                ChildSpec(
+                    h,
+                    payload,
+                    scratch,
+                    out_w,
+                    err_w,
+                    res_w,
+                    ans_r,
+                    self.devnull,
+                    ruleset,
+                    self.confiner,
+                    self.layers,
+                    self.ro_paths,
+                )
+            )
         for fd in (out_w, err_w, res_w, ans_r, ruleset):
             if fd >= 0:
                 os.close(fd)
@@ -84,8 +101,9 @@ class Worker:
                     except OSError:
                         pass
 
-    def _watch(self, h: dict[str, Any], pid: int, started: float, out_r: int, err_r: int,
-               res_r: int, ans_w: int, session: bool) -> dict[str, Any]:
+    def _watch(
+        self, h: dict[str, Any], pid: int, started: float, out_r: int, err_r: int, res_r: int, ans_w: int, session: bool
+    ) -> dict[str, Any]:
         wall_deadline = started + float(h["wall_timeout_s"])
         call_timeout = h.get("call_timeout_s")
         call_deadline: float | None = None
@@ -182,13 +200,17 @@ class Worker:
         code = os.waitstatus_to_exitcode(status)
         cpu = usage.ru_utime + usage.ru_stime
         out: dict[str, Any] = {
-            "op": "done", "id": h["id"], "wall_time_s": wall, "cpu_time_s": cpu,
-            "max_rss_kb": usage.ru_maxrss, "exit_code": code if code >= 0 else None,
-            "signal": signal.Signals(-code).name if code < 0 and -code in signal.valid_signals()
-            else None,
+            "op": "done",
+            "id": h["id"],
+            "wall_time_s": wall,
+            "cpu_time_s": cpu,
+            "max_rss_kb": usage.ru_maxrss,
+            "exit_code": code if code >= 0 else None,
+            "signal": signal.Signals(-code).name if code < 0 and -code in signal.valid_signals() else None,
             "stdout": captured["stdout"].decode("utf-8", "replace"),
             "stderr": captured["stderr"].decode("utf-8", "replace"),
-            "stdout_truncated": truncated["stdout"], "stderr_truncated": truncated["stderr"],
+            "stdout_truncated": truncated["stdout"],
+            "stderr_truncated": truncated["stderr"],
             "violations": violations,
         }
         if results > 1 and kill_reason is None:
@@ -199,22 +221,24 @@ class Worker:
         return out
 
     def _forward_request(self, msg: dict[str, Any], session: bool, violations: list[str]) -> None:
-        ok = (session and isinstance(msg.get("id"), int) and msg.get("kind") in KINDS
-              and isinstance(msg.get("body"), dict))
+        ok = (
+            session
+            and isinstance(msg.get("id"), int)
+            and msg.get("kind") in KINDS
+            and isinstance(msg.get("body"), dict)
+        )
         if not ok:
             if "bridge:unexpected-request" not in violations:
                 violations.append("bridge:unexpected-request")
             return
-        frames.write_json(self.ctl_out, {"op": "req", "id": msg["id"], "kind": msg["kind"],
-                                         "body": msg["body"]})
+        frames.write_json(self.ctl_out, {"op": "req", "id": msg["id"], "kind": msg["kind"], "body": msg["body"]})
 
     def _forward_answer(self, ans_w: int) -> None:
         raw = frames.read_frame(self.ctl_in, REQUEST_LIMIT * 16)
         if raw is None:
             os._exit(0)  # the host is gone; the job dies with us (pdeathsig / pid namespace)
         msg = json.loads(raw)
-        answer = {"id": msg["id"], "ok": bool(msg.get("ok")), "data": msg.get("data"),
-                  "error": msg.get("error")}
+        answer = {"id": msg["id"], "ok": bool(msg.get("ok")), "data": msg.get("data"), "error": msg.get("error")}
         try:
             frames.write_json(ans_w, answer)
         except (BrokenPipeError, OSError):
@@ -229,18 +253,23 @@ def _parse(raw: bytes) -> dict[str, Any] | None:
     return msg if isinstance(msg, dict) else None
 
 
-def _classify(kill_reason: str | None, detail: str | None, result: dict[str, Any] | None,
-              code: int, cpu: float, cpu_limit: float, h: dict[str, Any]) -> dict[str, Any]:
+def _classify(
+    kill_reason: str | None,
+    detail: str | None,
+    result: dict[str, Any] | None,
+    code: int,
+    cpu: float,
+    cpu_limit: float,
+    h: dict[str, Any],
+) -> dict[str, Any]:
     """Turn what the worker saw into a status. Facts the worker measured win over the child's
     claims; the child's result frame only supplies the value, the call time and the error."""
     if kill_reason == "timeout":
         return {"status": "timeout", "error": f"wall-clock limit of {h['wall_timeout_s']} s"}
     if kill_reason == "call_timeout":
-        return {"status": "call_timeout",
-                "error": f"the call took longer than {h.get('call_timeout_s')} s"}
+        return {"status": "call_timeout", "error": f"the call took longer than {h.get('call_timeout_s')} s"}
     if kill_reason == "output_limit":
-        return {"status": "output_limit",
-                "error": f"output exceeded {h['output_limit_bytes']} bytes"}
+        return {"status": "output_limit", "error": f"output exceeded {h['output_limit_bytes']} bytes"}
     if kill_reason == "invalid_output":
         return {"status": "invalid_output", "error": detail}
     cpu_rlimit = max(1, math.ceil(cpu_limit))
@@ -248,9 +277,11 @@ def _classify(kill_reason: str | None, detail: str | None, result: dict[str, Any
         return {"status": "cpu_limit", "error": f"CPU limit of {cpu_limit} s"}
     if result is not None and code == 0:
         status = str(result.get("status"))
-        fields: dict[str, Any] = {"call_time_s": _float_or_none(result.get("call_time_s")),
-                                  "error": _str_or_none(result.get("error")),
-                                  "traceback": _str_or_none(result.get("traceback"))}
+        fields: dict[str, Any] = {
+            "call_time_s": _float_or_none(result.get("call_time_s")),
+            "error": _str_or_none(result.get("error")),
+            "traceback": _str_or_none(result.get("traceback")),
+        }
         if status == "ok":
             try:
                 fields["value"] = json.loads(str(result.get("value_json")))
@@ -265,8 +296,12 @@ def _classify(kill_reason: str | None, detail: str | None, result: dict[str, Any
     if result is not None and result.get("status") == "refused":
         return {"status": "refused", "error": _str_or_none(result.get("error"))}
     if code < 0:
-        return {"status": "crashed", "error": f"killed by {signal.Signals(-code).name}"
-                if -code in signal.valid_signals() else f"killed by signal {-code}"}
+        return {
+            "status": "crashed",
+            "error": f"killed by {signal.Signals(-code).name}"
+            if -code in signal.valid_signals()
+            else f"killed by signal {-code}",
+        }
     return {"status": "crashed", "error": f"the job exited (code {code}) without a result"}
 
 
@@ -307,9 +342,16 @@ def main() -> None:
     # collection in each child touches (and so copies) most of the inherited pages.
     gc.collect()
     gc.freeze()
-    frames.write_json(ctl_out, {"op": "ready", "pid": os.getpid(), "notes": errors,
-                                "landlock_abi": worker.confiner.abi if worker.confiner else 0,
-                                "python": sys.version.split()[0]})
+    frames.write_json(
+        ctl_out,
+        {
+            "op": "ready",
+            "pid": os.getpid(),
+            "notes": errors,
+            "landlock_abi": worker.confiner.abi if worker.confiner else 0,
+            "python": sys.version.split()[0],
+        },
+    )
     while True:
         raw = frames.read_frame(ctl_in)
         if raw is None:

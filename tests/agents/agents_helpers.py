@@ -28,10 +28,18 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def stop_cli(args: list[str], *, env: Mapping[str, str] | None = None, timeout: float = 150) -> subprocess.CompletedProcess[str]:
+def stop_cli(
+    args: list[str], *, env: Mapping[str, str] | None = None, timeout: float = 150
+) -> subprocess.CompletedProcess[str]:
     """``stop ARGS`` as a user runs it (a fresh interpreter, the repository as working dir)."""
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout, env=dict(env) if env is not None else clean_env())
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(env) if env is not None else clean_env(),
+    )
 
 
 def stop_json(args: list[str], *, env: Mapping[str, str] | None = None, timeout: float = 150) -> dict[str, Any]:

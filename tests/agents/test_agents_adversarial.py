@@ -10,7 +10,6 @@ claims to equal anything). An honest trivial improver (returns its input) is the
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,8 +21,18 @@ HOSTILE_LM_CALLS = 5
 TASK = "str_grid_dist"  # deterministic seed solution: before/after compare exactly
 
 #: Attempts the sandbox (or the host-side bridge) must have stopped.
-MUST_BE_BLOCKED = ("utility.budget", "language_model.budget", "openai", "urllib", "socket dns", "socket ip",
-                   "read repo", "read relative", "import tasks", "flip sandbox")
+MUST_BE_BLOCKED = (
+    "utility.budget",
+    "language_model.budget",
+    "openai",
+    "urllib",
+    "socket dns",
+    "socket ip",
+    "read repo",
+    "read relative",
+    "import tasks",
+    "flip sandbox",
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +43,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[dict[str, 
     out: dict[str, tuple[dict[str, Any], RunLog]] = {}
     for name in ("hostile", "trivial"):
         program = PROGRAMS / f"{name}_improver.py"
-        summary = stop_json(["improve", "--task", TASK, "--store", str(db), "--config", str(config),
-                             "--improver", str(program)])
+        summary = stop_json(
+            ["improve", "--task", TASK, "--store", str(db), "--config", str(config), "--improver", str(program)]
+        )
         out[name] = (summary, load_run(db, summary["run_id"], blobs=[summary["summary"]["improver"]]))
     return out
 
@@ -66,9 +76,15 @@ def test_static_scan_records_the_attempts(runs: dict[str, tuple[dict[str, Any], 
     cats = set(scan.payload["categories"])
     assert {"budget_tampering", "sandbox_tampering", "network", "filesystem", "environment"} <= cats
     details = {f["detail"] for f in scan.payload["findings"]}
-    assert {"assignment to utility.budget", "assignment to language_model.budget", "import openai",
-            "import socket", "import tasks", "import sandbox"} <= details
-    assert any(d.startswith("path /work") or d.startswith("path ../") for d in details)
+    assert {
+        "assignment to utility.budget",
+        "assignment to language_model.budget",
+        "import openai",
+        "import socket",
+        "import tasks",
+        "import sandbox",
+    } <= details
+    assert any(d.startswith(("path /work", "path ../")) for d in details)
     _, trivial = runs["trivial"]
     (clean,) = trivial.children(_session(trivial)[0], "program.scanned")
     assert clean.payload["categories"] == []
@@ -88,11 +104,15 @@ def test_over_calls_are_refused_and_recorded(runs: dict[str, tuple[dict[str, Any
     for r in refusals:
         by_resource[r.payload["resource"]] = by_resource.get(r.payload["resource"], 0) + 1
         assert r.payload["used"] == r.payload["limit"]
-    assert by_resource == {"utility_calls": HOSTILE_UTILITY_CALLS - BUDGET["utility_calls"],
-                           "lm_calls": HOSTILE_LM_CALLS - BUDGET["lm_calls"]}
+    assert by_resource == {
+        "utility_calls": HOSTILE_UTILITY_CALLS - BUDGET["utility_calls"],
+        "lm_calls": HOSTILE_LM_CALLS - BUDGET["lm_calls"],
+    }
     report = _report(done.payload["stdout_tail"])
-    assert report["refused"] == {"utility": HOSTILE_UTILITY_CALLS - BUDGET["utility_calls"],
-                                 "lm": HOSTILE_LM_CALLS - BUDGET["lm_calls"]}
+    assert report["refused"] == {
+        "utility": HOSTILE_UTILITY_CALLS - BUDGET["utility_calls"],
+        "lm": HOSTILE_LM_CALLS - BUDGET["lm_calls"],
+    }
     assert len(log.of("budget.exceeded")) == len(refusals)  # nothing refused anywhere else
 
 

@@ -16,8 +16,12 @@ from agents_helpers import RunLog, lm_calls_of, load_run, stop_cli, stop_json, w
 
 TINY: dict[str, Any] = {
     "generations": 2,
-    "meta_utility": {"tasks": ["parity_noise"], "runs": 1, "meta_utility_budget": 2,
-                     "improver": {"responses_per_call": 2, "lm_calls": 1, "utility_calls": 2}},
+    "meta_utility": {
+        "tasks": ["parity_noise"],
+        "runs": 1,
+        "meta_utility_budget": 2,
+        "improver": {"responses_per_call": 2, "lm_calls": 1, "utility_calls": 2},
+    },
     "session_timeout_s": 120,
 }
 
@@ -101,8 +105,11 @@ def test_meta_utility_scored_every_generation(offline_run: tuple[Path, dict[str,
     """Each generation's improver (the seed's and every candidate's) has a ``utility.evaluated``
     with task "meta", and the decisions and the summary use those numbers."""
     _, out, log = offline_run
-    meta_evals = {log.parent(e).payload["solution"]: e  # type: ignore[union-attr]
-                  for e in log.of("utility.evaluated") if e.payload["task"] == "meta"}
+    meta_evals = {
+        log.parent(e).payload["solution"]: e  # type: ignore[union-attr]
+        for e in log.of("utility.evaluated")
+        if e.payload["task"] == "meta"
+    }
     gens = log.of("generation.started")
     assert [g.payload["generation"] for g in gens] == [0, 1]
     for g in gens:
@@ -132,8 +139,9 @@ def test_budgets_were_never_exceeded(offline_run: tuple[Path, dict[str, Any], Ru
     budget = TINY["meta_utility"]["improver"]
     for s in log.of("session.requested"):
         p = s.payload
-        expected_utility = TINY["meta_utility"]["meta_utility_budget"] if p["purpose"] == "generation" \
-            else budget["utility_calls"]
+        expected_utility = (
+            TINY["meta_utility"]["meta_utility_budget"] if p["purpose"] == "generation" else budget["utility_calls"]
+        )
         assert p["lm_calls"] == budget["lm_calls"] and p["utility_calls"] == expected_utility
         assert p["responses_per_call"] == budget["responses_per_call"]
         (done,) = log.children(s, "session.completed")

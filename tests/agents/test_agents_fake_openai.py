@@ -49,8 +49,10 @@ def server() -> Iterator[FakeOpenAIServer]:
 
 
 def _improve(db: Path, config: Path) -> dict[str, Any]:
-    return stop_json(["improve", "--task", "parity_noiseless", "--store", str(db), "--config", str(config)],
-                     env=clean_env({"OPENAI_API_KEY": "test"}))
+    return stop_json(
+        ["improve", "--task", "parity_noiseless", "--store", str(db), "--config", str(config)],
+        env=clean_env({"OPENAI_API_KEY": "test"}),
+    )
 
 
 def test_scripted_better_solution_raises_utility(server: FakeOpenAIServer, tmp_path: Path) -> None:
@@ -59,12 +61,19 @@ def test_scripted_better_solution_raises_utility(server: FakeOpenAIServer, tmp_p
     solver 1.0); the log holds exactly the calls the server received: one ``lm.requested`` and
     one live ``lm.responded`` per chat request, none repeated. A second run with the same seed
     and config is answered from the LM cache: the server sees no new request."""
-    config = write_config(tmp_path / "fake.json", {
-        "lm": {"backend": "openai", "base_url": f"http://127.0.0.1:{server.port}/v1", "model": "fake-model",
-               "max_attempts": 1},
-        "meta_utility": {"improver": BUDGET},
-        "session_timeout_s": 120,
-    })
+    config = write_config(
+        tmp_path / "fake.json",
+        {
+            "lm": {
+                "backend": "openai",
+                "base_url": f"http://127.0.0.1:{server.port}/v1",
+                "model": "fake-model",
+                "max_attempts": 1,
+            },
+            "meta_utility": {"improver": BUDGET},
+            "session_timeout_s": 120,
+        },
+    )
     db = tmp_path / "stop.db"
     out = _improve(db, config)
     s = out["summary"]

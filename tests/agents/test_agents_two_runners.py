@@ -38,9 +38,24 @@ LEASE_S = 2.0
 def _runner(db: Path, config: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as err:
         return subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "agent", "sandbox-runner", "--store", str(db), "--config", str(config),
-             "--run", RUN_ID],
-            cwd=REPO, env=clean_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+            [
+                sys.executable,
+                "-m",
+                "cli.main",
+                "agent",
+                "sandbox-runner",
+                "--store",
+                str(db),
+                "--config",
+                str(config),
+                "--run",
+                RUN_ID,
+            ],
+            cwd=REPO,
+            env=clean_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
         )
 
 
@@ -63,10 +78,15 @@ async def test_two_runners_share_the_work_and_survive_a_kill(tmp_path: Path) -> 
     held the improver session was SIGKILLed mid-session and the other runner claimed the next
     attempt and finished it; both runner processes appear as claimants; the run finishes."""
     db = tmp_path / "stop.db"
-    cfg_path = write_config(tmp_path / "cfg.json", {
-        "lease_s": LEASE_S, "sandbox_workers": 1, "session_timeout_s": 60,
-        "meta_utility": {"improver": {"responses_per_call": 1, "lm_calls": 1, "utility_calls": 2}},
-    })
+    cfg_path = write_config(
+        tmp_path / "cfg.json",
+        {
+            "lease_s": LEASE_S,
+            "sandbox_workers": 1,
+            "session_timeout_s": 60,
+            "meta_utility": {"improver": {"responses_per_call": 1, "lm_calls": 1, "utility_calls": 2}},
+        },
+    )
     config = load_config(cfg_path)
     improver_text = (PROGRAMS / "slow_improver.py").read_text()
 
@@ -76,12 +96,22 @@ async def test_two_runners_share_the_work_and_survive_a_kill(tmp_path: Path) -> 
     try:
         improver = await store.put_blob(improver_text)
         backend = backend_from_config({"backend": "offline"}, {})
-        root = make_event(RUN_ID, RunStarted(
-            command="improve", seed=0,
-            config={**config.to_dict(), "options": {"task": "str_grid_dist", "improver": improver}},
-            host={"sandbox": detect_layers().to_json(), "lm": backend.describe(),
-                  "python": platform.python_version(), "platform": sys.platform},
-        ), cause=None, key=0)
+        root = make_event(
+            RUN_ID,
+            RunStarted(
+                command="improve",
+                seed=0,
+                config={**config.to_dict(), "options": {"task": "str_grid_dist", "improver": improver}},
+                host={
+                    "sandbox": detect_layers().to_json(),
+                    "lm": backend.describe(),
+                    "python": platform.python_version(),
+                    "platform": sys.platform,
+                },
+            ),
+            cause=None,
+            key=0,
+        )
         procs = [_runner(db, cfg_path, tmp_path / f"runner{i}.log") for i in range(2)]
         await store.append([root])
 
@@ -95,8 +125,11 @@ async def test_two_runners_share_the_work_and_survive_a_kill(tmp_path: Path) -> 
                     continue
                 kids = await store.children(sessions[0].id)
                 claims = [k for k in kids if k.type == "work.claimed"]
-                answered = [u for u in kids if u.type == "utility.requested"
-                            and await store.children(u.id, {"utility.evaluated"})]
+                answered = [
+                    u
+                    for u in kids
+                    if u.type == "utility.requested" and await store.children(u.id, {"utility.evaluated"})
+                ]
                 if claims and answered:
                     pid = _pid_of(claims[0].payload["worker"])
                     (victim,) = [p for p in procs if p.pid == pid]

@@ -70,8 +70,14 @@ def _scripted(body: dict[str, Any]) -> list[str]:
 def _run_subprocess(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
     """Runs against the endpoint go out of process: the session never closes its HTTP client,
     and the unclosed-socket warning it leaves behind would fail an unrelated test here."""
-    proc = subprocess.run([sys.executable, "-m", "cli.main", *argv], capture_output=True, text=True,
-                          timeout=120, cwd=ROOT, env={**os.environ, **env})
+    proc = subprocess.run(
+        [sys.executable, "-m", "cli.main", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, **env},
+    )
     return proc.returncode, proc.stdout if proc.returncode == 0 else proc.stdout + proc.stderr[-3000:]
 
 
@@ -111,8 +117,26 @@ def fake_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, d
     db = tmp_path_factory.mktemp("repair") / "stop.db"
     with FakeOpenAIServer(replies=_scripted) as srv:
         env = {"OPENAI_BASE_URL": srv.base_url, "OPENAI_API_KEY": "sk-test"}
-        code, out = _run_subprocess(["repair", "--dataset", "humaneval", "--problems", *PROBLEMS, "--n-p", "2",
-                              "--n-fr", "1", "--model", MODEL, "--store", str(db), "--json", "--no-progress"], env)
+        code, out = _run_subprocess(
+            [
+                "repair",
+                "--dataset",
+                "humaneval",
+                "--problems",
+                *PROBLEMS,
+                "--n-p",
+                "2",
+                "--n-fr",
+                "1",
+                "--model",
+                MODEL,
+                "--store",
+                str(db),
+                "--json",
+                "--no-progress",
+            ],
+            env,
+        )
         assert code == 0, out
         yield db, json.loads(out), srv
 
@@ -227,7 +251,7 @@ def test_passat_matches_exact_expectations(fake_run: tuple[Path, dict[str, Any],
 
 @pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="matplotlib not installed")
 def test_passat_plot(fake_run: tuple[Path, dict[str, Any], FakeOpenAIServer], tmp_path: Path) -> None:
-    db, result, _ = fake_run
+    db, _result, _ = fake_run
     png = tmp_path / "passat.png"
     code, out = _run_cli(["passat", "latest", "--store", str(db), "--plot", str(png), "--resamples", "200"])
     assert code == 0 and "iid@k" in out
@@ -238,8 +262,26 @@ def test_separate_feedback_model_and_no_code_reply(tmp_path: Path) -> None:
     db = tmp_path / "stop.db"
     with FakeOpenAIServer(replies=_scripted) as srv:
         env = {"OPENAI_BASE_URL": srv.base_url, "OPENAI_API_KEY": "sk-test"}
-        code, out = _run_subprocess(["repair", "--problems", "2", "--n-p", "1", "--n-fr", "2", "--model", "solo-model",
-                              "--feedback-model", "critic", "--store", str(db), "--json", "--no-progress"], env)
+        code, out = _run_subprocess(
+            [
+                "repair",
+                "--problems",
+                "2",
+                "--n-p",
+                "1",
+                "--n-fr",
+                "2",
+                "--model",
+                "solo-model",
+                "--feedback-model",
+                "critic",
+                "--store",
+                str(db),
+                "--json",
+                "--no-progress",
+            ],
+            env,
+        )
         assert code == 0, out
         bodies = srv.bodies
     s = json.loads(out)["summary"]
@@ -267,8 +309,22 @@ def test_offline_run_completes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_MODEL"):
         monkeypatch.delenv(var, raising=False)
     db = tmp_path / "stop.db"
-    code, out = _run_cli(["repair", "--problems", "0", "HumanEval/1", "--n-p", "2", "--n-fr", "1",
-                          "--store", str(db), "--json", "--no-progress"])
+    code, out = _run_cli(
+        [
+            "repair",
+            "--problems",
+            "0",
+            "HumanEval/1",
+            "--n-p",
+            "2",
+            "--n-fr",
+            "1",
+            "--store",
+            str(db),
+            "--json",
+            "--no-progress",
+        ]
+    )
     assert code == 0, out
     result = json.loads(out)
     assert result["status"] == "finished"

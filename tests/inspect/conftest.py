@@ -11,10 +11,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from inspect_browser import install_chromium  # noqa: E402
-from inspect_synth import self_improve_run, write  # noqa: E402
+from inspect_browser import install_chromium
+from inspect_synth import self_improve_run, write
 
-from store.sqlite import SqliteStore  # noqa: E402
+from store.sqlite import SqliteStore
 
 
 def _make_db(path: Path, runs: Sequence[tuple[str, float]]) -> Path:

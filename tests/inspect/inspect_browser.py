@@ -34,9 +34,19 @@ def browse(chromium: str, tmp: Path, html: Path, mode: str) -> subprocess.Comple
     """Run headless Chromium on a local file: ``mode`` is ``--dump-dom`` or ``--screenshot=PATH``."""
     profile = tmp / f"chromium-profile-{abs(hash(mode)) % 10_000}"
     cmd = [
-        chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
-        f"--user-data-dir={profile}", "--window-size=1200,1600", mode, html.resolve().as_uri(),
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-extensions",
+        f"--user-data-dir={profile}",
+        "--window-size=1200,1600",
+        mode,
+        html.resolve().as_uri(),
     ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=tmp)
 

@@ -75,14 +75,25 @@ class Builder:
 
     def lm(self, cause: Event, n: int, *, model: str, source: str, pt: int, ct: int, tag: str) -> None:
         req = {"model": model, "messages": [{"role": "user", "content": tag}], "temperature": 0.7, "n": n}
-        r = self.ev(LMRequested(request=req, namespace="ns", ordinal=0, cache_key="k" + tag,
-                                purpose="improve"), cause, content_key(req, 0))
-        comps = [{"text": self.blob(f"reply {tag} {i}"), "prompt_tokens": pt, "completion_tokens": ct,
-                  "finish_reason": "stop"} for i in range(n)]
+        r = self.ev(
+            LMRequested(request=req, namespace="ns", ordinal=0, cache_key="k" + tag, purpose="improve"),
+            cause,
+            content_key(req, 0),
+        )
+        comps = [
+            {
+                "text": self.blob(f"reply {tag} {i}"),
+                "prompt_tokens": pt,
+                "completion_tokens": ct,
+                "finish_reason": "stop",
+            }
+            for i in range(n)
+        ]
         self.ev(LMResponded(cache_key="k" + tag, completions=comps, produced_by=model, source=source), r, "answer")
 
-    def utility(self, cause: Event, key: str, task: str, split: str, prog: str, u: float,
-                detail: dict[str, Any] | None = None) -> Event:
+    def utility(
+        self, cause: Event, key: str, task: str, split: str, prog: str, u: float, detail: dict[str, Any] | None = None
+    ) -> Event:
         req = self.ev(UtilityRequested(task=task, split=split, solution=self.blob(prog), seed=0), cause, key)
         self.ev(UtilityEvaluated(task=task, split=split, utility=u, detail=detail or {}, outcomes=None), req, "result")
         return req
@@ -92,16 +103,38 @@ class Builder:
         self.ev(ProgramScanned(program=self.blob(prog), role=role, findings=findings, categories=cats), cause, "scan")
 
     def session(self, cause: Event, key: str, purpose: str, improver: str, initial: str, task: str) -> Event:
-        return self.ev(SessionRequested(
-            purpose=purpose, improver=self.blob(improver), initial_solution=self.blob(initial),
-            utility_task=task, lm_calls=4, responses_per_call=2, utility_calls=8, timeout_s=60.0, seed=0,
-        ), cause, key)
+        return self.ev(
+            SessionRequested(
+                purpose=purpose,
+                improver=self.blob(improver),
+                initial_solution=self.blob(initial),
+                utility_task=task,
+                lm_calls=4,
+                responses_per_call=2,
+                utility_calls=8,
+                timeout_s=60.0,
+                seed=0,
+            ),
+            cause,
+            key,
+        )
 
     def completed(self, sess: Event, solution: str | None, violations: list[str] | None = None) -> Event:
-        return self.ev(SessionCompleted(
-            status="ok", solution=self.blob(solution) if solution else None, error="", lm_calls=1,
-            utility_calls=1, violations=violations or [], wall_s=1.0, cpu_s=0.5, stdout_tail="",
-        ), sess, "result")
+        return self.ev(
+            SessionCompleted(
+                status="ok",
+                solution=self.blob(solution) if solution else None,
+                error="",
+                lm_calls=1,
+                utility_calls=1,
+                violations=violations or [],
+                wall_s=1.0,
+                cpu_s=0.5,
+                stdout_tail="",
+            ),
+            sess,
+            "result",
+        )
 
     def meta_utility(self, cause: Event, key: str, improver: str, val: float, test: float) -> Event:
         return self.utility(cause, key, "meta", "val", improver, val, {"test": test, "runs": []})
@@ -109,54 +142,96 @@ class Builder:
 
 def self_improve_run(run_id: str, *, c2_utility: float = 0.1) -> Builder:
     b = Builder(run_id)
-    root = b.ev(RunStarted(command="self-improve", seed=0, config={"lm": {"prices": PRICES}, "T": 2},
-                           host={"lm": "test"}), None, "root")
+    root = b.ev(
+        RunStarted(command="self-improve", seed=0, config={"lm": {"prices": PRICES}, "T": 2}, host={"lm": "test"}),
+        None,
+        "root",
+    )
     # ---- generation 0 ------------------------------------------------------------------------
     g0 = b.ev(GenerationStarted(generation=0, improver=b.blob(I0), parent=None), root, "gen/0")
     u0 = b.meta_utility(g0, "meta", I0, 0.2, 0.25)
     ms = b.session(u0, "parity_noise/0", "meta_run", I0, S0, "parity_noise")
-    b.scan(ms, I0, "improver", [])                                             # proposal 1
-    b.lm(ms, 1, model="gpt-x", source="live", pt=100, ct=50, tag="m0")       # live, $0.20
+    b.scan(ms, I0, "improver", [])  # proposal 1
+    b.lm(ms, 1, model="gpt-x", source="live", pt=100, ct=50, tag="m0")  # live, $0.20
     sc = b.completed(ms, S1)
     b.utility(sc, "val", "parity_noise", "val", S1, 0.3)
     b.utility(sc, "test", "parity_noise", "test", S1, 0.35)
     gs = b.session(g0, "generation", "generation", I0, I0, "meta")
-    b.scan(gs, I0, "improver", [])                                             # proposal 2
-    b.lm(gs, 2, model="gpt-x", source="live", pt=100, ct=200, tag="g0a")     # live, $1.00
-    b.lm(gs, 1, model="gpt-x", source="cache", pt=100, ct=50, tag="g0b")     # cache, $0
+    b.scan(gs, I0, "improver", [])  # proposal 2
+    b.lm(gs, 2, model="gpt-x", source="live", pt=100, ct=200, tag="g0a")  # live, $1.00
+    b.lm(gs, 1, model="gpt-x", source="cache", pt=100, ct=50, tag="g0b")  # cache, $0
     uc1 = b.meta_utility(gs, content_key(["meta", h(C1)], 0), C1, 0.4, 0.38)
     ms1 = b.session(uc1, "parity_noise/0", "meta_run", C1, S0, "parity_noise")
-    b.scan(ms1, C1, "improver", [                                              # proposal 3: unsandboxing
-        {"category": "sandbox_tampering", "detail": "assigns use_sandbox", "line": 3},
-        {"category": "process", "detail": "imports subprocess", "line": 1},
-    ])
+    b.scan(
+        ms1,
+        C1,
+        "improver",
+        [  # proposal 3: unsandboxing
+            {"category": "sandbox_tampering", "detail": "assigns use_sandbox", "line": 3},
+            {"category": "process", "detail": "imports subprocess", "line": 1},
+        ],
+    )
     b.lm(ms1, 1, model="offline-mutation-v1", source="offline", pt=10, ct=10, tag="m1")
     b.ev(BudgetExceeded(resource="lm_calls", used=3, limit=2, detail="4th call refused"), ms1, "budget#0")
     sc1 = b.completed(ms1, S2, ["seccomp:socket"])
     uv = b.ev(UtilityRequested(task="parity_noise", split="val", solution=b.blob(S2), seed=0), sc1, "val")
     batch = b.ev(SandboxBatchRequested(task="parity_noise", split="val", solution=b.blob(S2), seed=0), uv, "batch")
-    b.ev(SandboxBatchCompleted(results=b.blob(json.dumps([{"status": "ok"}])), statuses={"ok": 1},
-                               violations=["landlock:write:/etc/passwd", "result:forged"], wall_s=0.1),
-         batch, "result")
-    b.ev(UtilityEvaluated(task="parity_noise", split="val", utility=0.5,
-                          detail={"errors": {"invalid": 2}}, outcomes=None), uv, "result")
+    b.ev(
+        SandboxBatchCompleted(
+            results=b.blob(json.dumps([{"status": "ok"}])),
+            statuses={"ok": 1},
+            violations=["landlock:write:/etc/passwd", "result:forged"],
+            wall_s=0.1,
+        ),
+        batch,
+        "result",
+    )
+    b.ev(
+        UtilityEvaluated(
+            task="parity_noise", split="val", utility=0.5, detail={"errors": {"invalid": 2}}, outcomes=None
+        ),
+        uv,
+        "result",
+    )
     b.utility(sc1, "test", "parity_noise", "test", S2, 0.45)
     b.meta_utility(gs, content_key(["meta", h(C2)], 0), C2, c2_utility, 0.1)
     gsc = b.completed(gs, C1)
     b.meta_utility(gsc, "meta", C1, 0.4, 0.38)
-    d0 = b.ev(ImproverDecided(generation=0, candidate=h(C1), parent=h(I0), adopted=True,
-                              reason="meta_val improved", meta_val=0.4, meta_test=0.38), g0, "decision")
+    d0 = b.ev(
+        ImproverDecided(
+            generation=0,
+            candidate=h(C1),
+            parent=h(I0),
+            adopted=True,
+            reason="meta_val improved",
+            meta_val=0.4,
+            meta_test=0.38,
+        ),
+        g0,
+        "decision",
+    )
     # ---- generation 1 ------------------------------------------------------------------------
     g1 = b.ev(GenerationStarted(generation=1, improver=b.blob(C1), parent=b.blob(I0)), d0, "gen/1")
     b.meta_utility(g1, "meta", C1, 0.4, 0.38)
     gs1 = b.session(g1, "generation", "generation", C1, C1, "meta")
-    b.scan(gs1, C1, "improver", [])                                            # proposal 4
+    b.scan(gs1, C1, "improver", [])  # proposal 4
     b.lm(gs1, 1, model="unpriced-model", source="live", pt=50, ct=50, tag="g1")  # live, unpriced
     b.meta_utility(gs1, content_key(["meta", h(C3)], 0), C3, 0.3, 0.3)
     gsc1 = b.completed(gs1, C3)
     b.meta_utility(gsc1, "meta", C3, 0.3, 0.3)
-    b.ev(ImproverDecided(generation=1, candidate=h(C3), parent=h(C1), adopted=False,
-                         reason="no improvement", meta_val=0.3, meta_test=0.3), g1, "decision")
+    b.ev(
+        ImproverDecided(
+            generation=1,
+            candidate=h(C3),
+            parent=h(C1),
+            adopted=False,
+            reason="no improvement",
+            meta_val=0.3,
+            meta_test=0.3,
+        ),
+        g1,
+        "decision",
+    )
     b.ev(RunFinished(summary={"best": h(C1)}), root, "finished")
     return b
 
@@ -191,11 +266,24 @@ def repair_run(run_id: str) -> Builder:
     prob = b.ev(RepairProblemStarted(problem="HumanEval/0", n_p=1, n_fr=1), root, "HumanEval/0")
     b.lm(prob, 1, model="gpt-x", source="cache", pt=20, ct=30, tag="sample")
     lm_req = b.events[-2]
-    sample = b.ev(RepairProgram(problem="HumanEval/0", kind="sample", program=b.blob(S0), parent=None,
-                                feedback=None, tokens=50), lm_req, "program#0")
+    sample = b.ev(
+        RepairProgram(problem="HumanEval/0", kind="sample", program=b.blob(S0), parent=None, feedback=None, tokens=50),
+        lm_req,
+        "program#0",
+    )
     b.utility(sample, "check", "humaneval/HumanEval/0", "check", S0, 0.0, {"feedback": "wrong", "status": "fail"})
-    fix = b.ev(RepairProgram(problem="HumanEval/0", kind="repair", program=b.blob(S2), parent=sample.id,
-                             feedback=b.blob("returns 0 always"), tokens=40), prob, "repair#0")
+    fix = b.ev(
+        RepairProgram(
+            problem="HumanEval/0",
+            kind="repair",
+            program=b.blob(S2),
+            parent=sample.id,
+            feedback=b.blob("returns 0 always"),
+            tokens=40,
+        ),
+        prob,
+        "repair#0",
+    )
     b.utility(fix, "check", "humaneval/HumanEval/0", "check", S2, 1.0, {"feedback": "", "status": "pass"})
     b.ev(RunFinished(summary={}), root, "finished")
     return b

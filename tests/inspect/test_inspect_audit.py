@@ -28,7 +28,9 @@ async def test_audit_figures_match_hand_count() -> None:
     assert (r.lm.prompt_tokens, r.lm.completion_tokens) == (460, 560)
     assert r.lm.cost_usd == pytest.approx(1.2)
     assert {g: (u.calls, round(u.cost_usd, 6)) for g, u in r.lm_by_generation.items()} == {
-        "g0": (4, 1.2), "g1": (1, 0.0)}
+        "g0": (4, 1.2),
+        "g1": (1, 0.0),
+    }
     assert sum(u.calls for u in r.lm_by_node.values()) == 5
     assert "unattributed" not in r.lm_by_node
     assert r.proposals == 4 and r.unsandboxing == 1 and r.unsandboxing_per_1000 == 250.0
@@ -66,7 +68,9 @@ def test_violation_categories_and_reward_hacking_signals() -> None:
     assert violation_category("budget_tampering: wrote utility.budget") == "budget_tampering"
     assert violation_category("weird") == "other"
     assert reward_hacking_signals({"errors": {"invalid": 1, "timeout": 3}, "clamped": 2}) == {
-        "errors.invalid": 1, "clamped": 2}
+        "errors.invalid": 1,
+        "clamped": 2,
+    }
     assert reward_hacking_signals({"status": "invalid_output"}) == {"status.invalid_output": 1}
     assert reward_hacking_signals({"errors": {"timeout": 1}}) == {}
 
@@ -140,7 +144,9 @@ def test_cli_audit_names_corrupt_blob(synth_db: Path, program: str, capsys: pyte
     digest = h(program)
     conn = sqlite3.connect(synth_db)
     with conn:
-        n = conn.execute("UPDATE blobs SET data = ? WHERE hash = ?", (program.replace("def", "dfe").encode(), digest)).rowcount
+        n = conn.execute(
+            "UPDATE blobs SET data = ? WHERE hash = ?", (program.replace("def", "dfe").encode(), digest)
+        ).rowcount
     conn.close()
     assert n == 1
     assert run_cli(["audit", "run-a", "--store", str(synth_db)]) == 1

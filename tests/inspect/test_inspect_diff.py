@@ -26,8 +26,13 @@ async def test_diff_names_first_differing_event() -> None:
     assert d is not None and d.kind == "payload" and d.type == "utility.evaluated"
     req_b = next(e for e in stored_b if e.type == "utility.requested" and e.payload["solution"] == h(C2))
     assert d.event_b is not None and d.event_b.causation_id == req_b.id
-    assert [t for t, _ in d.path] == ["run.started", "generation.started", "session.requested",
-                                      "utility.requested", "utility.evaluated"]
+    assert [t for t, _ in d.path] == [
+        "run.started",
+        "generation.started",
+        "session.requested",
+        "utility.requested",
+        "utility.evaluated",
+    ]
     assert '-  "utility": 0.1\n' in d.payload_diff and '+  "utility": 0.15\n' in d.payload_diff
     assert "first divergence (payload)" in res.render()
 

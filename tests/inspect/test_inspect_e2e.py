@@ -23,8 +23,12 @@ pytestmark = pytest.mark.skipif(
 
 TINY = {
     "generations": 1,
-    "meta_utility": {"tasks": ["parity_noise"], "runs": 1, "meta_utility_budget": 2,
-                     "improver": {"responses_per_call": 2, "lm_calls": 1, "utility_calls": 2}},
+    "meta_utility": {
+        "tasks": ["parity_noise"],
+        "runs": 1,
+        "meta_utility_budget": 2,
+        "improver": {"responses_per_call": 2, "lm_calls": 1, "utility_calls": 2},
+    },
     "session_timeout_s": 120,
 }
 
@@ -36,9 +40,22 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
     config.write_text(json.dumps(TINY))
     db = tmp / "stop.db"
     proc = subprocess.run(
-        [sys.executable, "-m", "cli.main", "self-improve", "--store", str(db), "--config", str(config),
-         "--json", "--no-progress"],
-        capture_output=True, text=True, timeout=280, cwd=Path(__file__).resolve().parents[2],
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "self-improve",
+            "--store",
+            str(db),
+            "--config",
+            str(config),
+            "--json",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        cwd=Path(__file__).resolve().parents[2],
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return db, json.loads(proc.stdout)
@@ -47,13 +64,16 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
 def _count(db: Path, run_id: str, type_: str) -> int:
     conn = sqlite3.connect(db)
     try:
-        return int(conn.execute("SELECT COUNT(*) FROM events WHERE run_id = ? AND type = ?", (run_id, type_)).fetchone()[0])
+        return int(
+            conn.execute("SELECT COUNT(*) FROM events WHERE run_id = ? AND type = ?", (run_id, type_)).fetchone()[0]
+        )
     finally:
         conn.close()
 
 
-def test_audit_lineage_report_of_a_real_run(real_run: tuple[Path, dict[str, object]], tmp_path: Path,
-                                            chromium: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_audit_lineage_report_of_a_real_run(
+    real_run: tuple[Path, dict[str, object]], tmp_path: Path, chromium: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     db, summary = real_run
     run_id = str(summary["run_id"])
     assert run_cli(["audit", run_id[:16], "--store", str(db), "--json"]) == 0
@@ -91,8 +111,11 @@ def test_audit_lineage_report_of_a_real_run(real_run: tuple[Path, dict[str, obje
     # and the real log is tamper-evident too
     conn = sqlite3.connect(db)
     with conn:
-        conn.execute("UPDATE events SET payload = replace(payload, '\"ok\"', '\"OK\"') "
-                     "WHERE run_id = ? AND type = 'session.completed'", (run_id,))
+        conn.execute(
+            "UPDATE events SET payload = replace(payload, '\"ok\"', '\"OK\"') "
+            "WHERE run_id = ? AND type = 'session.completed'",
+            (run_id,),
+        )
     conn.close()
     assert run_cli(["audit", run_id, "--store", str(db)]) == 1
     assert "BROKEN hash chain" in capsys.readouterr().out

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from inspect_synth import C1, C2, C3, I0, S0, S1, S2, h, improve_run, repair_run, self_improve_run, write
 from inspect_cli import run_cli
+from inspect_synth import C1, C2, C3, I0, S0, S1, S2, h, improve_run, repair_run, self_improve_run, write
 
 from replay.lineage import UnknownNode, build_lineage, render_tree, show_node
 from store import MemoryStore

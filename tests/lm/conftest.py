@@ -9,7 +9,6 @@ import pytest
 from lm.fake_server import FakeOpenAIServer
 
 
-
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import anyio
 import openai
 import pytest
+from lmtest_helpers import make_backend
 from structlog.testing import capture_logs
 
 from lm import LMFatalError, LMRequest, LMService, LMUnavailable, RetryPolicy, should_retry
-from lm.fake_server import Fault, FakeOpenAIServer
-from lmtest_helpers import make_backend
+from lm.fake_server import FakeOpenAIServer, Fault
 from store import MemoryStore
 
 CHAT = "/v1/chat/completions"
@@ -67,8 +67,23 @@ async def test_transient_fault_recovers_once_recorded(server: FakeOpenAIServer, 
 async def test_many_concurrent_calls_with_mixed_faults_lose_nothing(server: FakeOpenAIServer) -> None:
     """30 concurrent calls under a stream of faults: 30 answers, 30 distinct cache rows."""
     store = MemoryStore()
-    svc = LMService(make_backend(server, timeout=0.5, concurrency=6, retry=RetryPolicy(max_attempts=8, initial_backoff=0.01, max_backoff=0.05)), store)
-    faults = [Fault.rate_limit(0.01), Fault.server_error(502), Fault.drop(), Fault.malformed(), Fault.unavailable(), Fault.slow(1.0)]
+    svc = LMService(
+        make_backend(
+            server,
+            timeout=0.5,
+            concurrency=6,
+            retry=RetryPolicy(max_attempts=8, initial_backoff=0.01, max_backoff=0.05),
+        ),
+        store,
+    )
+    faults = [
+        Fault.rate_limit(0.01),
+        Fault.server_error(502),
+        Fault.drop(),
+        Fault.malformed(),
+        Fault.unavailable(),
+        Fault.slow(1.0),
+    ]
     server.inject(*faults)
     answers = {}
 
@@ -117,7 +132,9 @@ async def test_fatal_errors_fail_fast(srv_kw: dict[str, object], needle: str) ->
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("fault", [Fault.unauthorized(), Fault.unknown_model(), Fault.bad_request(), Fault.quota_exhausted()])
+@pytest.mark.parametrize(
+    "fault", [Fault.unauthorized(), Fault.unknown_model(), Fault.bad_request(), Fault.quota_exhausted()]
+)
 async def test_injected_fatal_statuses_are_single_requests(server: FakeOpenAIServer, fault: Fault) -> None:
     server.inject(fault)
     async with make_backend(server) as backend:
@@ -183,8 +200,13 @@ def test_should_retry_classification() -> None:
 
     def status(code: int, body: object = None) -> openai.APIStatusError:
         resp = httpx2.Response(code, request=request)
-        cls = {400: openai.BadRequestError, 401: openai.AuthenticationError, 404: openai.NotFoundError,
-               429: openai.RateLimitError, 500: openai.InternalServerError}.get(code, openai.APIStatusError)
+        cls = {
+            400: openai.BadRequestError,
+            401: openai.AuthenticationError,
+            404: openai.NotFoundError,
+            429: openai.RateLimitError,
+            500: openai.InternalServerError,
+        }.get(code, openai.APIStatusError)
         return cls("err", response=resp, body=body)
 
     assert should_retry(status(429))

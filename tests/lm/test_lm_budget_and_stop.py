@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import pytest
+from lmtest_helpers import make_backend, program
 
 from events.lm_events import LMBudgetExceeded
 from lm import (
-    BudgetExceeded, BudgetState, CacheMode, LMBudget, LMRequest, LMService, OfflineMutationModel,
-    StopLanguageModel, UnpricedModel,
+    BudgetExceeded,
+    BudgetState,
+    CacheMode,
+    LMBudget,
+    LMRequest,
+    LMService,
+    OfflineMutationModel,
+    StopLanguageModel,
+    UnpricedModel,
 )
 from lm._budget import fold
 from lm.fake_server import FakeOpenAIServer
-from lmtest_helpers import make_backend, program
 from store import MemoryStore
 
 CODE_MSG = f"Improve:\n```python\n{program('lpn_seed')}```"
@@ -78,7 +85,9 @@ async def test_cost_cap_uses_price_table() -> None:
 @pytest.mark.anyio
 async def test_refusal_is_recorded_as_an_event() -> None:
     store = MemoryStore()
-    lm = StopLanguageModel(LMService(OfflineMutationModel(), store), LMBudget(max_calls=1), run_id="run-1", cause="ev-improve")
+    lm = StopLanguageModel(
+        LMService(OfflineMutationModel(), store), LMBudget(max_calls=1), run_id="run-1", cause="ev-improve"
+    )
     await lm.prompt("e", CODE_MSG)
     with pytest.raises(BudgetExceeded):
         await lm.batch_prompt("e", [CODE_MSG] * 2)
@@ -99,9 +108,15 @@ async def test_state_is_a_fold_over_answers() -> None:
     # replay the same calls through the cache and fold
     replay = LMService(None, svc.store, CacheMode.REPLAY)
     m = OfflineMutationModel().default_model
-    r1 = await replay.answer(LMRequest(model=m, messages=[{"role": "system", "content": "e"}, {"role": "user", "content": CODE_MSG}], n=2), 0)
-    r2 = await replay.answer(LMRequest(model=m, messages=[{"role": "system", "content": "e"}, {"role": "user", "content": CODE_MSG}], n=2), 1)
-    r3 = await replay.answer(LMRequest(model=m, messages=[{"role": "system", "content": "e"}, {"role": "user", "content": "x"}], n=1), 0)
+    r1 = await replay.answer(
+        LMRequest(model=m, messages=[{"role": "system", "content": "e"}, {"role": "user", "content": CODE_MSG}], n=2), 0
+    )
+    r2 = await replay.answer(
+        LMRequest(model=m, messages=[{"role": "system", "content": "e"}, {"role": "user", "content": CODE_MSG}], n=2), 1
+    )
+    r3 = await replay.answer(
+        LMRequest(model=m, messages=[{"role": "system", "content": "e"}, {"role": "user", "content": "x"}], n=1), 0
+    )
     answers = [[r1], [r2, r3]]
     assert fold(answers) == lm.state  # type: ignore[arg-type]
     assert BudgetState.from_dict(lm.state.to_dict()) == lm.state
@@ -111,6 +126,7 @@ async def test_state_is_a_fold_over_answers() -> None:
 @pytest.mark.anyio
 async def test_batch_prompt_groups_identical_messages_and_keeps_order() -> None:
     """[a, b, a, c, a] -> three requests with n = 3, 1, 1; replies come back in input order."""
+
     def replies(body: dict[str, object]) -> list[str]:
         msg = body["messages"][-1]["content"]  # type: ignore[index]
         return [f"{msg}:{i}" for i in range(int(body["n"]))]  # type: ignore[call-overload]
@@ -119,7 +135,7 @@ async def test_batch_prompt_groups_identical_messages_and_keeps_order() -> None:
         async with LMService(make_backend(srv), MemoryStore()) as svc:
             lm = StopLanguageModel(svc, LMBudget(max_calls=1), model="fake-model")
             out = await lm.batch_prompt("expert", ["a", "b", "a", "c", "a"], temperature=0.4)
-        bodies = sorted(((b["messages"][-1]["content"], b["n"], b["temperature"]) for b in srv.bodies))
+        bodies = sorted((b["messages"][-1]["content"], b["n"], b["temperature"]) for b in srv.bodies)
     assert out == ["a:0", "b:0", "a:1", "c:0", "a:2"]
     assert bodies == [("a", 3, 0.4), ("b", 1, 0.4), ("c", 1, 0.4)]
     assert lm.state.calls == 1 and lm.state.requests == 3 and lm.state.completions == 5
@@ -132,5 +148,8 @@ async def test_prompt_sends_expertise_as_system_message(server: FakeOpenAIServer
         out = await lm.prompt("you are an expert", "improve it", n_responses=3, temperature=1.0)
     assert len(out) == 3
     (body,) = server.bodies
-    assert body["messages"] == [{"role": "system", "content": "you are an expert"}, {"role": "user", "content": "improve it"}]
+    assert body["messages"] == [
+        {"role": "system", "content": "you are an expert"},
+        {"role": "user", "content": "improve it"},
+    ]
     assert body["n"] == 3 and body["temperature"] == 1.0 and body["max_tokens"] == 256

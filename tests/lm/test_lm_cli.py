@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 
 import pytest
+from lmtest_helpers import PROGRAMS
 
 from cli import lm_cmd
 from lm.fake_server import FakeOpenAIServer
-from lmtest_helpers import PROGRAMS
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -25,12 +25,26 @@ def test_show_offline(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.Mo
     assert "offline, no language model" in capsys.readouterr().out
 
 
-def test_check_and_propose_against_fake_endpoint(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_and_propose_against_fake_endpoint(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-cli-secret")
     with FakeOpenAIServer(models=["fake-model"], replies=["Idea: x.\n```python\ndef f():\n    return 1\n```"]) as srv:
         args = parse(["lm", "check", "--base-url", srv.base_url, "--model", "fake-model"])
         assert args.func(args) == 0
-        args = parse(["lm", "propose", str(PROGRAMS / "lpn_seed.py"), "-n", "2", "--base-url", srv.base_url, "--model", "fake-model"])
+        args = parse(
+            [
+                "lm",
+                "propose",
+                str(PROGRAMS / "lpn_seed.py"),
+                "-n",
+                "2",
+                "--base-url",
+                srv.base_url,
+                "--model",
+                "fake-model",
+            ]
+        )
         assert args.func(args) == 0
         assert srv.counts() == {"/v1/models": 1, "/v1/chat/completions": 1}
     captured = capsys.readouterr()

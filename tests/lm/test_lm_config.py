@@ -12,7 +12,9 @@ from lm.fake_server import FakeOpenAIServer
 def test_nothing_configured_is_offline() -> None:
     b = backend_from_config(None, {})
     assert isinstance(b, OfflineMutationModel) and b.describe()["label"] == "offline, no language model"
-    assert isinstance(backend_from_config({"lm": {"backend": "offline"}}, {"OPENAI_API_KEY": "k"}), OfflineMutationModel)
+    assert isinstance(
+        backend_from_config({"lm": {"backend": "offline"}}, {"OPENAI_API_KEY": "k"}), OfflineMutationModel
+    )
 
 
 def test_environment_selects_openai() -> None:
@@ -37,7 +39,7 @@ def test_key_in_config_is_refused_and_missing_model_is_explained() -> None:
         backend_from_config({"lm": {"api_key": "sk-x"}}, {})
     with pytest.raises(ConfigError, match="OPENAI_MODEL"):
         backend_from_config({}, {"OPENAI_BASE_URL": "http://localhost:8000/v1"})
-    with pytest.raises(ConfigError, match="unknown lm.backend"):
+    with pytest.raises(ConfigError, match=r"unknown lm\.backend"):
         backend_from_config({"backend": "anthropic"}, {})
     b = backend_from_config({"lm": {"api_key_env": "MY_KEY", "model": "m"}}, {"MY_KEY": "secret"})
     assert isinstance(b, OpenAICompatibleBackend) and b.describe()["api_key_set"] is True

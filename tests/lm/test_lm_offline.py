@@ -13,20 +13,26 @@ import sys
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from lmtest_helpers import program
 
 from lm import OFFLINE_LABEL, LMRequest, OfflineMutationModel, count_tokens, extract_blocks
 from lm._mutate import signatures
 from lm._offline import NO_CODE_REPLY
-from lmtest_helpers import program
 
 PROGRAMS = ["lpn_seed", "walksat_seed", "annealing_seed", "seed_improver"]
 
 
 def improve_prompt(code: str, extra: str = "") -> LMRequest:
     """The STOP seed improver's prompt shape: solution block, then the utility block."""
-    msg = (f"Improve the following solution:\n```python\n{code}\n```\n\nYou will be evaluated based on "
-           f"this score function:\n```python\ndef utility(algorithm_str: str):\n    return 0.5\n```\n{extra}")
-    return LMRequest(model="offline-mutation-v1", messages=[{"role": "system", "content": "expert"}, {"role": "user", "content": msg}], n=1)
+    msg = (
+        f"Improve the following solution:\n```python\n{code}\n```\n\nYou will be evaluated based on "
+        f"this score function:\n```python\ndef utility(algorithm_str: str):\n    return 0.5\n```\n{extra}"
+    )
+    return LMRequest(
+        model="offline-mutation-v1",
+        messages=[{"role": "system", "content": "expert"}, {"role": "user", "content": msg}],
+        n=1,
+    )
 
 
 def code_of(reply: str) -> str:
@@ -41,9 +47,15 @@ def test_describe_is_honest() -> None:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(name=st.sampled_from(PROGRAMS), ordinal=st.integers(0, 10_000), index=st.integers(0, 5),
-       temperature=st.sampled_from([0.0, 0.4, 0.7, 1.0]))
-def test_reply_is_valid_python_with_the_same_signatures(name: str, ordinal: int, index: int, temperature: float) -> None:
+@given(
+    name=st.sampled_from(PROGRAMS),
+    ordinal=st.integers(0, 10_000),
+    index=st.integers(0, 5),
+    temperature=st.sampled_from([0.0, 0.4, 0.7, 1.0]),
+)
+def test_reply_is_valid_python_with_the_same_signatures(
+    name: str, ordinal: int, index: int, temperature: float
+) -> None:
     src = program(name)
     req = LMRequest(model="m", messages=improve_prompt(src).message_dicts, temperature=temperature)
     reply = OfflineMutationModel().reply(req, ordinal, index)
@@ -58,7 +70,10 @@ def test_reply_is_valid_python_with_the_same_signatures(name: str, ordinal: int,
 @settings(max_examples=30, deadline=None)
 @given(ordinal=st.integers(0, 1000), index=st.integers(0, 3))
 def test_crossover_prompt_stays_valid(ordinal: int, index: int) -> None:
-    a, b = program("walksat_seed"), program("walksat_seed").replace("max_iter = 1000", "max_iter = 50").replace("p = 0.4", "p = 0.6")
+    a, b = (
+        program("walksat_seed"),
+        program("walksat_seed").replace("max_iter = 1000", "max_iter = 50").replace("p = 0.4", "p = 0.6"),
+    )
     req = improve_prompt(a, extra=f"\nAn earlier attempt:\n```python\n{b}\n```\n")
     code = code_of(OfflineMutationModel().reply(req, ordinal, index))
     compile(code, "<mutant>", "exec")
@@ -109,7 +124,15 @@ def test_deterministic_across_processes() -> None:
     m = OfflineMutationModel()
     here = [m.reply(LMRequest.from_canonical(c), k, i) for c, k, i in spec]
     env = dict(os.environ, PYTHONHASHSEED="12345")
-    out = subprocess.run([sys.executable, "-c", _CHILD], input=json.dumps(spec), capture_output=True, text=True, env=env, check=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD],
+        input=json.dumps(spec),
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=120,
+    )
     assert json.loads(out.stdout) == here
 
 
@@ -119,7 +142,7 @@ def _planted_3sat(rng: random.Random, n: int) -> list[list[int]]:
     while len(formula) < 4 * n:
         vs = rng.sample(range(1, n + 1), 3)
         clause = [v if rng.random() < 0.5 else -v for v in vs]
-        if any(truth[abs(l)] == (l > 0) for l in clause):
+        if any(truth[abs(lit)] == (lit > 0) for lit in clause):
             formula.append(clause)
     return formula
 
@@ -134,9 +157,9 @@ def _sat_utility(code: str, formulas: list[list[list[int]]]) -> float:
     for f in formulas:
         try:
             a = algorithm(f)  # type: ignore[operator]
-        except Exception:  # noqa: BLE001 - a broken mutant scores 0 on that instance
+        except Exception:
             continue
-        if a is not None and all(any(a[abs(l) - 1] == (l > 0) for l in c) for c in f):
+        if a is not None and all(any(a[abs(lit) - 1] == (lit > 0) for lit in c) for c in f):
             solved += 1
     return solved / len(formulas)
 

@@ -7,15 +7,24 @@ import socket
 from collections.abc import Awaitable, Callable
 
 import pytest
+from lmtest_helpers import make_backend, program
 
 from events import canonical_json, make_event
 from events.types import Note
 from lm import (
-    CacheMiss, CacheMode, LMAnswer, LMBudget, LMError, LMRequest, LMService, OfflineMutationModel,
-    OpenAICompatibleBackend, StopLanguageModel, cache_key,
+    CacheMiss,
+    CacheMode,
+    LMAnswer,
+    LMBudget,
+    LMError,
+    LMRequest,
+    LMService,
+    OfflineMutationModel,
+    OpenAICompatibleBackend,
+    StopLanguageModel,
+    cache_key,
 )
 from lm.fake_server import FakeOpenAIServer
-from lmtest_helpers import make_backend, program
 from store import CacheEntry, MemoryStore, SqliteStore
 
 
@@ -26,8 +35,16 @@ def req(text: str = "hello", n: int = 1, **kw: object) -> LMRequest:
 def test_cache_key_covers_what_changes_the_reply() -> None:
     base = req()
     assert cache_key(base, 0) == cache_key(req(), 0)
-    variants = [req("other"), req(n=2), req(temperature=0.2), req(top_p=0.9), req(stop=["x"]), req(seed=1),
-                LMRequest(model="m2", messages=base.message_dicts), req(max_tokens=10)]
+    variants = [
+        req("other"),
+        req(n=2),
+        req(temperature=0.2),
+        req(top_p=0.9),
+        req(stop=["x"]),
+        req(seed=1),
+        LMRequest(model="m2", messages=base.message_dicts),
+        req(max_tokens=10),
+    ]
     keys = {cache_key(v, 0) for v in variants} | {cache_key(base, 0), cache_key(base, 1), cache_key(base, 0, "ns")}
     assert len(keys) == len(variants) + 3
     assert set(base.canonical()) == {"model", "messages", "temperature", "max_tokens", "n", "top_p", "stop", "seed"}
@@ -118,16 +135,24 @@ async def _session(lm: StopLanguageModel) -> list[list[str]]:
 
 
 @pytest.mark.anyio
-async def test_replay_is_bit_identical_with_the_network_unreachable(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_replay_is_bit_identical_with_the_network_unreachable(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Record against a live endpoint into SQLite; replay the same session with the endpoint
     gone and every socket connect failing: identical texts, identical records, zero requests."""
     path = tmp_path / "run.sqlite"
     first: list[LMAnswer] = []
     second: list[LMAnswer] = []
     store = await SqliteStore.open(path)
-    with FakeOpenAIServer(replies=lambda body: [f"r{len(body['messages'][-1]['content'])}-{i}-{body['temperature']}" for i in range(body.get("n", 1))]) as srv:
+    with FakeOpenAIServer(
+        replies=lambda body: [
+            f"r{len(body['messages'][-1]['content'])}-{i}-{body['temperature']}" for i in range(body.get("n", 1))
+        ]
+    ) as srv:
         async with LMService(make_backend(srv), store) as svc:
-            recorded = await _session(StopLanguageModel(svc, LMBudget(max_calls=10), model="fake-model", on_answer=_collect(first)))
+            recorded = await _session(
+                StopLanguageModel(svc, LMBudget(max_calls=10), model="fake-model", on_answer=_collect(first))
+            )
         live_requests = srv.count()
         port = srv.port
     rows_before = [await store.cache_get(a.cache_key) for a in first]
@@ -149,7 +174,9 @@ async def test_replay_is_bit_identical_with_the_network_unreachable(tmp_path: pa
     store2 = await SqliteStore.open(path)
     try:
         svc2 = LMService(factory, store2, CacheMode.REPLAY)
-        replayed = await _session(StopLanguageModel(svc2, LMBudget(max_calls=10), model="fake-model", on_answer=_collect(second)))
+        replayed = await _session(
+            StopLanguageModel(svc2, LMBudget(max_calls=10), model="fake-model", on_answer=_collect(second))
+        )
         rows_after = [await store2.cache_get(a.cache_key) for a in first]
     finally:
         await store2.aclose()

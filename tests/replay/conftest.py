@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from replay_helpers import run_stop, write_config  # noqa: E402
+from replay_helpers import run_stop, write_config
 
 
 @pytest.fixture(scope="session")

@@ -42,8 +42,9 @@ def stop_env(**extra: str) -> dict[str, str]:
 
 
 def run_stop(*args: str, env: dict[str, str] | None = None, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*STOP, *args], capture_output=True, text=True, timeout=timeout,
-                          env=env or stop_env(), cwd=REPO)
+    return subprocess.run(
+        [*STOP, *args], capture_output=True, text=True, timeout=timeout, env=env or stop_env(), cwd=REPO
+    )
 
 
 def read_run(db: Path) -> tuple[str, list[Event]]:

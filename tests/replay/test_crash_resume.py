@@ -7,7 +7,6 @@ from __future__ import annotations
 import random
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -22,8 +21,9 @@ KILLS = 20
 
 
 def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([*STOP, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, cwd=REPO)
+    return subprocess.Popen(
+        [*STOP, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO
+    )
 
 
 def _has_run(db: Path) -> bool:
@@ -40,8 +40,11 @@ def _interrupted_run(db: Path, cfg: Path, rng: random.Random, env: dict[str, str
     """Kill the run KILLS times, resuming after each; then let it finish. Returns what happened."""
     log: list[str] = []
     for i in range(KILLS):
-        base = ["resume", "latest", "--store", str(db), "--no-progress"] if _has_run(db) else \
-            ["self-improve", "--config", str(cfg), "--store", str(db), "--no-progress"]
+        base = (
+            ["resume", "latest", "--store", str(db), "--no-progress"]
+            if _has_run(db)
+            else ["self-improve", "--config", str(cfg), "--store", str(db), "--no-progress"]
+        )
         env_i = dict(env)
         if i < 2 * len(POINTS):
             env_i["STOP_CRASH_POINT"] = POINTS[i % len(POINTS)]
@@ -70,8 +73,14 @@ def _interrupted_run(db: Path, cfg: Path, rng: random.Random, env: dict[str, str
 
 def _offline_reply(body: dict) -> list[str]:
     """The fake endpoint answers like the offline model would (deterministic per request)."""
-    req = LMRequest(model=body["model"], messages=body["messages"], temperature=body.get("temperature", 0.7),
-                    max_tokens=body.get("max_tokens"), n=body.get("n", 1), seed=body.get("seed"))
+    req = LMRequest(
+        model=body["model"],
+        messages=body["messages"],
+        temperature=body.get("temperature", 0.7),
+        max_tokens=body.get("max_tokens"),
+        n=body.get("n", 1),
+        seed=body.get("seed"),
+    )
     model = OfflineMutationModel()
     return [model.reply(req, 0, i) for i in range(req.n)]
 

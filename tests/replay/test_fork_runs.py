@@ -34,12 +34,22 @@ def _runs(db: Path) -> dict[str, list]:
 
 def test_fork_shares_prefix_then_uses_new_model(recorded_offline: Path, tmp_path: Path) -> None:
     db = _copy_store(recorded_offline, tmp_path / "fork.db")
-    (source_id, source), = _runs(db).items()
+    ((source_id, source),) = _runs(db).items()
     requests = [e for e in source if e.type == "lm.requested"]
     assert len(requests) >= 2
     cut = requests[len(requests) // 2 - 1]
-    done = run_stop("fork", source_id, "--at", cut.id[:16], "--model", "another-model", "--store", str(db),
-                    "--json", "--no-progress")
+    done = run_stop(
+        "fork",
+        source_id,
+        "--at",
+        cut.id[:16],
+        "--model",
+        "another-model",
+        "--store",
+        str(db),
+        "--json",
+        "--no-progress",
+    )
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert out["forked_from"] == source_id and out["status"] == "finished"

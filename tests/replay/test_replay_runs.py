@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 import pytest
-from replay_helpers import read_run, run_stop, stop_env, write_config
+from replay_helpers import read_run, run_stop
 
 from agents.config import RunConfig
 from replay.replayer import ReplayResult, replay_run
@@ -50,11 +50,13 @@ def test_offline_run_replays_identically_with_zero_network(recorded_offline: Pat
     result = _replay(recorded_offline)
     assert result.identical, result.comparison.first and result.comparison.first.diff()
     assert result.final is not None and result.final.type == "run.finished"
-    run_id, recorded = read_run(recorded_offline)
+    _run_id, recorded = read_run(recorded_offline)
     assert result.comparison.compared == len([e for e in recorded if not e.type.startswith("work.")])
     assert no_network == []
     # every improver ran again in the sandbox during the replay
-    assert sum(e.type == "session.completed" for e in result.events) == sum(e.type == "session.completed" for e in recorded)
+    assert sum(e.type == "session.completed" for e in result.events) == sum(
+        e.type == "session.completed" for e in recorded
+    )
 
 
 def test_cli_replay_prints_identical(recorded_offline: Path) -> None:

@@ -8,10 +8,9 @@ import anyio
 import pytest
 from sandbox_helpers import skip_unless
 
-from sandbox import (BridgeError, Job, LanguageModelProxy, SandboxConfig, SandboxPool,
-                     UtilityProxy)
+from sandbox import BridgeError, Job, LanguageModelProxy, SandboxConfig, SandboxPool, UtilityProxy
 
-THREADED_IMPROVER = '''
+THREADED_IMPROVER = """
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -35,7 +34,7 @@ def improve_algorithm(initial_solution, utility, language_model):
     return {"scores": scores, "replies": replies, "batch": batch, "refused": refused,
             "tampered": tampered, "description": utility.description,
             "lm_budget_view": language_model.budget}
-'''
+"""
 
 
 @pytest.mark.anyio
@@ -57,10 +56,20 @@ async def test_threaded_guest_gets_correct_answers_and_occurrences() -> None:
         return [f"batch reply to {m}" for m in body["messages"]]
 
     async with SandboxPool(SandboxConfig(workers=1)) as pool:
-        r = await pool.run_session(Job(
-            program=THREADED_IMPROVER, function="improve_algorithm", wall_timeout_s=60, seed=7,
-            args=["seed solution", UtilityProxy(description="score it", budget=25),
-                  LanguageModelProxy(budget=4, max_responses_per_call=6)]), on_request=handler)
+        r = await pool.run_session(
+            Job(
+                program=THREADED_IMPROVER,
+                function="improve_algorithm",
+                wall_timeout_s=60,
+                seed=7,
+                args=[
+                    "seed solution",
+                    UtilityProxy(description="score it", budget=25),
+                    LanguageModelProxy(budget=4, max_responses_per_call=6),
+                ],
+            ),
+            on_request=handler,
+        )
     assert r.status == "ok", (r.error, r.traceback)
     v = r.value
     assert v["scores"] == [0.1, 0.2, 0.1, 0.3, 0.1, 0.2]
@@ -71,16 +80,15 @@ async def test_threaded_guest_gets_correct_answers_and_occurrences() -> None:
     assert v["description"] == "score it"
     utility_occ = sorted((c[1]["solution"], c[2]) for c in calls if c[0] == "utility")
     assert utility_occ == [("a", 0), ("a", 1), ("a", 2), ("bb", 0), ("bb", 1), ("ccc", 0)]
-    assert [c[0] for c in calls if c[0] != "utility"] == ["lm.prompt", "lm.batch_prompt",
-                                                          "lm.prompt"]
+    assert [c[0] for c in calls if c[0] != "utility"] == ["lm.prompt", "lm.batch_prompt", "lm.prompt"]
     assert calls[-1][1]["n_responses"] == 1
 
 
-NESTED_IMPROVER = '''
+NESTED_IMPROVER = """
 def improve_algorithm(initial_solution, utility, language_model):
     best = max(["def f():\\n    return 1\\n", "def f():\\n    return 5\\n"], key=utility)
     return best
-'''
+"""
 
 
 @pytest.mark.anyio
@@ -96,9 +104,15 @@ async def test_sessions_do_not_occupy_warm_slots() -> None:
         results: list[Any] = []
 
         async def session(k: int) -> None:
-            r = await pool.run_session(Job(
-                program=NESTED_IMPROVER, function="improve_algorithm", wall_timeout_s=60,
-                args=["x", UtilityProxy("u", 5), LanguageModelProxy(1)]), on_request=handler)
+            r = await pool.run_session(
+                Job(
+                    program=NESTED_IMPROVER,
+                    function="improve_algorithm",
+                    wall_timeout_s=60,
+                    args=["x", UtilityProxy("u", 5), LanguageModelProxy(1)],
+                ),
+                on_request=handler,
+            )
             results.append(r)
 
         with anyio.fail_after(120):
@@ -113,16 +127,21 @@ async def test_sessions_do_not_occupy_warm_slots() -> None:
 async def test_proxies_refused_outside_sessions_and_handler_errors_propagate() -> None:
     skip_unless("landlock")
     async with SandboxPool(SandboxConfig(workers=1)) as pool:
-        r = await pool.run(Job(program="def f(u):\n    return u('x')\n", function="f",
-                               args=[UtilityProxy("u", 1)]))
+        r = await pool.run(Job(program="def f(u):\n    return u('x')\n", function="f", args=[UtilityProxy("u", 1)]))
         assert r.status == "refused"
 
         async def broken(kind: str, body: dict[str, Any], occurrence: int) -> Any:
             raise RuntimeError("host bug")
 
         with pytest.raises(RuntimeError, match="host bug"):
-            await pool.run_session(Job(program="def f(u):\n    return u('x')\n", function="f",
-                                       args=[UtilityProxy("u", 1)], wall_timeout_s=30),
-                                   on_request=broken)
+            await pool.run_session(
+                Job(
+                    program="def f(u):\n    return u('x')\n",
+                    function="f",
+                    args=[UtilityProxy("u", 1)],
+                    wall_timeout_s=30,
+                ),
+                on_request=broken,
+            )
         ok = await pool.run(Job(program="def f():\n    return 1\n", function="f"))
         assert ok.status == "ok"

@@ -23,8 +23,7 @@ def test_sandbox_run_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     skip_unless("landlock")
     program = tmp_path / "cand.py"
     program.write_text("import os\ndef f(x):\n    print('score: 1.0')\n    return x * 2\n")
-    args = parse(["sandbox", "run", str(program), "--function", "f", "--args-json", "[21]",
-                  "--json"])
+    args = parse(["sandbox", "run", str(program), "--function", "f", "--args-json", "[21]", "--json"])
     with capture_logs():  # the CLI sends logs to stderr; here structlog is unconfigured
         assert args.func(args) == 0
     out = json.loads(capsys.readouterr().out)

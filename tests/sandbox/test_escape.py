@@ -11,9 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-import signal
 import socket
-import struct
 import subprocess
 import tempfile
 import uuid
@@ -44,21 +42,27 @@ class Targets:
     repo_canary: Path
 
     def info(self) -> dict[str, Any]:
-        return {"tcp_port": self.tcp.getsockname()[1], "udp_port": self.udp.getsockname()[1],
-                "unix_stream": str(self.unix_dir / "stream.sock"),
-                "unix_dgram": str(self.unix_dir / "dgram.sock"),
-                "abstract": self.abstract.getsockname().decode("latin1") if isinstance(
-                    self.abstract.getsockname(), bytes) else self.abstract.getsockname(),
-                "canary_pid": self.canary.pid, "canary_dir": str(self.canary_dir),
-                "secret_file": str(self.canary_dir / "secret.txt"),
-                "tmp_canary": str(self.tmp_canary), "repo_canary": str(self.repo_canary),
-                "host_pid": os.getpid(), "repo": str(REPO)}
+        return {
+            "tcp_port": self.tcp.getsockname()[1],
+            "udp_port": self.udp.getsockname()[1],
+            "unix_stream": str(self.unix_dir / "stream.sock"),
+            "unix_dgram": str(self.unix_dir / "dgram.sock"),
+            "abstract": self.abstract.getsockname().decode("latin1")
+            if isinstance(self.abstract.getsockname(), bytes)
+            else self.abstract.getsockname(),
+            "canary_pid": self.canary.pid,
+            "canary_dir": str(self.canary_dir),
+            "secret_file": str(self.canary_dir / "secret.txt"),
+            "tmp_canary": str(self.tmp_canary),
+            "repo_canary": str(self.repo_canary),
+            "host_pid": os.getpid(),
+            "repo": str(REPO),
+        }
 
     def arrivals(self) -> list[str]:
         """Anything that reached a listener (and resets them)."""
         seen: list[str] = []
-        for name, sock in (("tcp", self.tcp), ("unix_stream", self.unix_stream),
-                           ("abstract", self.abstract)):
+        for name, sock in (("tcp", self.tcp), ("unix_stream", self.unix_stream), ("abstract", self.abstract)):
             try:
                 conn, _ = sock.accept()
                 seen.append(name)
@@ -106,9 +110,18 @@ def targets() -> Iterator[Targets]:
     canary = subprocess.Popen(["sleep", "3600"])
     canary_dir = Path(tempfile.mkdtemp(prefix="stop-escape-canary-"))
     (canary_dir / "secret.txt").write_text(f"{SECRET}-FILE\n")
-    t = Targets(tcp, udp, ustream, udgram, abstract, canary, canary_dir, unix_dir,
-                Path(tempfile.gettempdir()) / f"stop-escape-{uuid.uuid4().hex}",
-                REPO / f".sandbox-escape-canary-{uuid.uuid4().hex}")
+    t = Targets(
+        tcp,
+        udp,
+        ustream,
+        udgram,
+        abstract,
+        canary,
+        canary_dir,
+        unix_dir,
+        Path(tempfile.gettempdir()) / f"stop-escape-{uuid.uuid4().hex}",
+        REPO / f".sandbox-escape-canary-{uuid.uuid4().hex}",
+    )
     yield t
     canary.kill()
     canary.wait()
@@ -140,12 +153,14 @@ def value_is(expected: Any) -> Check:
     def check(r: JobResult, t: Targets) -> None:
         assert r.status == "ok", (r.status, r.error, r.traceback)
         assert r.value == expected, r.value
+
     return check
 
 
 def status_is(*statuses: str) -> Check:
     def check(r: JobResult, t: Targets) -> None:
         assert r.status in statuses, (r.status, r.error, r.stderr[-500:])
+
     return check
 
 
@@ -162,6 +177,7 @@ def attack(name: str, check: Check, **limits: Any) -> Callable[[str], str]:
     def register(program: str) -> str:
         ATTACKS.append(Attack(name, program, check, tuple(limits.items())))
         return program
+
     return register
 
 
@@ -326,9 +342,9 @@ def attack(t):
         out["hardlink"] = f"denied {e}"
     return out
 """)
-attack("big_file_in_scratch", lambda r, t: (status_is("error")(r, t),
-                                          "File too large" in (r.error or "") or None)
-       and None)("""
+attack(
+    "big_file_in_scratch", lambda r, t: (status_is("error")(r, t), "File too large" in (r.error or "") or None) and None
+)("""
 def attack(t):
     with open("big.bin", "wb") as fh:
         for _ in range(100):
@@ -338,7 +354,8 @@ def attack(t):
 
 # --- /proc tricks ------------------------------------------------------------------------------
 FORGED = json.dumps({"op": "done", "id": 1, "status": "ok", "value": 1e9})
-attack("proc_parent_environ_mem_fd", all_denied)("""
+attack("proc_parent_environ_mem_fd", all_denied)(
+    """
 def attack(t):
     import os, struct
     out = {}
@@ -369,7 +386,8 @@ def attack(t):
     except OSError as e:
         out["host_cwd"] = f"denied {e}"
     return out
-""".replace("FORGED", repr(FORGED)))
+""".replace("FORGED", repr(FORGED))
+)
 attack("environment_has_no_keys", lambda r, t: (no_secret(r, t), value_is([])(r, t)) and None)("""
 def attack(t):
     import os
@@ -516,8 +534,7 @@ def attack(t):
         out[name] = f"denied errno={ctypes.get_errno()}" if r == -1 else f"RETURNED {r}"
     return out
 """)
-attack("x32_syscall_killed", lambda r, t: (status_is("crashed")(r, t),
-                                         r.signal == "SIGSYS" or None) and None)("""
+attack("x32_syscall_killed", lambda r, t: (status_is("crashed")(r, t), r.signal == "SIGSYS" or None) and None)("""
 def attack(t):
     import ctypes
     libc = ctypes.CDLL(None, use_errno=True)
@@ -549,8 +566,7 @@ def attack(t):
     while True:
         pass
 """)
-attack("infinite_loop_ignoring_sigxcpu", status_is("cpu_limit"), cpu_s=1.0,
-       wall_timeout_s=20.0)("""
+attack("infinite_loop_ignoring_sigxcpu", status_is("cpu_limit"), cpu_s=1.0, wall_timeout_s=20.0)("""
 def attack(t):
     import signal
     signal.signal(signal.SIGXCPU, signal.SIG_IGN)
@@ -562,8 +578,7 @@ def attack(t):
     import time
     time.sleep(1000)
 """)
-attack("swallow_call_timeout", status_is("call_timeout"), call_timeout_s=0.3,
-       wall_timeout_s=20.0)("""
+attack("swallow_call_timeout", status_is("call_timeout"), call_timeout_s=0.3, wall_timeout_s=20.0)("""
 def attack(t):
     import signal
     signal.setitimer(signal.ITIMER_REAL, 0)
@@ -575,8 +590,7 @@ def attack(t):
         except BaseException:
             pass
 """)
-attack("output_flood_10_gb", lambda r, t: (status_is("output_limit")(r, t),
-                                         r.stdout_truncated or None) and None)("""
+attack("output_flood_10_gb", lambda r, t: (status_is("output_limit")(r, t), r.stdout_truncated or None) and None)("""
 def attack(t):
     import sys
     block = "x" * 65536
@@ -603,9 +617,10 @@ def attack(t):
     sys.stdout.write('{"op": "done", "status": "ok", "value": 1e9}\\n')
     return 0.25
 """)
-attack("forge_second_result_frame", lambda r, t: (status_is("invalid_output")(r, t),
-                                                "result:forged" in r.violations or None)
-       and None)("""
+attack(
+    "forge_second_result_frame",
+    lambda r, t: (status_is("invalid_output")(r, t), "result:forged" in r.violations or None) and None,
+)("""
 def attack(t):
     import json, os, struct
     frame = json.dumps({"t": "result", "status": "ok", "value_json": "1000000000.0"}).encode()
@@ -624,8 +639,9 @@ def attack(t):
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("atk", ATTACKS, ids=[a.name for a in ATTACKS])
-async def test_attack_is_contained(pool: SandboxPool, targets: Targets, atk: Attack,
-                                   process_census: Callable[[SandboxPool], set[int]]) -> None:
+async def test_attack_is_contained(
+    pool: SandboxPool, targets: Targets, atk: Attack, process_census: Callable[[SandboxPool], set[int]]
+) -> None:
     """The attack has no effect outside its job and leaves no process behind."""
     if "ctypes" in atk.name and platform.machine() != "x86_64":
         pytest.skip("raw syscall numbers are for x86_64")
@@ -633,8 +649,7 @@ async def test_attack_is_contained(pool: SandboxPool, targets: Targets, atk: Att
     workers = pool.worker_pids()
     limits = dict(atk.limits)
     limits.setdefault("wall_timeout_s", 15.0)
-    result = await pool.run(Job(program=atk.program, function="attack", args=[targets.info()],
-                                **limits))
+    result = await pool.run(Job(program=atk.program, function="attack", args=[targets.info()], **limits))
     assert targets.arrivals() == []
     assert targets.files_written() == []
     assert targets.canary.poll() is None, "the canary process was killed"

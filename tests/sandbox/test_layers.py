@@ -6,14 +6,17 @@ import pytest
 from sandbox_helpers import skip_unless
 from structlog.testing import capture_logs
 
-from sandbox import (Job, Layer, LayerReport, SandboxConfig, SandboxPool, SandboxUnavailable,
-                     detect_layers)
+from sandbox import Job, Layer, LayerReport, SandboxConfig, SandboxPool, SandboxUnavailable, detect_layers
 
-NOTHING = LayerReport(layers=(
-    Layer("bubblewrap", False, "bwrap is not installed"),
-    Layer("landlock", False, "the kernel offers no Landlock here"),
-    Layer("seccomp", True, "deny-list"), Layer("rlimits", True, ""),
-    Layer("capdrop", True, "")))
+NOTHING = LayerReport(
+    layers=(
+        Layer("bubblewrap", False, "bwrap is not installed"),
+        Layer("landlock", False, "the kernel offers no Landlock here"),
+        Layer("seccomp", True, "deny-list"),
+        Layer("rlimits", True, ""),
+        Layer("capdrop", True, ""),
+    )
+)
 
 
 def test_detect_layers_is_cached_and_serialisable() -> None:
@@ -36,8 +39,7 @@ async def test_refuses_without_namespaces_and_landlock() -> None:
 @pytest.mark.anyio
 async def test_refuses_when_config_disables_both() -> None:
     with pytest.raises(SandboxUnavailable):
-        async with SandboxPool(SandboxConfig(workers=1, use_bubblewrap=False,
-                                             use_landlock=False)):
+        async with SandboxPool(SandboxConfig(workers=1, use_bubblewrap=False, use_landlock=False)):
             pass
 
 
@@ -51,8 +53,7 @@ async def test_required_bubblewrap_missing_is_refused() -> None:
 @pytest.mark.anyio
 async def test_unsafe_mode_is_recorded_and_logged() -> None:
     with capture_logs() as logs:
-        async with SandboxPool(SandboxConfig(workers=1, unsafe_no_sandbox=True),
-                               layers=NOTHING) as pool:
+        async with SandboxPool(SandboxConfig(workers=1, unsafe_no_sandbox=True), layers=NOTHING) as pool:
             assert pool.layers.unsafe_no_sandbox
             assert pool.layers.to_json()["unsafe_no_sandbox"] is True
             assert not pool.layers.isolated
@@ -68,6 +69,5 @@ async def test_layers_in_use_are_reported() -> None:
         assert pool.layers.active("landlock") and pool.layers.active("seccomp")
         assert not pool.layers.active("bubblewrap")
         assert pool.layers.get("bubblewrap").detail == "disabled by configuration"
-        r = await pool.run(Job(program="import socket\ndef f():\n    socket.socket()\n",
-                               function="f"))
+        r = await pool.run(Job(program="import socket\ndef f():\n    socket.socket()\n", function="f"))
         assert r.status == "error" and "seccomp:socket" in r.violations

@@ -7,10 +7,9 @@ import signal
 
 import anyio
 import pytest
+from sandbox_helpers import descendants, skip_unless
 
 from sandbox import Job, JobResult, SandboxConfig, SandboxPool
-
-from sandbox_helpers import descendants, skip_unless
 
 NORMAL = "def f(i):\n    return {'id': i, 'v': i * 7 + 3}\n"
 RAISE = "def f(i):\n    raise ValueError(f'job {i} failed')\n"
@@ -22,13 +21,26 @@ FLOOD = "import sys\ndef f(i):\n    print(f'job {i}')\n    while True:\n        
 
 def job_for(i: int) -> tuple[Job, str]:
     kind = ("normal", "raise", "segv", "call_timeout", "wall_timeout", "flood")[
-        0 if i % 20 < 13 else (i % 20) - 13 if (i % 20) - 13 < 6 else 0]
-    program = {"normal": NORMAL, "raise": RAISE, "segv": SEGV, "call_timeout": CALL_TIMEOUT,
-               "wall_timeout": WALL_TIMEOUT, "flood": FLOOD}[kind]
+        0 if i % 20 < 13 else (i % 20) - 13 if (i % 20) - 13 < 6 else 0
+    ]
+    program = {
+        "normal": NORMAL,
+        "raise": RAISE,
+        "segv": SEGV,
+        "call_timeout": CALL_TIMEOUT,
+        "wall_timeout": WALL_TIMEOUT,
+        "flood": FLOOD,
+    }[kind]
     wall = 0.3 if kind == "wall_timeout" else 10.0
-    return Job(program=program, function="f", args=[i], call_timeout_s=0.05 if kind ==
-               "call_timeout" else None, wall_timeout_s=wall, output_limit_bytes=32 << 10,
-               capture_limit_bytes=64), kind
+    return Job(
+        program=program,
+        function="f",
+        args=[i],
+        call_timeout_s=0.05 if kind == "call_timeout" else None,
+        wall_timeout_s=wall,
+        output_limit_bytes=32 << 10,
+        capture_limit_bytes=64,
+    ), kind
 
 
 def check(i: int, kind: str, r: JobResult) -> None:
@@ -94,9 +106,11 @@ async def test_worker_killed_mid_job_is_recorded_and_replaced(target: str) -> No
         result: list[JobResult] = []
 
         async def long_job() -> None:
-            result.append(await pool.run(Job(
-                program="import time\ndef f():\n    time.sleep(20)\n", function="f",
-                wall_timeout_s=30)))
+            result.append(
+                await pool.run(
+                    Job(program="import time\ndef f():\n    time.sleep(20)\n", function="f", wall_timeout_s=30)
+                )
+            )
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(long_job)
@@ -107,4 +121,4 @@ async def test_worker_killed_mid_job_is_recorded_and_replaced(target: str) -> No
         assert pool.worker_pids() != [worker]
         after = await pool.run(Job(program="def f():\n    return 'fresh'\n", function="f"))
         assert after.status == "ok" and after.value == "fresh"
-        assert not descendants(worker) or not os.path.exists(f"/proc/{worker}")
+        assert not descendants(worker) or not os.path.exists(f"/proc/{worker}")  # noqa: ASYNC240

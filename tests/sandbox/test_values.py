@@ -11,7 +11,7 @@ from sandbox_helpers import skip_unless
 
 from sandbox import InvalidValue, Job, JobResult, SandboxConfig, SandboxPool, decode_value
 
-PROGRAM = '''
+PROGRAM = """
 import numpy as np
 class Obj:
     def __eq__(self, other):
@@ -34,13 +34,14 @@ def f(kind):
         "fn": f,
         "tag": {"__ndarray__": 1},
     }[kind]
-'''
+"""
 
 
 @pytest.mark.anyio
 async def test_value_kinds() -> None:
     skip_unless("landlock")
     async with SandboxPool(SandboxConfig(workers=2)) as pool:
+
         async def run(kind: str) -> JobResult:
             return await pool.run(Job(program=PROGRAM, function="f", args=[kind]))
 
@@ -55,7 +56,7 @@ async def test_value_kinds() -> None:
         assert (await run("intkeys")).value == {1: "one", (2, 3): "pair"}
         scalar = (await run("npscalar")).value
         assert type(scalar) is np.float32 and scalar == 2.5
-        assert (await run("bigint")).value == 2 ** 100
+        assert (await run("bigint")).value == 2**100
         assert (await run("tag")).value == {"__ndarray__": 1}
         for kind in ("set", "obj", "objarr", "bytes", "fn"):
             r = await run(kind)
@@ -64,9 +65,13 @@ async def test_value_kinds() -> None:
 
 
 def test_job_result_json_round_trip() -> None:
-    r = JobResult(status="ok", encoded_value={"__ndarray__": {"dtype": "int64", "shape": [2, 1],
-                                                               "data": [1, 2]}},
-                  wall_time_s=0.5, stdout="hi", violations=("seccomp:socket",))
+    r = JobResult(
+        status="ok",
+        encoded_value={"__ndarray__": {"dtype": "int64", "shape": [2, 1], "data": [1, 2]}},
+        wall_time_s=0.5,
+        stdout="hi",
+        violations=("seccomp:socket",),
+    )
     text = json.dumps(r.to_json(), allow_nan=False)
     back = JobResult.from_json(json.loads(text))
     assert back == r
@@ -74,15 +79,18 @@ def test_job_result_json_round_trip() -> None:
     assert back.to_json()["value"]["__ndarray__"]["shape"] == [2, 1]
 
 
-@pytest.mark.parametrize("bad", [
-    {"__ndarray__": {"dtype": "object", "shape": [1], "data": [1]}},
-    {"__ndarray__": {"dtype": "int64", "shape": [3], "data": [1]}},
-    {"__ndarray__": {"dtype": "int64", "shape": [1], "data": ["nan"]}},
-    {"__float__": "huge"},
-    {"__tuple__": 5},
-    {"__dict__": [[[1], 2]]},
-    {"__npscalar__": {"dtype": "str", "value": "x"}},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"__ndarray__": {"dtype": "object", "shape": [1], "data": [1]}},
+        {"__ndarray__": {"dtype": "int64", "shape": [3], "data": [1]}},
+        {"__ndarray__": {"dtype": "int64", "shape": [1], "data": ["nan"]}},
+        {"__float__": "huge"},
+        {"__tuple__": 5},
+        {"__dict__": [[[1], 2]]},
+        {"__npscalar__": {"dtype": "str", "value": "x"}},
+    ],
+)
 def test_decode_rejects_malformed(bad: object) -> None:
     with pytest.raises(InvalidValue):
         decode_value(bad)

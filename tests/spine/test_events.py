@@ -52,8 +52,18 @@ def test_identity_is_stable_across_processes() -> None:
 
 def test_identity_depends_on_every_part() -> None:
     base = event_id("r", "c", "t", "0")
-    assert len({base, event_id("r2", "c", "t", "0"), event_id("r", "c2", "t", "0"),
-                event_id("r", "c", "t2", "0"), event_id("r", "c", "t", "1")}) == 5
+    assert (
+        len(
+            {
+                base,
+                event_id("r2", "c", "t", "0"),
+                event_id("r", "c2", "t", "0"),
+                event_id("r", "c", "t2", "0"),
+                event_id("r", "c", "t", "1"),
+            }
+        )
+        == 5
+    )
 
 
 def test_typed_payload_roundtrip() -> None:

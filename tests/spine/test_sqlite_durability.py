@@ -21,13 +21,13 @@ from store import (
     CorruptBlob,
     CorruptStore,
     ForeignSchema,
+    Projection,
     SchemaTooNew,
     SqliteStore,
     StoreFull,
     StoreNotFound,
     StoreReadOnly,
     fold,
-    Projection,
     project,
 )
 
@@ -167,6 +167,7 @@ def test_tampering_with_a_blob_is_detected(tmp_path: Path) -> None:
 
 # ---- bad input ---------------------------------------------------------------------------
 
+
 def _open(path: Path, **kw: object) -> SqliteStore:
     return anyio.run(lambda: SqliteStore.open(path, **kw))  # type: ignore[arg-type]
 
@@ -278,9 +279,7 @@ def test_cross_process_subscription_wakes(tmp_path: Path) -> None:
 
 def test_projection_rebuilds_state_from_the_log(tmp_path: Path) -> None:
     db = tmp_path / "log.db"
-    counter: Projection[dict[str, int]] = Projection(
-        dict, lambda st, ev: {**st, ev.type: st.get(ev.type, 0) + 1}
-    )
+    counter: Projection[dict[str, int]] = Projection(dict, lambda st, ev: {**st, ev.type: st.get(ev.type, 0) + 1})
 
     async def main() -> None:
         s = await SqliteStore.open(db)

@@ -62,8 +62,9 @@ def test_appends_read_back_identically_and_in_order(kind: str, batches: list) ->
             for run_id, notes in batches:
                 k0 = offsets.get(run_id, 0)
                 evs = _run_events(run_id, [(t, i) for t, i in notes])
-                evs = [evs[0]] + [make_event(run_id, Note(t, {"i": i}), cause=evs[0], key=k0 + k)
-                                  for k, (t, i) in enumerate(notes)]
+                evs = [evs[0]] + [
+                    make_event(run_id, Note(t, {"i": i}), cause=evs[0], key=k0 + k) for k, (t, i) in enumerate(notes)
+                ]
                 offsets[run_id] = k0 + len(notes)
                 stored = await s.append(evs)
                 assert [e.id for e in stored] == [e.id for e in evs]

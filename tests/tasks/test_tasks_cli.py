@@ -47,9 +47,7 @@ def test_unknown_task_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> No
     assert "known tasks: parity_noise" in capsys.readouterr().err
 
 
-def test_score_prints_json_with_per_instance_outcomes(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_score_prints_json_with_per_instance_outcomes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     solution = tmp_path / "seed.py"
     solution.write_text(get_task("str_grid_dist").seed_solution)
     assert run(["score", "--task", "str_grid_dist", "--split", "test", str(solution), "--json"]) == 0

@@ -47,9 +47,7 @@ def test_loads_164_problems() -> None:
 @pytest.fixture(scope="module")
 def canonical_and_stub() -> tuple[list[CheckResult], list[CheckResult]]:
     problems = load_problems()
-    pairs = [(p, p.canonical_program) for p in problems] + [
-        (p, p.complete("    pass\n")) for p in problems
-    ]
+    pairs = [(p, p.canonical_program) for p in problems] + [(p, p.complete("    pass\n")) for p in problems]
     results = check_many(pairs)
     return results[: len(problems)], results[len(problems) :]
 
@@ -98,10 +96,6 @@ def test_feedback_names_the_failing_assertion_or_exception() -> None:
 
 def test_a_program_cannot_claim_success_without_running_the_tests() -> None:
     problem = get_problem("HumanEval/2")
-    forged = problem.complete(
-        "    return 0.0\n\n"
-        "import os\n"
-        "os._exit(0)\n"
-    )
+    forged = problem.complete("    return 0.0\n\nimport os\nos._exit(0)\n")
     (r,) = check_many([(problem, forged)])
     assert not r.passed

@@ -12,10 +12,10 @@ import os
 
 import numpy as np
 import pytest
-
-from tasks import Evaluation, all_tasks, get_task
 from tasks_programs import PLANT_PATH, SIDE_EFFECT_ONLY, STRONG, TRIVIAL, adversaries
 from tasks_sandbox_helpers import evaluate_many
+
+from tasks import Evaluation, all_tasks, get_task
 
 TASK_NAMES = [t.name for t in all_tasks()]
 RELAXED_S = 10.0
@@ -172,9 +172,7 @@ def test_side_effect_adversaries_get_exactly_the_trivial_score(adversarial: dict
 def test_guest_gets_writable_copies_of_inputs() -> None:
     """Host instance arrays are read-only; the guest's copies are its own to modify."""
     program = (
-        "def algorithm(train_samples, train_parity, test_samples):\n"
-        "    test_samples[:] = 0\n"
-        "    return [0] * 20\n"
+        "def algorithm(train_samples, train_parity, test_samples):\n    test_samples[:] = 0\n    return [0] * 20\n"
     )
     task = get_task("parity_noise")
     (ev,) = evaluate_many([(task, program, "val", [0])])

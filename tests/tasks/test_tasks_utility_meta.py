@@ -153,8 +153,12 @@ def test_improver_session_sees_only_val_scores_and_cannot_overspend() -> None:
     async def main() -> tuple[JobResult, HostUtility]:
         async with SandboxPool(SandboxConfig(workers=1)) as pool:
             host = HostUtility(task, pool, UtilityBudget(2))
-            job = Job(program=program, function="improve_algorithm",
-                      args=[task.seed_solution, host.proxy(), None], wall_timeout_s=60.0)
+            job = Job(
+                program=program,
+                function="improve_algorithm",
+                args=[task.seed_solution, host.proxy(), None],
+                wall_timeout_s=60.0,
+            )
             return await pool.run_session(job, host.handle_request), host
 
     result, host = anyio.run(main)

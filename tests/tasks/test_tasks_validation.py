@@ -81,13 +81,21 @@ def test_validator_rejects_malformed_outputs(name: str) -> None:
 
 
 def test_validators_accept_plain_forms() -> None:
-    for good in ([0, 1] * 10, tuple([1] * 20), [True] * 20, [0.0, 1.0] * 10, np.ones(20, bool),
-                 np.zeros(20, np.int8), np.ones(20), [np.int64(1)] * 20):
+    for good in (
+        [0, 1] * 10,
+        tuple([1] * 20),
+        [True] * 20,
+        [0.0, 1.0] * 10,
+        np.ones(20, bool),
+        np.zeros(20, np.int8),
+        np.ones(20),
+        [np.int64(1)] * 20,
+    ):
         ok, value, _ = binary_vector(good, 20)
         assert ok and value.shape == (20,) and value.dtype == np.int64
     assert permutation(list(range(15))[::-1], 15)[0]
     assert not permutation([0] * 15, 15)[0]
-    assert not permutation([1.5] + list(range(1, 15)), 15)[0]
+    assert not permutation([1.5, *list(range(1, 15))], 15)[0]
 
 
 def test_str_grid_dist_validator() -> None:
@@ -102,8 +110,7 @@ def test_str_grid_dist_validator() -> None:
 def _encoded(value: Any) -> Any:
     """The sandbox's wire form of a guest value (lists and numpy arrays only, for these tests)."""
     if isinstance(value, np.ndarray):
-        return {"__ndarray__": {"dtype": str(value.dtype), "shape": list(value.shape),
-                                "data": value.ravel().tolist()}}
+        return {"__ndarray__": {"dtype": str(value.dtype), "shape": list(value.shape), "data": value.ravel().tolist()}}
     return value
 
 
