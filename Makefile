@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench sandbox-deps report-deps clean
+.PHONY: run test lint bench sandbox-deps report-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,7 +31,13 @@ run: $(STAMP) sandbox-deps
 	$(BIN)/stop self-improve --config configs/quickstart.json --store runs/stop.db
 	$(BIN)/stop lineage latest --store runs/stop.db
 
-test: $(STAMP) sandbox-deps report-deps
+# The lint and type gate: ruff (lint + format check) and mypy, configured in pyproject.toml.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint sandbox-deps report-deps
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP) sandbox-deps

@@ -67,7 +67,7 @@ class Agents:
         elif name == "sandbox-runner":
             if self.pool is None:
                 raise RuntimeError("the sandbox runner needs a sandbox pool")
-            await tg.start(lambda task_status: run_runner(ctx, self.pool, task_status=task_status))  # type: ignore[arg-type]
+            await tg.start(lambda task_status: run_runner(ctx, self.pool, task_status=task_status))  # type: ignore[arg-type]  # anyio types task_status loosely
         elif name == "evaluator":
             await tg.start(lambda task_status: run_evaluator(ctx, task_status=task_status))
         elif name == "meta-evaluator":

@@ -369,7 +369,7 @@ class _Flow:
     async def _lm(
         self, cause: Event, key: str, prompt: str, *, n: int, purpose: str, model: str, ordinal: int = 0
     ) -> Event:
-        namespace = await lm_namespace(self.view.getter(self.ctx.store), cause, self.info.seed)  # type: ignore[arg-type]
+        namespace = await lm_namespace(self.view.getter(self.ctx.store), cause, self.info.seed)  # type: ignore[arg-type]  # the view getter satisfies the store-read protocol
         req = LMRequest(
             model=model,
             messages=({"role": "system", "content": _SYSTEM}, {"role": "user", "content": prompt}),

@@ -100,7 +100,7 @@ async def _one_generation(db: Path) -> dict[str, float]:
             run_id = await new_run_id(inner, req)
             start = time.perf_counter()
             await store.append([_root(run_id, req, pool, backend)])
-            agents = Agents(store, pool=pool, backend=timed, lease_s=config.lease_s)  # type: ignore[arg-type]
+            agents = Agents(store, pool=pool, backend=timed, lease_s=config.lease_s)
             final = await run_agents(agents, run_id)
             wall = time.perf_counter() - start
         if final.type != "run.finished":

@@ -51,7 +51,7 @@ def synthetic_run(n_events: int = 100_000) -> tuple[list[Event], list[str]]:
     events: list[Event] = []
 
     def ev(data: object, cause: Event | None, key: str) -> Event:
-        e = make_event(RUN, data, cause=cause, key=key)  # type: ignore[arg-type]
+        e = make_event(RUN, data, cause=cause, key=key)  # type: ignore[arg-type]  # synthetic payloads
         events.append(e)
         return e
 

@@ -68,7 +68,7 @@ async def _fanout() -> float:
         assert proc.stdin is not None
         proc.stdin.close()
         proc.wait(timeout=10)
-        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stdout.close()  # type: ignore[union-attr]  # stdout=PIPE
 
 
 async def _cache_hits(store_kind: str) -> float:

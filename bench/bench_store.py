@@ -10,7 +10,7 @@ from pathlib import Path
 import anyio
 
 from bench.harness import Figure
-from events import make_event
+from events import Event, make_event
 from events.types import Note, RunStarted
 from store import Projection, SqliteStore, project
 from store.planning import plan_append
@@ -72,9 +72,12 @@ async def _fold(path: Path) -> float:
     evs = _events("fold", N_FOLD)
     for i in range(0, len(evs), 5000):
         await s.append(evs[i : i + 5000])
-    counter: Projection[dict[str, int]] = Projection(
-        dict, lambda st, ev: (st.__setitem__(ev.type, st.get(ev.type, 0) + 1), st)[1]
-    )
+
+    def count(st: dict[str, int], ev: Event) -> dict[str, int]:
+        st[ev.type] = st.get(ev.type, 0) + 1
+        return st
+
+    counter: Projection[dict[str, int]] = Projection(dict, count)
     start = time.perf_counter()
     state = await project(s, "fold", counter)
     took = time.perf_counter() - start

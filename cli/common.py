@@ -120,7 +120,7 @@ def execute_run(
 
     run_id, final = anyio.run(main)
     ok = final.type == "run.finished"
-    payload = final.payload.get("summary") if ok else {"error": final.payload.get("error")}
+    payload: dict[str, Any] = final.payload.get("summary") or {} if ok else {"error": final.payload.get("error")}
     if args.json:
         emit_json({"run_id": run_id, "command": command, "status": "finished" if ok else "failed", "summary": payload})
     elif ok:

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
-from json.encoder import encode_basestring as _encode_basestring  # type: ignore[attr-defined]
+from json.encoder import encode_basestring as _encode_basestring
 from typing import Any
 
 from events.codec import canonical_bytes, canonical_json, sha256_hex

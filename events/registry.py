@@ -39,7 +39,7 @@ class Payload:
     VOLATILE: ClassVar[frozenset[str]] = frozenset()
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]  # subclasses are dataclasses
 
 
 P = TypeVar("P", bound=type[Payload])
@@ -62,7 +62,7 @@ def payload(type_name: str, *, version: int = 1, volatile: tuple[str, ...] = ())
         dc.VERSION = version
         dc.VOLATILE = frozenset(volatile)
         _CLASSES[type_name] = dc
-        return dc
+        return dc  # type: ignore[return-value]  # dataclass() returns the same class, typed as its base
 
     return wrap
 
@@ -111,7 +111,7 @@ def upcast(type_name: str, version: int, data: dict[str, Any]) -> tuple[int, dic
 def decode_payload(type_name: str, version: int, data: dict[str, Any]) -> Payload:
     cls = payload_class(type_name)
     _, data = upcast(type_name, version, data)
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # registered classes are dataclasses
     extra = set(data) - names
     if extra:
         raise ValueError(f"{type_name!r} payload has unknown fields {sorted(extra)}")

@@ -22,7 +22,9 @@ class LMBackend(Protocol):
 
     name: str
     offline: bool
-    default_model: str | None
+
+    @property
+    def default_model(self) -> str | None: ...
 
     async def complete(self, req: LMRequest, *, ordinal: int = 0) -> list[Completion]: ...
 

@@ -16,7 +16,7 @@ import ast
 import copy
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 __all__ = ("Mutation", "extract_blocks", "mutate_program", "signatures")
@@ -168,6 +168,7 @@ def _op_constant(tree: ast.Module, rng: random.Random, parents: dict[int, ast.AS
     assert isinstance(node, ast.Constant)
     name = names[id(node)]
     old = node.value
+    assert isinstance(old, (int, float))  # _is_number chose it
     tunable = bool(_TUNABLE.search(name)) or name == "range"
     new = _scale_number(old, rng, tunable=tunable, temperature=bool(_TEMPERATURE.search(name)))
     if new == old:
@@ -224,7 +225,7 @@ _BIN_SWAPS: dict[type, list[type]] = {
     ast.FloorDiv: [ast.Div],
     ast.Pow: [ast.Mult],
 }
-_SYMBOL = {
+_SYMBOL: dict[type, str] = {
     ast.Lt: "<",
     ast.LtE: "<=",
     ast.Gt: ">",
@@ -349,7 +350,9 @@ def _crossover(tree: ast.Module, donors: list[ast.Module], rng: random.Random) -
     helper_names = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
     for donor in donors:
         if donor_fn in donor.body:
-            extras = [s for s in donor.body if isinstance(s, (ast.Import, ast.ImportFrom)) and ast.dump(s) not in have]
+            extras: list[ast.stmt] = [
+                s for s in donor.body if isinstance(s, (ast.Import, ast.ImportFrom)) and ast.dump(s) not in have
+            ]
             extras += [
                 s
                 for s in donor.body
@@ -360,7 +363,7 @@ def _crossover(tree: ast.Module, donors: list[ast.Module], rng: random.Random) -
     return f"take the body of {donor_fn.name} from another program"
 
 
-def mutate_program(source: str, rng: random.Random, *, donors: list[str] = (), max_ops: int = 3) -> Mutation | None:
+def mutate_program(source: str, rng: random.Random, *, donors: Sequence[str] = (), max_ops: int = 3) -> Mutation | None:
     """A mutated, compilable variant of ``source`` with the same top-level signatures.
 
     Returns None if ``source`` does not parse. Tries a few times to produce a program that

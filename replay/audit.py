@@ -270,12 +270,14 @@ class AuditReport:
         )
         if self.lm_by_generation:
             lines.append("  per generation:")
-            for g, u in self.lm_by_generation.items():
-                lines.append(f"    {g:>6}: {u.calls:>5} calls {u.tokens:>9} tokens ${u.cost_usd:.4f}")
+            for g, usage in self.lm_by_generation.items():
+                lines.append(f"    {g:>6}: {usage.calls:>5} calls {usage.tokens:>9} tokens ${usage.cost_usd:.4f}")
         if self.lm_by_node:
             lines.append("  per lineage node:")
-            for n, u in self.lm_by_node.items():
-                lines.append(f"    {n[:12]:>12}: {u.calls:>5} calls {u.tokens:>9} tokens ${u.cost_usd:.4f}")
+            for node, usage in self.lm_by_node.items():
+                lines.append(
+                    f"    {node[:12]:>12}: {usage.calls:>5} calls {usage.tokens:>9} tokens ${usage.cost_usd:.4f}"
+                )
         lines.append(
             f"proposals scanned: {self.proposals}; unsandboxing attempts: {self.unsandboxing}"
             f" ({self.unsandboxing_per_1000:.1f} per 1,000 proposals)"

@@ -125,7 +125,7 @@ def estimate(trees: list[Tree], n_p: int, n_fr: int, *, resamples: int = 1000, s
         s_pass = np.array([s.passed for s in tree.samples], dtype=bool)
         s_tok = np.array([s.tokens for s in tree.samples], dtype=np.float64)
         idx = rng.integers(0, n_samples, size=(R, n_p))
-        p0 = s_pass[idx].any(axis=1)
+        p0 = np.asarray(s_pass[idx].any(axis=1))
         tok = s_tok[idx].sum(axis=1)
         count = np.full(R, float(n_p))
         ok = p0

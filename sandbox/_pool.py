@@ -96,7 +96,7 @@ class SandboxPool:
 
     # --- lifecycle -------------------------------------------------------------------------
     async def __aenter__(self) -> SandboxPool:
-        detected = self._injected or await anyio.to_thread.run_sync(detect_layers)
+        detected = self._injected if self._injected is not None else await anyio.to_thread.run_sync(detect_layers)
         self.layers = effective_layers(self.config, detected)
         if self.layers.unsafe_no_sandbox:
             log.warning(

@@ -151,7 +151,9 @@ class SqliteStore:
                     f"{', '.join(sorted(tables)[:5])}); refusing to touch it"
                 )
             if tables:
-                meta = dict(await self._conn.execute_fetchall("SELECT key, value FROM meta"))
+                meta: dict[str, str] = {
+                    k: v for k, v in await self._conn.execute_fetchall("SELECT key, value FROM meta")
+                }
                 if meta.get("schema") != SCHEMA_NAME:
                     raise ForeignSchema(f"{self.path} holds schema {meta.get('schema')!r}, not {SCHEMA_NAME!r}")
                 version = int(meta.get("schema_version", "0"))
@@ -160,7 +162,7 @@ class SqliteStore:
                         f"{self.path} was written by a newer STOP (schema {version}, this code reads"
                         f" up to {SCHEMA_VERSION}); upgrade the code to open it"
                     )
-            mode = (await self._conn.execute_fetchall("PRAGMA journal_mode = WAL"))[0][0]
+            mode = next(iter(await self._conn.execute_fetchall("PRAGMA journal_mode = WAL")))[0]
             if mode.lower() != "wal":
                 log.warning("store.no_wal", path=self.path, journal_mode=mode)
             await self._conn.execute(f"PRAGMA synchronous = {synchronous}")
@@ -248,17 +250,19 @@ class SqliteStore:
             existing.update((r[1], _row_to_event(r)) for r in rows)
         heads: dict[str, str | None] = {}
         for run_id in dict.fromkeys(e.run_id for e in events if e.id not in existing):
-            row = await conn.execute_fetchall(
-                "SELECT hash FROM events WHERE run_id = ? ORDER BY seq DESC LIMIT 1", (run_id,)
+            row = list(
+                await conn.execute_fetchall(
+                    "SELECT hash FROM events WHERE run_id = ? ORDER BY seq DESC LIMIT 1", (run_id,)
+                )
             )
             heads[run_id] = row[0][0] if row else None
-        last = (await conn.execute_fetchall("SELECT COALESCE(MAX(seq), 0) FROM events"))[0][0]
+        last = next(iter(await conn.execute_fetchall("SELECT COALESCE(MAX(seq), 0) FROM events")))[0]
         inserts, out = plan_append(events, existing, heads.__getitem__, last + 1)
         if inserts:
             await conn.executemany(_INSERT, [_event_row(e) for e in inserts])
-        rows = blob_rows(blobs)
-        if rows:
-            await conn.executemany("INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)", rows)
+        new_blobs = blob_rows(blobs)
+        if new_blobs:
+            await conn.executemany("INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)", new_blobs)
         if cache:
             prior: dict[str, dict[str, Any]] = {}
             for entry in cache:
@@ -360,7 +364,7 @@ class SqliteStore:
         return [r[0] for r in await self._fetch("SELECT hash FROM blobs ORDER BY hash")]
 
     async def _cache_row(self, key: str) -> dict[str, Any] | None:
-        rows = await self._conn.execute_fetchall("SELECT value FROM lm_cache WHERE key = ?", (key,))
+        rows = list(await self._conn.execute_fetchall("SELECT value FROM lm_cache WHERE key = ?", (key,)))
         return json.loads(rows[0][0]) if rows else None
 
     async def cache_get(self, key: str) -> dict[str, Any] | None:

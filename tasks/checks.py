@@ -12,7 +12,7 @@ containers and ``ndarray`` attributes, so a custom ``__eq__``/``__len__`` never 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -39,9 +39,9 @@ def describe(value: object) -> str:
 def _plain_integer(x: object) -> int | None:
     """``x`` as an int if it is a plain integral number (bool, int, integral finite float)."""
     if type(x) in (bool, int) or isinstance(x, (np.integer, np.bool_)):
-        return int(x)  # type: ignore[arg-type]
+        return int(x)  # type: ignore[call-overload]  # bool, int or a NumPy integer, checked above
     if type(x) is float or isinstance(x, np.floating):
-        f = float(x)  # type: ignore[arg-type]
+        f = float(x)
         if math.isfinite(f) and f.is_integer() and abs(f) < 2**53:
             return int(f)
     return None
@@ -67,10 +67,11 @@ def integer_vector(value: object, length: int, *, lo: int, hi: int) -> Checked:
         return True, arr.astype(np.int64), "ok"
     if type(value) not in (list, tuple):
         return False, None, f"expected a list or 1-D numpy array of {length} values, got {describe(value)}"
-    if len(value) != length:  # type: ignore[arg-type]
+    items = cast("list[object] | tuple[object, ...]", value)
+    if len(items) != length:
         return False, None, f"expected {length} values, got {describe(value)}"
     out = np.empty(length, dtype=np.int64)
-    for i, x in enumerate(value):  # type: ignore[arg-type]
+    for i, x in enumerate(items):
         v = _plain_integer(x)
         if v is None:
             return False, None, f"element {i} is not a finite integer: {describe(x)}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+from builtins import str as _Str
 from typing import Any
 
 from . import frames
@@ -100,13 +101,13 @@ class Utility:
         """Remaining calls as seen from here (the host keeps the real count)."""
         return self.__remaining
 
-    def __call__(self, solution: str) -> float:
+    def __call__(self, solution: _Str) -> float:
         if not isinstance(solution, str):
             raise TypeError("utility() takes the solution's program text (str)")
         self.__remaining = max(0, self.__remaining - 1)
         return float(self.__channel.request("utility", {"solution": solution}))
 
-    def __repr__(self) -> str:
+    def __repr__(self) -> _Str:
         return f"<utility: {self.__description[:60]!r}>"
 
 

@@ -167,9 +167,9 @@ class Worker:
                             if kind == "start" and call_deadline is None and call_timeout:
                                 call_deadline = time.monotonic() + float(call_timeout) * 1.1 + CALL_GRACE_S
                             elif kind == "viol" and len(violations) < 64:
-                                violations.append(str(msg.get("v"))[:200])  # type: ignore[union-attr]
+                                violations.append(str(msg.get("v"))[:200])  # type: ignore[union-attr]  # a frame dict, checked by kind
                             elif kind == "req":
-                                self._forward_request(msg, session, violations)  # type: ignore[arg-type]
+                                self._forward_request(msg, session, violations)  # type: ignore[arg-type]  # a frame dict, checked by kind
                             elif kind == "result":
                                 results += 1
                                 result = msg if result is None else result
