@@ -17,13 +17,13 @@ $(STAMP): pyproject.toml
 sandbox-deps:
 	@command -v bwrap >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
 	  && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap) >/dev/null 2>&1 ; } \
-	  || echo "note: bubblewrap unavailable; the sandbox will use Landlock + seccomp only" >&2
+	  || echo "note: bubblewrap unavailable; the sandbox will use Landlock + seccomp only (its tests fail under STOP_REQUIRE, as in CI)" >&2
 
 # Headless Chromium renders the HTML report in its test (Debian's package; no browser download).
 report-deps:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
 	  && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 ; } \
-	  || echo "note: chromium unavailable; the report's browser test will be skipped" >&2
+	  || echo "note: chromium unavailable; the browser tests will be skipped (and fail under STOP_REQUIRE, as in CI)" >&2
 
 # The main job: the STOP loop with the built-in offline model (no key, no network), 2 generations
 # with small budgets, then the lineage of the run it recorded.

@@ -9,7 +9,6 @@ to compute the bootstrap's expectations exactly by enumeration.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import itertools
 import json
@@ -249,7 +248,6 @@ def test_passat_matches_exact_expectations(fake_run: tuple[Path, dict[str, Any],
     assert other["rows"] != table["rows"]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="matplotlib not installed")
 def test_passat_plot(fake_run: tuple[Path, dict[str, Any], FakeOpenAIServer], tmp_path: Path) -> None:
     db, _result, _ = fake_run
     png = tmp_path / "passat.png"

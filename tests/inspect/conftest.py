@@ -8,6 +8,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from stop_require import require
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -46,5 +47,5 @@ def chromium() -> str:
     """The Chromium binary; the Debian package ``chromium`` is installed with apt when missing."""
     found = install_chromium()
     if found is None:
-        pytest.skip("no Chromium and apt-get could not install the Debian package 'chromium'")
+        require("chromium", "no Chromium and apt-get could not install the Debian package 'chromium'")
     return found

@@ -6,7 +6,6 @@ part of this tree.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sqlite3
 import subprocess
@@ -16,10 +15,6 @@ from pathlib import Path
 import pytest
 from inspect_browser import browse, rendered_counts
 from inspect_cli import run_cli
-
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("cli.run_cmd") is None, reason="cli.run_cmd (stop self-improve) not in this tree"
-)
 
 TINY = {
     "generations": 1,

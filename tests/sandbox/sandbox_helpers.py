@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-import pytest
+from stop_require import require
 
 from sandbox import SandboxConfig, detect_layers
 
@@ -17,10 +17,22 @@ def mode_config(mode: str, workers: int = 2) -> SandboxConfig:
 
 
 def skip_unless(mode: str) -> None:
-    if mode == "bwrap" and not detect_layers().active("bubblewrap"):
-        pytest.skip("bubblewrap is unusable here (make sandbox-deps installs it)")
-    if not detect_layers().active("landlock"):
-        pytest.skip("Landlock is unavailable here")
+    """Each mode needs only its own layer: bubblewrap for ``bwrap``, Landlock for ``landlock``,
+    and ``any`` (the default configuration) needs either one.
+
+    Under ``STOP_REQUIRE=sandbox`` (CI) a missing layer fails the test instead of skipping it."""
+    layers = detect_layers()
+    if mode == "any":
+        if not layers.isolated:
+            require("sandbox", "neither bubblewrap nor Landlock works here (stop doctor says why)")
+    elif mode == "bwrap":
+        if not layers.active("bubblewrap"):
+            require(
+                "sandbox",
+                f"bubblewrap is unusable here: {layers.get('bubblewrap').detail} (make sandbox-deps installs it)",
+            )
+    elif not layers.active("landlock"):
+        require("sandbox", f"Landlock is unavailable here: {layers.get('landlock').detail}")
 
 
 def _children() -> dict[int, list[int]]:

@@ -164,6 +164,25 @@ def status_is(*statuses: str) -> Check:
     return check
 
 
+def holds(what: str, predicate: Callable[[JobResult], bool]) -> Check:
+    """A named condition on the result, asserted (with the result in the message when it fails)."""
+
+    def check(r: JobResult, t: Targets) -> None:
+        assert predicate(r), f"{what}: not so (status={r.status}, error={r.error!r}, signal={r.signal!r})"
+
+    return check
+
+
+def all_of(*checks: Check) -> Check:
+    """Every check must pass; each one asserts, so none is computed and dropped."""
+
+    def check(r: JobResult, t: Targets) -> None:
+        for c in checks:
+            c(r, t)
+
+    return check
+
+
 def all_denied(r: JobResult, t: Targets) -> None:
     assert r.status == "ok", (r.status, r.error, r.traceback)
     bad = {k: v for k, v in r.value.items() if not str(v).startswith("denied")}
@@ -343,7 +362,8 @@ def attack(t):
     return out
 """)
 attack(
-    "big_file_in_scratch", lambda r, t: (status_is("error")(r, t), "File too large" in (r.error or "") or None) and None
+    "big_file_in_scratch",
+    all_of(status_is("error"), holds("the file-size limit stopped it", lambda r: "File too large" in (r.error or ""))),
 )("""
 def attack(t):
     with open("big.bin", "wb") as fh:
@@ -534,7 +554,10 @@ def attack(t):
         out[name] = f"denied errno={ctypes.get_errno()}" if r == -1 else f"RETURNED {r}"
     return out
 """)
-attack("x32_syscall_killed", lambda r, t: (status_is("crashed")(r, t), r.signal == "SIGSYS" or None) and None)("""
+attack(
+    "x32_syscall_killed",
+    all_of(status_is("crashed"), holds("seccomp killed it with SIGSYS", lambda r: r.signal == "SIGSYS")),
+)("""
 def attack(t):
     import ctypes
     libc = ctypes.CDLL(None, use_errno=True)
@@ -590,7 +613,10 @@ def attack(t):
         except BaseException:
             pass
 """)
-attack("output_flood_10_gb", lambda r, t: (status_is("output_limit")(r, t), r.stdout_truncated or None) and None)("""
+attack(
+    "output_flood_10_gb",
+    all_of(status_is("output_limit"), holds("stdout was truncated", lambda r: bool(r.stdout_truncated))),
+)("""
 def attack(t):
     import sys
     block = "x" * 65536
@@ -619,7 +645,9 @@ def attack(t):
 """)
 attack(
     "forge_second_result_frame",
-    lambda r, t: (status_is("invalid_output")(r, t), "result:forged" in r.violations or None) and None,
+    all_of(
+        status_is("invalid_output"), holds("the forged frame was recorded", lambda r: "result:forged" in r.violations)
+    ),
 )("""
 def attack(t):
     import json, os, struct
