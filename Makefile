@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench sandbox-deps report-deps clean
+.PHONY: run test lint docs bench sandbox-deps report-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ report-deps:
 run: $(STAMP) sandbox-deps
 	$(BIN)/stop self-improve --config configs/quickstart.json --store runs/stop.db
 	$(BIN)/stop lineage latest --store runs/stop.db
+
+# Generated documentation (a test checks that it is current).
+docs: $(STAMP)
+	$(BIN)/python -m events.catalogue > docs/events.md
 
 # The lint and type gate: ruff (lint + format check) and mypy, configured in pyproject.toml.
 lint: $(STAMP)

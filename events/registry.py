@@ -90,6 +90,10 @@ def current_version(type_name: str) -> int:
     return payload_class(type_name).VERSION
 
 
+def has_upcaster(type_name: str, from_version: int) -> bool:
+    return (type_name, from_version) in _UPCASTERS
+
+
 def registered_types() -> list[str]:
     return sorted(_CLASSES)
 
