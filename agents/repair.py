@@ -27,10 +27,6 @@ can be repaired like any other failure.
 
 from __future__ import annotations
 
-import ast
-import re
-import weakref
-from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +35,7 @@ import structlog
 
 from agents.context import AgentContext
 from agents.identity import lm_namespace, seed_from
+from agents.repair_view import run_view
 from agents.runinfo import RunInfo
 from agents.steps import ensure, put_text
 from agents.tasks_view import HUMANEVAL_PREFIX
@@ -46,32 +43,19 @@ from events import Event, make_event
 from events.registry import Payload
 from events.stop_events import LMRequested, RepairProblemStarted, RepairProgram, UtilityRequested
 from events.types import RunFinished
-from lm import LMRequest, cache_key, extract_blocks
+from lm import LMRequest, cache_key
 from store import ConflictError
-from store.base import EventStore
 from tasks.humaneval import Problem, get_problem, load_problems
+from tasks.humaneval_extract import extract_program, no_code_program, without_code
+from tasks.humaneval_prompts import SYSTEM, TEMPERATURE, feedback_prompt, fix_prompt, joint_prompt, sample_prompt
 
-__all__ = (
-    "DEFAULT_PROBLEMS",
-    "NO_CODE",
-    "TEMPERATURE",
-    "RepairOptions",
-    "extract_program",
-    "progress_repair",
-    "resolve_problems",
-)
+__all__ = ("DEFAULT_PROBLEMS", "RepairOptions", "progress_repair", "resolve_problems")
 
 log = structlog.get_logger("repair")
 
-#: The study samples at temperature 0.8 everywhere (its repository's repair script defaults to
-#: 0.5; we follow the paper).
-TEMPERATURE = 0.8
 #: Without ``--problems``: the first five HumanEval problems (a cheap default; "all" gives 164).
 DEFAULT_PROBLEMS = 5
-NO_CODE = "no code in reply"
 _ANSWERS = {"lm.responded", "lm.failed"}
-_SYSTEM = "You are an expert Python programmer."
-_FENCE = re.compile(r"^[ \t]*```[^\n]*\n(.*?)^[ \t]*```", re.DOTALL | re.MULTILINE)
 
 
 # ---- options --------------------------------------------------------------------------------------
@@ -122,201 +106,7 @@ def resolve_problems(specs: list[str] | None) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-# ---- code extraction -------------------------------------------------------------------------------
-
-
-def _parses(code: str) -> bool:
-    try:
-        ast.parse(code)
-    except (SyntaxError, ValueError):
-        return False
-    return True
-
-
-def _defines(code: str, name: str) -> bool:
-    try:
-        tree = ast.parse(code)
-    except (SyntaxError, ValueError):
-        return False
-    return any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name for n in tree.body)
-
-
-def _preamble(problem: Problem) -> str:
-    """The prompt up to the entry point's ``def``: imports and helper functions it relies on."""
-    m = re.search(rf"^(async\s+)?def\s+{re.escape(problem.entry_point)}\s*\(", problem.prompt, re.MULTILINE)
-    return problem.prompt[: m.start()] if m else ""
-
-
-def _as_body(code: str) -> str:
-    """A completion of the prompt: indent it when the model wrote the body flush left."""
-    lines = code.strip("\n").splitlines()
-    if lines and not lines[0][:1].isspace():
-        lines = [("    " + line) if line.strip() else line for line in lines]
-    return "\n".join(lines) + "\n"
-
-
-def _code_of(text: str) -> str | None:
-    """Largest fenced Python block; else the largest fenced block at all (a syntax error is a
-    legitimate failure); else the whole reply if it is Python; else ``None``."""
-    blocks = extract_blocks(text)
-    if blocks:
-        return max(blocks, key=len)
-    raw = [m.group(1) for m in _FENCE.finditer(text) if m.group(1).strip()]
-    if raw:
-        return max(raw, key=len)
-    return text if text.strip() else None
-
-
-def extract_program(problem: Problem, text: str) -> str | None:
-    """The full program an LM reply stands for, or ``None`` when the reply holds no code.
-
-    * a program defining the entry point is kept, with the prompt's preamble (imports, helper
-      functions) put in front unless it is already there;
-    * a function body (what a completion model writes) completes the prompt;
-    * unfenced text counts as code only if it parses, alone or as a body of the prompt;
-    * anything else fenced is kept as is, so the check reports its error.
-    """
-    code = _code_of(text)
-    if code is None:
-        return None
-    fenced = code is not text
-    code = code.strip("\n") + "\n"
-    if _defines(code, problem.entry_point):
-        pre = _preamble(problem)
-        return code if not pre.strip() or pre.strip() in code else pre.rstrip("\n") + "\n\n" + code
-    completed = problem.complete(_as_body(code))
-    if _parses(completed) and _defines(completed, problem.entry_point):
-        return completed
-    if fenced or _parses(code):
-        return code
-    return None
-
-
-def no_code_program(problem: Problem) -> str:
-    """The stub recorded for a reply without code: it fails its check, naming the cause."""
-    return problem.complete(f"    raise NotImplementedError({NO_CODE!r})\n")
-
-
-def _without_code(text: str) -> str:
-    """The explanation part of a joint reply: the text with fenced blocks removed."""
-    prose = _FENCE.sub("", text).strip()
-    return prose or text.strip()
-
-
-# ---- prompts -------------------------------------------------------------------------------------
-
-
-def sample_prompt(problem: Problem) -> str:
-    return (
-        "Complete the following Python function so that it satisfies its docstring. Reply with the "
-        "complete function (its signature and any imports it needs) in a single ```python code block.\n\n"
-        f"```python\n{problem.prompt.rstrip()}\n```\n"
-    )
-
-
-def _failure(program: str, feedback: str) -> str:
-    # The failing program comes first: it is what is to be fixed (and the offline model mutates
-    # the first fenced program of a prompt).
-    return (
-        "### Incorrect program\n"
-        f"```python\n{program.rstrip()}\n```\n\n"
-        "### Error\n"
-        f"The program fails the tests with: {feedback}\n\n"
-    )
-
-
-def _spec(problem: Problem) -> str:
-    return f"### Specification\n```python\n{problem.prompt.rstrip()}\n```\n\n"
-
-
-def joint_prompt(problem: Problem, program: str, feedback: str) -> str:
-    return (
-        _failure(program, feedback)
-        + _spec(problem)
-        + "First explain in a few sentences what is wrong with the incorrect program. Then write the "
-        "fixed, complete program in a single ```python code block.\n"
-    )
-
-
-def feedback_prompt(problem: Problem, program: str, feedback: str) -> str:
-    return (
-        _failure(program, feedback)
-        + _spec(problem)
-        + "Explain in a few sentences what is wrong with the incorrect program and how to fix it. "
-        "Do not write any code.\n"
-    )
-
-
-def fix_prompt(problem: Problem, program: str, feedback: str, explanation: str) -> str:
-    return (
-        _failure(program, feedback) + _spec(problem) + f"### Explanation of the failure\n{explanation.strip()}\n\n"
-        "Write the fixed, complete program in a single ```python code block.\n"
-    )
-
-
 # ---- the workflow ----------------------------------------------------------------------------------
-
-_VIEW_TYPES = frozenset(
-    {
-        "run.started",
-        "repair.problem",
-        "repair.program",
-        "lm.requested",
-        "lm.responded",
-        "lm.failed",
-        "utility.requested",
-        "utility.evaluated",
-    }
-)
-
-
-class _RunView:
-    """An in-memory index of a run's repair events, caught up incrementally from the log.
-
-    The workflow walks every problem on each call; with 164 problems, point queries per step
-    would make a run quadratic in store round trips. The log is append-only and its ``seq``
-    follows commit order, so reading only what came after the last seen ``seq`` keeps the index
-    exact as of the call's start (any later answer triggers another call). Events this process
-    appends are indexed at once but never advance ``last_seq``, so nothing committed by others
-    is skipped. Blobs are content-addressed, hence cached without invalidation.
-    """
-
-    def __init__(self) -> None:
-        self.last_seq = 0
-        self.by_id: dict[str, Event] = {}
-        self.kids: defaultdict[str | None, list[Event]] = defaultdict(list)
-        self.blobs: dict[str, str] = {}
-
-    def add(self, ev: Event) -> None:
-        if ev.id not in self.by_id:
-            self.by_id[ev.id] = ev
-            self.kids[ev.causation_id].append(ev)
-
-    def getter(self, store: EventStore) -> _ViewGet:
-        return _ViewGet(self, store)
-
-    async def refresh(self, store: EventStore, run_id: str) -> None:
-        for ev in await store.read(run_id, after=self.last_seq, types=_VIEW_TYPES):
-            self.add(ev)
-            self.last_seq = max(self.last_seq, ev.seq or 0)
-
-
-class _ViewGet:
-    """The ``get`` that ``agents.identity.lm_namespace`` needs, served from the view when it can."""
-
-    def __init__(self, view: _RunView, store: EventStore) -> None:
-        self.view, self.store = view, store
-
-    async def get(self, event_id: str) -> Event | None:
-        return self.view.by_id.get(event_id) or await self.store.get(event_id)
-
-
-#: Views per live store object (weak: a closed and collected store takes its views with it).
-_VIEWS: weakref.WeakKeyDictionary[Any, dict[str, _RunView]] = weakref.WeakKeyDictionary()
-
-
-def _view(store: EventStore, run_id: str) -> _RunView:
-    return _VIEWS.setdefault(store, {}).setdefault(run_id, _RunView())
 
 
 @dataclass
@@ -343,7 +133,7 @@ class _Flow:
         self.info = info
         self.run_id = info.root.run_id
         self.opts = RepairOptions.from_dict(info.options)
-        self.view = _view(ctx.store, self.run_id)
+        self.view = run_view(ctx.store, self.run_id)
 
     async def ensure(self, data: Payload, *, cause: Event, key: str, blobs: Sequence[bytes] = ()) -> Event:
         """``agents.steps.ensure`` that skips the store when the view already holds the event."""
@@ -372,7 +162,7 @@ class _Flow:
         namespace = await lm_namespace(self.view.getter(self.ctx.store), cause, self.info.seed)  # type: ignore[arg-type]  # the view getter satisfies the store-read protocol
         req = LMRequest(
             model=model,
-            messages=({"role": "system", "content": _SYSTEM}, {"role": "user", "content": prompt}),
+            messages=({"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}),
             temperature=TEMPERATURE,
             max_tokens=self.info.config.max_tokens,
             n=n,
@@ -458,7 +248,7 @@ class _Flow:
                 return False
             state.lm_failures += ans.type == "lm.failed"
             for j, (text, tokens) in enumerate(replies):
-                fb, fb_raw = put_text(_without_code(text))
+                fb, fb_raw = put_text(without_code(text))
                 state.repairs.append(
                     await self._program(
                         problem,

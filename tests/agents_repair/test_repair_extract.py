@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agents.repair import extract_program, no_code_program, resolve_problems
+from agents.repair import resolve_problems
 from tasks.humaneval import get_problem
+from tasks.humaneval_extract import extract_program, no_code_program
 
 P0 = get_problem("HumanEval/0")  # has `from typing import List` before its def
 

@@ -1,0 +1,74 @@
+"""An incremental in-memory view of one repair run's events (the repair workflow's projection)."""
+
+from __future__ import annotations
+
+import weakref
+from collections import defaultdict
+from typing import Any
+
+from events import Event
+from store.base import EventStore
+
+__all__ = ("RunView", "run_view")
+
+_VIEW_TYPES = frozenset(
+    {
+        "run.started",
+        "repair.problem",
+        "repair.program",
+        "lm.requested",
+        "lm.responded",
+        "lm.failed",
+        "utility.requested",
+        "utility.evaluated",
+    }
+)
+
+
+class RunView:
+    """An in-memory index of a run's repair events, caught up incrementally from the log.
+
+    The workflow walks every problem on each call; with 164 problems, point queries per step
+    would make a run quadratic in store round trips. The log is append-only and its ``seq``
+    follows commit order, so reading only what came after the last seen ``seq`` keeps the index
+    exact as of the call's start (any later answer triggers another call). Events this process
+    appends are indexed at once but never advance ``last_seq``, so nothing committed by others
+    is skipped. Blobs are content-addressed, hence cached without invalidation.
+    """
+
+    def __init__(self) -> None:
+        self.last_seq = 0
+        self.by_id: dict[str, Event] = {}
+        self.kids: defaultdict[str | None, list[Event]] = defaultdict(list)
+        self.blobs: dict[str, str] = {}
+
+    def add(self, ev: Event) -> None:
+        if ev.id not in self.by_id:
+            self.by_id[ev.id] = ev
+            self.kids[ev.causation_id].append(ev)
+
+    def getter(self, store: EventStore) -> ViewGet:
+        return ViewGet(self, store)
+
+    async def refresh(self, store: EventStore, run_id: str) -> None:
+        for ev in await store.read(run_id, after=self.last_seq, types=_VIEW_TYPES):
+            self.add(ev)
+            self.last_seq = max(self.last_seq, ev.seq or 0)
+
+
+class ViewGet:
+    """The ``get`` that ``agents.identity.lm_namespace`` needs, served from the view when it can."""
+
+    def __init__(self, view: RunView, store: EventStore) -> None:
+        self.view, self.store = view, store
+
+    async def get(self, event_id: str) -> Event | None:
+        return self.view.by_id.get(event_id) or await self.store.get(event_id)
+
+
+#: Views per live store object (weak: a closed and collected store takes its views with it).
+_VIEWS: weakref.WeakKeyDictionary[Any, dict[str, RunView]] = weakref.WeakKeyDictionary()
+
+
+def run_view(store: EventStore, run_id: str) -> RunView:
+    return _VIEWS.setdefault(store, {}).setdefault(run_id, RunView())
