@@ -15,6 +15,7 @@ from agents.loop import serve
 from agents.metautility import progress_meta
 from agents.workflows import progress
 from events import Event
+from events.stop_events import SessionRequested, UtilityRequested
 
 __all__ = ("run_meta_evaluator",)
 
@@ -31,9 +32,9 @@ async def _meta_request_above(ctx: AgentContext, ev: Event) -> Event | None:
         if cur is None or cur.causation_id is None:
             return None
         cur = await ctx.store.get(cur.causation_id)
-        if cur is not None and cur.type == "utility.requested" and cur.payload["task"] == "meta":
+        if cur is not None and cur.type == UtilityRequested.TYPE and cur.decode(UtilityRequested).task == "meta":
             return cur
-        if cur is not None and cur.type == "session.requested" and cur.payload["purpose"] != "meta_run":
+        if cur is not None and cur.type == SessionRequested.TYPE and cur.decode(SessionRequested).purpose != "meta_run":
             return None
     return None
 
@@ -48,7 +49,7 @@ async def _moves_workflow(ctx: AgentContext, ev: Event) -> bool:
         return parent is not None and parent.type in ("repair.problem", "repair.program")
     if ev.type == "session.completed":
         session = await ctx.store.get(ev.causation_id or "")
-        return session is not None and session.payload["purpose"] in _TOP_LEVEL_PURPOSES
+        return session is not None and session.decode(SessionRequested).purpose in _TOP_LEVEL_PURPOSES
     if ev.type == "utility.evaluated":
         request = await ctx.store.get(ev.causation_id or "")
         parent = await ctx.store.get(request.causation_id or "") if request else None
@@ -58,7 +59,7 @@ async def _moves_workflow(ctx: AgentContext, ev: Event) -> bool:
             return True
         if parent.type == "session.completed":
             session = await ctx.store.get(parent.causation_id or "")
-            return session is not None and session.payload["purpose"] != "meta_run"
+            return session is not None and session.decode(SessionRequested).purpose != "meta_run"
     return False
 
 
@@ -68,8 +69,8 @@ async def run_meta_evaluator(
     locks: dict[str, anyio.Lock] = {}
 
     async def handle(ev: Event) -> bool:
-        if ev.type == "utility.requested":
-            if ev.payload["task"] == "meta":
+        if ev.type == UtilityRequested.TYPE:
+            if ev.decode(UtilityRequested).task == "meta":
                 await progress_meta(ctx, ev)
             return True
         meta = None if ev.type in _LM_ANSWERS else await _meta_request_above(ctx, ev)

@@ -15,7 +15,7 @@ from agents.identity import seed_from
 from agents.runinfo import run_info
 from agents.steps import answer_of, ensure, put_text
 from events import Event
-from events.stop_events import SessionRequested, UtilityEvaluated, UtilityRequested
+from events.stop_events import SessionCompleted, SessionRequested, UtilityEvaluated, UtilityRequested
 from tasks import get_task
 from tasks.meta import meta_utility_value
 
@@ -25,8 +25,9 @@ SPLITS = ("val", "test")
 
 
 async def progress_meta(ctx: AgentContext, request: Event) -> None:
-    if await answer_of(ctx, request, {"utility.evaluated"}):
+    if await answer_of(ctx, request, {UtilityEvaluated.TYPE}):
         return
+    asked = request.decode(UtilityRequested)
     info = await run_info(ctx.store, request.run_id)
     mc = info.config.meta_utility
     budget = mc.improver
@@ -40,7 +41,7 @@ async def progress_meta(ctx: AgentContext, request: Event) -> None:
                 request.run_id,
                 SessionRequested(
                     purpose="meta_run",
-                    improver=request.payload["solution"],
+                    improver=asked.solution,
                     initial_solution=seed_hash,
                     utility_task=task_name,
                     lm_calls=budget.lm_calls,
@@ -53,12 +54,13 @@ async def progress_meta(ctx: AgentContext, request: Event) -> None:
                 key=f"{task_name}/{r}",
                 blobs=[seed_raw],
             )
-            done = await answer_of(ctx, session, {"session.completed"})
+            done = await answer_of(ctx, session, {SessionCompleted.TYPE})
             if done is None:
                 complete = False
                 continue
-            row: dict[str, Any] = {"task": task_name, "run": r, "status": done.payload["status"]}
-            if done.payload["solution"] is None:
+            outcome = done.decode(SessionCompleted)
+            row: dict[str, Any] = {"task": task_name, "run": r, "status": outcome.status}
+            if outcome.solution is None:
                 runs.append({**row, "val": 0.0, "test": 0.0})
                 continue
             for split in SPLITS:
@@ -66,16 +68,16 @@ async def progress_meta(ctx: AgentContext, request: Event) -> None:
                     ctx,
                     request.run_id,
                     UtilityRequested(
-                        task=task_name, split=split, solution=done.payload["solution"], seed=seed_from(done.id, split)
+                        task=task_name, split=split, solution=outcome.solution, seed=seed_from(done.id, split)
                     ),
                     cause=done,
                     key=split,
                 )
-                ev = await answer_of(ctx, ureq, {"utility.evaluated"})
+                ev = await answer_of(ctx, ureq, {UtilityEvaluated.TYPE})
                 if ev is None:
                     complete = False
                 else:
-                    row[split] = ev.payload["utility"]
+                    row[split] = ev.decode(UtilityEvaluated).utility
             runs.append(row)
     if not complete:
         return
@@ -86,8 +88,8 @@ async def progress_meta(ctx: AgentContext, request: Event) -> None:
         request.run_id,
         UtilityEvaluated(
             task="meta",
-            split=request.payload["split"],
-            utility=val if request.payload["split"] == "val" else test,
+            split=asked.split,
+            utility=val if asked.split == "val" else test,
             detail={"val": val, "test": test, "runs": runs},
             outcomes=None,
         ),

@@ -41,7 +41,15 @@ from agents.steps import ensure, put_text
 from agents.tasks_view import HUMANEVAL_PREFIX
 from events import Event, make_event
 from events.registry import Payload
-from events.stop_events import LMRequested, RepairProblemStarted, RepairProgram, UtilityRequested
+from events.stop_events import (
+    LMFailed,
+    LMRequested,
+    LMResponded,
+    RepairProblemStarted,
+    RepairProgram,
+    UtilityEvaluated,
+    UtilityRequested,
+)
 from events.types import RunFinished
 from lm import LMRequest, cache_key
 from store import ConflictError
@@ -183,10 +191,10 @@ class _Flow:
     async def _replies(self, request: Event) -> tuple[Event | None, list[tuple[str, int]]]:
         """The answer (None while pending) and its completions as (text, completion tokens)."""
         ans = self.answer_of(request, _ANSWERS)
-        if ans is None or ans.type == "lm.failed":
+        if ans is None or ans.type == LMFailed.TYPE:
             return ans, []
         out = []
-        for c in ans.payload["completions"]:
+        for c in ans.decode(LMResponded).completions:
             out.append((await self.text(c["text"]), int(c.get("completion_tokens") or 0)))
         return ans, out
 
@@ -223,16 +231,17 @@ class _Flow:
             key="check",
         )
         check = _Check(ev)
-        done = self.answer_of(req, {"utility.evaluated"})
+        done = self.answer_of(req, {UtilityEvaluated.TYPE})
         if done is not None:
-            check.passed = done.payload["utility"] >= 1.0
-            check.feedback = str(done.payload["detail"].get("feedback", ""))
+            result = done.decode(UtilityEvaluated)
+            check.passed = result.utility >= 1.0
+            check.feedback = str(result.detail.get("feedback", ""))
         return check
 
     async def _repairs_of(self, problem: Problem, failing: _Check, state: _Problem) -> bool:
         """Request/record the repairs of one failing program; True once all are recorded."""
         o = self.opts
-        src = await self.text(failing.program.payload["program"])
+        src = await self.text(failing.program.decode(RepairProgram).program)
         main = self.info.model
         if not o.separate_feedback:
             req = await self._lm(
@@ -345,7 +354,7 @@ class _Flow:
             "programs": len(programs),
             "samples": len(state.samples),
             "repairs": len(state.repairs),
-            "tokens": sum(int(c.program.payload["tokens"]) for c in programs),
+            "tokens": sum(c.program.decode(RepairProgram).tokens for c in programs),
             "lm_failures": state.lm_failures,
         }
         return state

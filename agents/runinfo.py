@@ -8,6 +8,7 @@ from typing import Any
 
 from agents.config import RunConfig
 from events import Event
+from events.types import RunStarted
 from store.base import EventStore
 
 __all__ = ("OFFLINE_MODEL", "RunInfo", "run_info")
@@ -38,12 +39,11 @@ async def run_info(store: EventStore, run_id: str) -> RunInfo:
     cache = _CACHE.setdefault(store, {})
     if run_id not in cache:
         first = await store.read(run_id, limit=1)
-        if not first or first[0].type != "run.started":
+        if not first or first[0].type != RunStarted.TYPE:
             raise LookupError(f"run {run_id} has no run.started event")
         root = first[0]
-        cfg = dict(root.payload["config"])
+        started = root.decode(RunStarted)
+        cfg = dict(started.config)
         options = cfg.pop("options", {})
-        cache[run_id] = RunInfo(
-            root, root.payload["command"], int(root.payload["seed"]), RunConfig.from_dict(cfg), dict(options)
-        )
+        cache[run_id] = RunInfo(root, started.command, started.seed, RunConfig.from_dict(cfg), dict(options))
     return cache[run_id]

@@ -17,7 +17,14 @@ from agents.repair import progress_repair
 from agents.runinfo import RunInfo, run_info
 from agents.steps import answer_of, ensure, put_text
 from events import Event
-from events.stop_events import GenerationStarted, ImproverDecided, SessionRequested, UtilityRequested
+from events.stop_events import (
+    GenerationStarted,
+    ImproverDecided,
+    SessionCompleted,
+    SessionRequested,
+    UtilityEvaluated,
+    UtilityRequested,
+)
 from events.types import RunFinished
 from tasks import get_task
 from tasks.meta import SEED_IMPROVER
@@ -54,9 +61,9 @@ async def _scores(
             key=f"{prefix}{split}",
             blobs=blobs or [],
         )
-        ev = await answer_of(ctx, req, {"utility.evaluated"})
+        ev = await answer_of(ctx, req, {UtilityEvaluated.TYPE})
         if ev is not None:
-            out[split] = ev.payload["utility"]
+            out[split] = ev.decode(UtilityEvaluated).utility
     return out if len(out) == len(SPLITS) else None
 
 
@@ -92,7 +99,7 @@ async def _session(
         key=key,
         blobs=blobs or [],
     )
-    return req, await answer_of(ctx, req, {"session.completed"})
+    return req, await answer_of(ctx, req, {SessionCompleted.TYPE})
 
 
 async def _finish(ctx: AgentContext, info: RunInfo, summary: dict[str, Any]) -> None:
@@ -121,10 +128,11 @@ async def progress_improve(ctx: AgentContext, info: RunInfo) -> None:
     )
     if done is None:
         return
-    if done.payload["solution"] is None:
+    outcome = done.decode(SessionCompleted)
+    if outcome.solution is None:
         after: dict[str, float] | None = {"val": 0.0, "test": 0.0}
     else:
-        after = await _scores(ctx, root.run_id, done, done.payload["solution"], task.name, "after/")
+        after = await _scores(ctx, root.run_id, done, outcome.solution, task.name, "after/")
     if before is None or after is None:
         return
     await _finish(
@@ -133,8 +141,8 @@ async def progress_improve(ctx: AgentContext, info: RunInfo) -> None:
         {
             "task": task.name,
             "improver": improver,
-            "session_status": done.payload["status"],
-            "solution": done.payload["solution"],
+            "session_status": outcome.status,
+            "solution": outcome.solution,
             "before": before,
             "after": after,
         },
@@ -182,10 +190,11 @@ async def progress_self_improve(ctx: AgentContext, info: RunInfo) -> None:
             utility_calls=config.meta_utility.meta_utility_budget,
         )
         if g == 0:
-            base_ev = await answer_of(ctx, base, {"utility.evaluated"})
+            base_ev = await answer_of(ctx, base, {UtilityEvaluated.TYPE})
             if base_ev is None:
                 return
-            current_meta = {"val": base_ev.payload["detail"]["val"], "test": base_ev.payload["detail"]["test"]}
+            base_detail = base_ev.decode(UtilityEvaluated).detail
+            current_meta = {"val": base_detail["val"], "test": base_detail["test"]}
             rows.append(
                 {
                     "generation": 0,
@@ -199,13 +208,11 @@ async def progress_self_improve(ctx: AgentContext, info: RunInfo) -> None:
         if done is None:
             return
         assert current_meta is not None
-        candidate = done.payload["solution"]
+        outcome = done.decode(SessionCompleted)
+        candidate = outcome.solution
         meta: dict[str, float] | None = None
         if candidate is None:
-            adopted, reason = (
-                False,
-                f"the improver run ended with {done.payload['status']}: {done.payload['error'][:200]}",
-            )
+            adopted, reason = (False, f"the improver run ended with {outcome.status}: {outcome.error[:200]}")
         else:
             mreq = await ensure(
                 ctx,
@@ -214,10 +221,11 @@ async def progress_self_improve(ctx: AgentContext, info: RunInfo) -> None:
                 cause=done,
                 key="meta",
             )
-            mev = await answer_of(ctx, mreq, {"utility.evaluated"})
+            mev = await answer_of(ctx, mreq, {UtilityEvaluated.TYPE})
             if mev is None:
                 return
-            meta = {"val": mev.payload["detail"]["val"], "test": mev.payload["detail"]["test"]}
+            meta_detail = mev.decode(UtilityEvaluated).detail
+            meta = {"val": meta_detail["val"], "test": meta_detail["test"]}
             if config.adopt == "better":
                 adopted = meta["val"] > current_meta["val"]
                 reason = "better on val" if adopted else "not better on val than the current improver"
@@ -291,10 +299,11 @@ async def progress_transfer(ctx: AgentContext, info: RunInfo) -> None:
             if done is None:
                 complete = False
                 continue
-            if done.payload["solution"] is None:
-                row[label] = {"val": 0.0, "test": 0.0, "status": done.payload["status"]}
+            outcome = done.decode(SessionCompleted)
+            if outcome.solution is None:
+                row[label] = {"val": 0.0, "test": 0.0, "status": outcome.status}
             else:
-                row[label] = await _scores(ctx, root.run_id, done, done.payload["solution"], name, "")
+                row[label] = await _scores(ctx, root.run_id, done, outcome.solution, name, "")
         complete = complete and all(
             row.get(k) is not None for k in ("seed_solution", "seed_improver", "improved_improver")
         )

@@ -19,11 +19,12 @@ __all__ = ("load_all", "render")
 
 
 def load_all() -> list[str]:
-    """Import every module of ``events/`` so each payload type is registered; the type names."""
+    """Import every module of ``events/`` so each payload type is registered; their type names
+    (types registered elsewhere, by tests for instance, are not the project's and are left out)."""
     for info in sorted(pkgutil.iter_modules(events.__path__), key=lambda m: m.name):
         if info.name != "catalogue":
             importlib.import_module(f"events.{info.name}")
-    return registered_types()
+    return [name for name in registered_types() if payload_class(name).__module__.startswith("events.")]
 
 
 def _summary(cls: type[Payload]) -> str:

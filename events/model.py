@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from json.encoder import encode_basestring as _encode_basestring
-from typing import Any
+from typing import Any, TypeVar
 
 from events.codec import canonical_bytes, canonical_json, sha256_hex
 from events.registry import Payload, UnknownEventType, decode_payload, payload_class
@@ -22,6 +23,9 @@ __all__ = (
     "make_event",
     "verify_chain",
 )
+
+
+P = TypeVar("P", bound=Payload)
 
 
 def _STR(value: str | None) -> str:
@@ -62,6 +66,16 @@ class Event:
     def data(self) -> Payload:
         """The payload as its typed, upcast dataclass."""
         return decode_payload(self.type, self.version, self.payload)
+
+    def decode(self, cls: builtins.type[P]) -> P:
+        """The payload as ``cls``, upcast to its current version; the type checker sees the fields.
+
+        A ``TypeError`` when this event is of another type (a routing bug, not bad data)."""
+        if self.type != cls.TYPE:
+            raise TypeError(f"event {self.id} is {self.type!r}, not {cls.TYPE!r}")
+        data = decode_payload(self.type, self.version, self.payload)
+        assert isinstance(data, cls)
+        return data
 
     @cached_property
     def payload_json(self) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from events import Event
+from events.stop_events import RepairProblemStarted, RepairProgram, UtilityEvaluated, UtilityRequested
 from store.base import EventStore
 
 __all__ = ("Estimate", "Node", "Tree", "estimate", "load_trees", "passat_table", "plot_passat")
@@ -84,26 +85,27 @@ async def load_trees(store: EventStore, run_id: str) -> list[Tree]:
     def node(program: Event) -> Node:
         nonlocal unchecked
         for req in kids.get(program.id, []):
-            if req.type == "utility.requested" and req.key == "check":
+            if req.type == UtilityRequested.TYPE and req.key == "check":
                 for res in kids.get(req.id, []):
-                    if res.type == "utility.evaluated":
-                        return Node(bool(res.payload["utility"] >= 1.0), int(program.payload["tokens"]))
+                    if res.type == UtilityEvaluated.TYPE:
+                        return Node(res.decode(UtilityEvaluated).utility >= 1.0, program.decode(RepairProgram).tokens)
         unchecked += 1
-        return Node(False, int(program.payload["tokens"]))
+        return Node(False, program.decode(RepairProgram).tokens)
 
     def programs(parent: Event, kind: str) -> list[Event]:
-        found = [e for e in kids.get(parent.id, []) if e.type == "repair.program" and e.payload["kind"] == kind]
+        found = [
+            e for e in kids.get(parent.id, []) if e.type == RepairProgram.TYPE and e.decode(RepairProgram).kind == kind
+        ]
         return sorted(found, key=lambda e: _index(e.key))
 
     trees = []
-    for pev in (e for e in events if e.type == "repair.problem"):
+    for pev in (e for e in events if e.type == RepairProblemStarted.TYPE):
         unchecked = 0
         samples = programs(pev, "sample")
         nodes = tuple(node(s) for s in samples)
         repairs = tuple(tuple(node(r) for r in programs(s, "repair")) for s in samples)
-        trees.append(
-            Tree(pev.payload["problem"], int(pev.payload["n_p"]), int(pev.payload["n_fr"]), nodes, repairs, unchecked)
-        )
+        started = pev.decode(RepairProblemStarted)
+        trees.append(Tree(started.problem, started.n_p, started.n_fr, nodes, repairs, unchecked))
     if not trees:
         raise LookupError(f"run {run_id} has no repair trees (is it a `stop repair` run?)")
     return trees
