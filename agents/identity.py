@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from events import Event, canonical_json, sha256_hex
 from store.base import EventStore
+from store.causation import ancestors
 
 __all__ = ("causal_path", "lm_namespace", "seed_from")
 
@@ -22,11 +23,9 @@ def seed_from(*parts: object) -> int:
 
 async def causal_path(store: EventStore, ev: Event) -> list[str]:
     """``type:key`` steps from the run's root to ``ev`` (run ids excluded)."""
-    steps: list[str] = []
-    cur: Event | None = ev
-    while cur is not None:
-        steps.append(f"{cur.type}:{cur.key}")
-        cur = await store.get(cur.causation_id) if cur.causation_id else None
+    steps = [f"{ev.type}:{ev.key}"]
+    async for up in ancestors(store.get, ev):
+        steps.append(f"{up.type}:{up.key}")
     return steps[::-1]
 
 

@@ -17,6 +17,7 @@ from agents.context import AgentContext
 from events import Event, make_event
 from events.types import RunFailed
 from lm import CacheMiss
+from store.causation import ancestors
 from store.errors import ConflictError
 
 __all__ = ("Handler", "record_failure", "serve")
@@ -52,13 +53,10 @@ async def record_failure(ctx: AgentContext, ev: Event, exc: BaseException) -> No
 
 
 async def _root(ctx: AgentContext, ev: Event) -> Event:
-    cur = ev
-    while cur.causation_id:
-        parent = await ctx.store.get(cur.causation_id)
-        if parent is None:
-            break
-        cur = parent
-    return cur
+    root = ev
+    async for up in ancestors(ctx.store.get, ev):
+        root = up
+    return root
 
 
 async def serve(

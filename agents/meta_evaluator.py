@@ -16,6 +16,7 @@ from agents.metautility import progress_meta
 from agents.workflows import progress
 from events import Event
 from events.stop_events import SessionRequested, UtilityRequested
+from store.causation import ancestors
 
 __all__ = ("run_meta_evaluator",)
 
@@ -26,15 +27,14 @@ _TOP_LEVEL_PURPOSES = {"improve", "generation"}
 
 
 async def _meta_request_above(ctx: AgentContext, ev: Event) -> Event | None:
-    """For an event inside a meta-utility evaluation, the meta ``utility.requested`` it serves."""
-    cur: Event | None = ev
-    for _ in range(4):
-        if cur is None or cur.causation_id is None:
-            return None
-        cur = await ctx.store.get(cur.causation_id)
-        if cur is not None and cur.type == UtilityRequested.TYPE and cur.decode(UtilityRequested).task == "meta":
-            return cur
-        if cur is not None and cur.type == SessionRequested.TYPE and cur.decode(SessionRequested).purpose != "meta_run":
+    """For an event inside a meta-utility evaluation, the meta ``utility.requested`` it serves.
+
+    The walk stops at the first such request, or at a session that is not a meta-utility run
+    (what lies below that session belongs to it, not to a meta-utility)."""
+    async for up in ancestors(ctx.store.get, ev):
+        if up.type == UtilityRequested.TYPE and up.decode(UtilityRequested).task == "meta":
+            return up
+        if up.type == SessionRequested.TYPE and up.decode(SessionRequested).purpose != "meta_run":
             return None
     return None
 

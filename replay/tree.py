@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from events.model import Event
+from store.causation import ancestors_in
 from store.projection import Projection, fold
 
 __all__ = ("TREE", "CausalTree", "build_tree")
@@ -59,12 +60,7 @@ class CausalTree:
 
     def ancestors(self, ev: Event) -> Iterator[Event]:
         """The causes of ``ev``, nearest first (cycle-safe on a tampered log)."""
-        seen: set[str] = {ev.id}
-        cur = self.parent(ev)
-        while cur is not None and cur.id not in seen:
-            yield cur
-            seen.add(cur.id)
-            cur = self.parent(cur)
+        return ancestors_in(self.by_id, ev)
 
     def nearest(self, ev: Event, type_: str) -> Event | None:
         for a in self.ancestors(ev):
