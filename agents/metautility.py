@@ -12,6 +12,7 @@ from typing import Any
 
 from agents.context import AgentContext
 from agents.identity import seed_from
+from agents.run_view import run_view
 from agents.runinfo import run_info
 from agents.steps import answer_of, ensure, put_text
 from events import Event
@@ -25,6 +26,7 @@ SPLITS = ("val", "test")
 
 
 async def progress_meta(ctx: AgentContext, request: Event) -> None:
+    await run_view(ctx.store, request.run_id).refresh(ctx.store, request.run_id)
     if await answer_of(ctx, request, {UtilityEvaluated.TYPE}):
         return
     asked = request.decode(UtilityRequested)

@@ -35,7 +35,7 @@ import structlog
 
 from agents.context import AgentContext
 from agents.identity import lm_namespace, seed_from
-from agents.repair_view import run_view
+from agents.run_view import run_view
 from agents.runinfo import RunInfo
 from agents.steps import ensure, put_text
 from agents.tasks_view import HUMANEVAL_PREFIX
@@ -156,8 +156,7 @@ class _Flow:
         return stored
 
     def answer_of(self, request: Event, types: Collection[str]) -> Event | None:
-        found = [e for e in self.view.kids.get(request.id, []) if e.type in types]
-        return min(found, key=lambda e: e.seq or 0) if found else None
+        return self.view.answer(request.id, types)
 
     async def text(self, digest: str) -> str:
         if digest not in self.view.blobs:

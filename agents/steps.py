@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from agents.context import AgentContext
+from agents.run_view import run_view
 from events import Event, make_event, sha256_hex
 from events.registry import Payload
 from store import ConflictError
@@ -17,20 +18,33 @@ async def ensure(
 ) -> Event:
     """Append the event if it is not there yet; return the stored one.
 
-    A conflicting stored event means another copy of the decision logic decided differently
-    on the same facts, which is a determinism bug: it propagates (the run fails loudly).
+    The run's view (``agents.run_view``) answers first, so re-walking decisions already recorded
+    costs no store round trip. A conflicting stored event means another copy of the decision
+    logic decided differently on the same facts, which is a determinism bug: it propagates (the
+    run fails loudly).
     """
     ev = make_event(run_id, data, cause=cause, key=key)
-    existing = await ctx.store.get(ev.id)
+    view = run_view(ctx.store, run_id)
+    existing = view.by_id.get(ev.id) or await ctx.store.get(ev.id)
     if existing is not None:
         if not existing.same_content(ev):
             raise ConflictError(f"{ev.type} {ev.id} was recorded differently before; decisions diverged")
+        view.add(existing)
         return existing
-    return (await ctx.store.append([ev], blobs=blobs))[0]
+    stored = (await ctx.store.append([ev], blobs=blobs))[0]
+    view.add(stored)
+    return stored
 
 
 async def answer_of(ctx: AgentContext, request: Event, types: set[str]) -> Event | None:
+    """The answer to ``request`` from the run's view, else from the store (then remembered)."""
+    view = run_view(ctx.store, request.run_id)
+    known = view.answer(request.id, types)
+    if known is not None:
+        return known
     found = await ctx.store.children(request.id, types)
+    if found:
+        view.add(found[0])
     return found[0] if found else None
 
 

@@ -1,9 +1,10 @@
-"""An incremental in-memory view of one repair run's events (the repair workflow's projection)."""
+"""An incremental in-memory view of one run's workflow-level events: the workflows' projection."""
 
 from __future__ import annotations
 
 import weakref
 from collections import defaultdict
+from collections.abc import Collection
 from typing import Any
 
 from events import Event
@@ -11,9 +12,16 @@ from store.base import EventStore
 
 __all__ = ("RunView", "run_view")
 
+#: What workflows decide from (sandbox batches and leases are the agents' business, not theirs).
 _VIEW_TYPES = frozenset(
     {
         "run.started",
+        "run.finished",
+        "run.failed",
+        "generation.started",
+        "improver.decided",
+        "session.requested",
+        "session.completed",
         "repair.problem",
         "repair.program",
         "lm.requested",
@@ -26,10 +34,11 @@ _VIEW_TYPES = frozenset(
 
 
 class RunView:
-    """An in-memory index of a run's repair events, caught up incrementally from the log.
+    """An in-memory index of a run's workflow-level events, caught up incrementally from the log.
 
-    The workflow walks every problem on each call; with 164 problems, point queries per step
-    would make a run quadratic in store round trips. The log is append-only and its ``seq``
+    Workflows are re-entrant: every trigger walks the run's decisions from its root again (a
+    self-repair run walks all of its up to 164 problems), so point queries per step would make a
+    run quadratic in store round trips. The log is append-only and its ``seq``
     follows commit order, so reading only what came after the last seen ``seq`` keeps the index
     exact as of the call's start (any later answer triggers another call). Events this process
     appends are indexed at once but never advance ``last_seq``, so nothing committed by others
@@ -46,6 +55,11 @@ class RunView:
         if ev.id not in self.by_id:
             self.by_id[ev.id] = ev
             self.kids[ev.causation_id].append(ev)
+
+    def answer(self, request_id: str, types: Collection[str]) -> Event | None:
+        """The first recorded child of ``request_id`` of one of ``types``, if the view holds one."""
+        found = [e for e in self.kids.get(request_id, []) if e.type in types]
+        return min(found, key=lambda e: e.seq or 0) if found else None
 
     def getter(self, store: EventStore) -> ViewGet:
         return ViewGet(self, store)
