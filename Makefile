@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint docs bench sandbox-deps report-deps clean
+.PHONY: run test lint docs bench sandbox-deps report-deps pg-deps bench-pg clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,14 @@ report-deps:
 	  && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 ; } \
 	  || echo "note: chromium unavailable; the browser tests will be skipped (and fail under STOP_REQUIRE, as in CI)" >&2
 
+# Debian's PostgreSQL server binaries: the PostgreSQL store's tests start a throwaway server
+# from them (initdb + pg_ctl on 127.0.0.1). Under STOP_REQUIRE=postgres (CI) those tests fail
+# when the server cannot start.
+pg-deps:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql) >/dev/null 2>&1 ; } \
+	  || echo "note: postgresql unavailable; the PostgreSQL store's tests will be skipped" >&2
+
 # The main job: the STOP loop with the built-in offline model (no key, no network), 2 generations
 # with small budgets, then the lineage of the run it recorded.
 run: $(STAMP) sandbox-deps
@@ -41,11 +49,14 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint sandbox-deps report-deps
+test: lint sandbox-deps report-deps pg-deps
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP) sandbox-deps
 	$(BIN)/python -m bench
+
+bench-pg: $(STAMP) sandbox-deps pg-deps
+	$(BIN)/python -m bench pg
 
 bench-%: $(STAMP) sandbox-deps
 	$(BIN)/python -m bench $*

@@ -1,4 +1,4 @@
-"""The append-only event log: interface, SQLite and in-memory implementations, projections."""
+"""The append-only event log: interface, SQLite, PostgreSQL and in-memory implementations, projections."""
 
 from store.base import CacheEntry as CacheEntry
 from store.base import EventStore as EventStore
@@ -12,12 +12,14 @@ from store.errors import StoreFull as StoreFull
 from store.errors import StoreNotFound as StoreNotFound
 from store.errors import StoreReadOnly as StoreReadOnly
 from store.errors import StoreUnavailable as StoreUnavailable
+from store.factory import describe_store as describe_store
+from store.factory import open_store as open_store
 from store.memory import MemoryStore as MemoryStore
+from store.postgres import PostgresStore as PostgresStore
 from store.projection import Projection as Projection
 from store.projection import fold as fold
 from store.projection import project as project
 from store.sqlite import SqliteStore as SqliteStore
-from store.sqlite import open_store as open_store
 
 __all__ = (
     "CacheEntry",
@@ -27,6 +29,7 @@ __all__ = (
     "EventStore",
     "ForeignSchema",
     "MemoryStore",
+    "PostgresStore",
     "Projection",
     "SchemaTooNew",
     "SqliteStore",
@@ -35,6 +38,7 @@ __all__ = (
     "StoreNotFound",
     "StoreReadOnly",
     "StoreUnavailable",
+    "describe_store",
     "fold",
     "open_store",
     "project",

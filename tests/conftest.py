@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pgserver import pg_server  # noqa: F401  (the session's PostgreSQL server, started on first use)
 from stop_require import required
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import anyio
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from events import Event, make_event, verify_chain
 from events.types import Note, RunStarted
-from store import CacheEntry, ConflictError, CorruptBlob, MemoryStore, SqliteStore, StoreError
+from store import CacheEntry, ConflictError, CorruptBlob, MemoryStore, PostgresStore, SqliteStore, StoreError
 from store.base import EventStore
 
 StoreFactory = Callable[[Path], Awaitable[EventStore]]
@@ -28,11 +28,33 @@ async def _sqlite(tmp: Path) -> EventStore:
 
 
 FACTORIES = {"memory": _memory, "sqlite": _sqlite}
+KINDS = [*sorted(FACTORIES), "postgres"]
 
 
-@pytest.fixture(params=sorted(FACTORIES))
+@pytest.fixture(params=KINDS)
 def make_store(request: pytest.FixtureRequest) -> StoreFactory:
+    """Each call makes a new, empty store of the kind (PostgreSQL: a fresh schema on the
+    session's server, see tests/pgserver.py)."""
+    if request.param == "postgres":
+        server = request.getfixturevalue("pg_server")
+
+        async def _postgres(_: Path) -> EventStore:
+            return await PostgresStore.open(await server.fresh_url(), poll_seconds=0.05)
+
+        return _postgres
     return FACTORIES[request.param]
+
+
+async def _tamper_blob(s: EventStore, digest: str) -> None:
+    """Change a stored blob's bytes behind the store's back, as an attacker with the file would."""
+    if isinstance(s, MemoryStore):
+        s._blobs[digest] = b"tampered"
+    elif isinstance(s, SqliteStore):
+        await s._conn.execute("UPDATE blobs SET data = ? WHERE hash = ?", (b"tampered", digest))
+    elif isinstance(s, PostgresStore):
+        await s._pool.execute("UPDATE stop_blobs SET data = $1 WHERE hash = $2", b"tampered", digest)
+    else:  # pragma: no cover
+        raise AssertionError(type(s))
 
 
 def _run_events(run_id: str, notes: list[tuple[str, int]]) -> list[Event]:
@@ -47,15 +69,14 @@ batches = st.lists(
 )
 
 
-@pytest.mark.parametrize("kind", sorted(FACTORIES))
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batches=batches)
-def test_appends_read_back_identically_and_in_order(kind: str, batches: list) -> None:
+def test_appends_read_back_identically_and_in_order(make_store: StoreFactory, batches: list) -> None:
     """Any sequence of appends reads back identically, in order, with every chain intact."""
 
     async def main() -> None:
         with tempfile.TemporaryDirectory() as d:
-            s = await FACTORIES[kind](Path(d))
+            s = await make_store(Path(d))
             expected: list[Event] = []
             seen: set[str] = set()
             offsets: dict[str, int] = {}
@@ -116,10 +137,9 @@ async def test_blobs_are_content_addressed_and_checked(make_store: StoreFactory,
     assert await s.get_blob(h1) == b"def algorithm(): pass\n"
     with pytest.raises(StoreError):
         await s.get_blob("0" * 64)
-    if isinstance(s, MemoryStore):
-        s._blobs[h1] = b"tampered"
-        with pytest.raises(CorruptBlob):
-            await s.get_blob(h1)
+    await _tamper_blob(s, h1)
+    with pytest.raises(CorruptBlob):
+        await s.get_blob(h1)
     await s.aclose()
 
 

@@ -1,0 +1,581 @@
+"""PostgreSQL event store: one log shared by agents on many machines.
+
+Driver: **asyncpg** (0.32). It speaks the protocol natively (binary, prepared statements, no
+libpq), is several times faster than psycopg 3's async mode on the small, many-row statements an
+append is made of, and has first-class ``LISTEN`` support (``add_listener``), which the
+subscriptions use. It runs on asyncio, which is anyio's default backend; every call here is made
+from anyio tasks on that loop. Like libpq it reads the password from ``PGPASSWORD`` or
+``~/.pgpass`` (``PGPASSFILE``), so a URL never has to hold one (and one that does is refused).
+
+Concurrency. An append is one transaction:
+
+1. ``pg_advisory_xact_lock`` on each run the batch touches (sorted, so two batches never
+   deadlock): the per-run hash chain is serialised per run, not globally, while ids, heads,
+   blobs and cache rows are read and checked;
+2. blobs and LM cache rows are written (a cache key written concurrently by another machine is
+   compared with what won, exactly as a stored key is);
+3. a short ``log`` lock (one more advisory transaction lock) around sequence assignment, the
+   event rows and ``COMMIT``, so sequence numbers become visible in commit order. Followers read
+   ``seq > after``: with numbers from a plain SEQUENCE a transaction that took seq 9 could commit
+   after one that took seq 10, and a follower would skip 9 for ever. The critical section holds
+   no I/O but the insert and the commit itself.
+
+Re-appending an event is idempotent and a different content under a stored id is a
+``ConflictError``: the same pure planner (``store.planning``) as SQLite and memory decides.
+A ``NOTIFY`` sent inside the append transaction (delivered on commit) wakes subscribers on every
+machine; they also poll, so a lost notification connection only delays them.
+
+Leases (``agents.claims``) use two tables beside the log: ``stop_leases`` (renewals, so a long
+session does not write an event every few seconds) and ``stop_workers`` (who was seen, where),
+with times taken from the database's clock so hosts with skewed clocks agree on expiry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+from collections.abc import AsyncIterator, Collection, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+import asyncpg
+import structlog
+
+from events.codec import canonical_json, sha256_hex
+from events.model import Event
+from store.base import CacheEntry, blob_bytes
+from store.errors import (
+    CorruptBlob,
+    ForeignSchema,
+    SchemaTooNew,
+    StoreError,
+    StoreNotFound,
+    StoreReadOnly,
+    StoreUnavailable,
+)
+from store.follow import follow
+from store.planning import blob_rows, check_cache, plan_append
+
+__all__ = (
+    "SCHEMA_NAME",
+    "SCHEMA_VERSION",
+    "PostgresStore",
+    "check_url",
+    "is_postgres_url",
+    "redact_url",
+)
+
+log = structlog.get_logger("store")
+
+SCHEMA_NAME = "stop-event-log"
+#: 1: events, blobs, LM cache; 2: lease and worker tables beside the log.
+SCHEMA_VERSION = 2
+
+_MIGRATIONS: dict[int, str] = {
+    1: """
+CREATE TABLE stop_events (
+    seq BIGINT PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    run_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    causation_id TEXT,
+    key TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX stop_events_by_run ON stop_events (run_id, seq);
+CREATE INDEX stop_events_by_type ON stop_events (type, seq);
+CREATE INDEX stop_events_by_cause ON stop_events (causation_id, seq);
+CREATE TABLE stop_blobs (hash TEXT PRIMARY KEY, data BYTEA NOT NULL);
+CREATE TABLE stop_lm_cache (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+""",
+    2: """
+CREATE TABLE stop_leases (
+    work_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    run_id TEXT NOT NULL,
+    worker TEXT NOT NULL,
+    host TEXT NOT NULL,
+    expires_at DOUBLE PRECISION NOT NULL,
+    renewed_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (work_id, attempt)
+);
+CREATE TABLE stop_workers (
+    worker TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    first_seen DOUBLE PRECISION NOT NULL,
+    last_seen DOUBLE PRECISION NOT NULL
+);
+""",
+}
+
+_COLUMNS = "seq, id, run_id, type, version, causation_id, key, payload, prev_hash, hash"
+_INSERT = f"INSERT INTO stop_events ({_COLUMNS}) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])"
+_CHANNEL = "stop_events"
+_POLL_SECONDS = 1.0
+_TIMEOUT_S = 60.0
+#: The clock every machine agrees on: the database server's, in Unix seconds.
+_NOW = "extract(epoch from clock_timestamp())::float8"
+
+
+def _lock_key(name: str) -> int:
+    """A signed 64-bit advisory-lock key for ``name`` (runs, the log, schema setup)."""
+    return int.from_bytes(hashlib.sha256(b"stop:" + name.encode("utf-8")).digest()[:8], "big", signed=True)
+
+
+_LOG_LOCK = _lock_key("log")
+_SCHEMA_LOCK = _lock_key("schema")
+
+
+def is_postgres_url(target: str) -> bool:
+    return target.startswith(("postgresql://", "postgres://"))
+
+
+def redact_url(url: str) -> str:
+    """The URL without any password (what may be printed or recorded)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.hostname or ""
+    if parts.username:
+        netloc = f"{parts.username}@{netloc}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return parts._replace(netloc=netloc).geturl()
+
+
+def check_url(url: str) -> None:
+    """Refuse a URL holding a password: it would end up in shell history, ``ps`` and logs."""
+    parts = urlsplit(url)
+    if parts.password is not None or "password=" in parts.query.lower():
+        raise StoreError(
+            f"the store URL {redact_url(url)} holds a password; remove it and set PGPASSWORD or a"
+            " ~/.pgpass entry instead (passwords are never taken from URLs, nor recorded)"
+        )
+
+
+def _row_to_event(row: Sequence[Any]) -> Event:
+    return Event(
+        seq=row[0],
+        id=row[1],
+        run_id=row[2],
+        type=row[3],
+        version=row[4],
+        causation_id=row[5],
+        key=row[6],
+        payload=json.loads(row[7]),
+        prev_hash=row[8],
+        hash=row[9],
+    )
+
+
+def _columns(events: Sequence[Event]) -> list[list[Any]]:
+    return [
+        [e.seq for e in events],
+        [e.id for e in events],
+        [e.run_id for e in events],
+        [e.type for e in events],
+        [e.version for e in events],
+        [e.causation_id for e in events],
+        [e.key for e in events],
+        [e.payload_json for e in events],
+        [e.prev_hash for e in events],
+        [e.hash for e in events],
+    ]
+
+
+def _map_error(exc: BaseException, where: str) -> StoreError:
+    if isinstance(exc, asyncpg.InvalidCatalogNameError):
+        return StoreNotFound(f"no database at {where}: {exc} (create it with createdb first)")
+    if isinstance(exc, asyncpg.ReadOnlySQLTransactionError | asyncpg.InsufficientPrivilegeError):
+        return StoreReadOnly(f"store {where} is not writable here: {exc}")
+    if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError | asyncpg.InvalidPasswordError):
+        return StoreUnavailable(f"cannot log in to {where}: {exc} (set PGPASSWORD or a ~/.pgpass entry)")
+    if isinstance(exc, OSError | asyncpg.CannotConnectNowError | asyncpg.ConnectionDoesNotExistError):
+        return StoreUnavailable(f"cannot reach PostgreSQL at {where}: {exc}")
+    return StoreError(f"store {where}: {exc}")
+
+
+class PostgresStore:
+    """Use ``await PostgresStore.open(url)``; close with ``aclose``. Safe to share between tasks."""
+
+    def __init__(self, pool: asyncpg.Pool, url: str, *, poll_seconds: float) -> None:
+        self._pool = pool
+        self.url = url
+        self.path = redact_url(url)  # what messages name (the CLI prints ``store.path``)
+        self._appended = anyio.Event()
+        self._poll = poll_seconds
+        self._listener: asyncpg.Connection | None = None
+
+    # ---- opening -------------------------------------------------------------------------
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        create: bool = True,
+        readonly: bool = False,
+        poll_seconds: float = _POLL_SECONDS,
+        listen: bool = True,
+        max_connections: int = 4,
+    ) -> PostgresStore:
+        check_url(url)
+        settings = {"application_name": f"stop@{socket.gethostname()}:{os.getpid()}"}
+        if readonly:
+            settings["default_transaction_read_only"] = "on"
+        try:
+            pool = await asyncpg.create_pool(
+                url,
+                min_size=1,
+                max_size=max_connections,
+                command_timeout=_TIMEOUT_S,
+                server_settings=settings,
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+            raise _map_error(e, redact_url(url)) from e
+        store = cls(pool, url, poll_seconds=poll_seconds)
+        try:
+            await store._setup(create=create and not readonly)
+            if listen:
+                await store._listen(settings)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await store.aclose()
+            raise
+        return store
+
+    async def _setup(self, *, create: bool) -> None:
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                if create:
+                    await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
+                tables = {
+                    r[0]
+                    for r in await conn.fetch(
+                        "SELECT table_name FROM information_schema.tables"
+                        " WHERE table_schema = current_schema() AND table_name LIKE 'stop\\_%'"
+                    )
+                }
+                version = 0
+                if tables:
+                    if "stop_meta" not in tables:
+                        raise ForeignSchema(
+                            f"{self.path} has tables named stop_* ({', '.join(sorted(tables)[:5])}) but no"
+                            " stop_meta: not a STOP store; refusing to touch it"
+                        )
+                    meta = {r[0]: r[1] for r in await conn.fetch("SELECT key, value FROM stop_meta")}
+                    if meta.get("schema") != SCHEMA_NAME:
+                        raise ForeignSchema(f"{self.path} holds schema {meta.get('schema')!r}, not {SCHEMA_NAME!r}")
+                    version = int(meta.get("schema_version", "0"))
+                    if version > SCHEMA_VERSION:
+                        raise SchemaTooNew(
+                            f"{self.path} was written by a newer STOP (schema {version}, this code reads"
+                            f" up to {SCHEMA_VERSION}); upgrade the code to open it"
+                        )
+                elif not create:
+                    raise StoreNotFound(f"no STOP store in {self.path} (run a command that records a run first)")
+                if version < SCHEMA_VERSION:
+                    if not create:
+                        raise StoreReadOnly(
+                            f"{self.path} holds schema {version}; open it writable once to migrate it to"
+                            f" {SCHEMA_VERSION}"
+                        )
+                    if version == 0:
+                        await conn.execute("CREATE TABLE stop_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+                        await conn.execute("INSERT INTO stop_meta VALUES ('schema', $1)", SCHEMA_NAME)
+                    for v in range(version + 1, SCHEMA_VERSION + 1):
+                        await conn.execute(_MIGRATIONS[v])
+                        log.info("store.migrated", store=self.path, schema_version=v)
+                    await conn.execute(
+                        "INSERT INTO stop_meta VALUES ('schema_version', $1)"
+                        " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                        str(SCHEMA_VERSION),
+                    )
+        except asyncpg.PostgresError as e:
+            raise _map_error(e, self.path) from e
+
+    async def _listen(self, settings: dict[str, str]) -> None:
+        try:
+            self._listener = await asyncpg.connect(self.url, server_settings=settings)
+            await self._listener.add_listener(_CHANNEL, self._notified)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+            log.warning("store.no_listen", store=self.path, error=str(e), poll_s=self._poll)
+            self._listener = None
+
+    def _notified(self, *_: object) -> None:
+        self._wake()
+
+    def _wake(self) -> None:
+        self._appended.set()
+        self._appended = anyio.Event()
+
+    async def aclose(self) -> None:
+        with anyio.CancelScope(shield=True):
+            if self._listener is not None:
+                listener, self._listener = self._listener, None
+                try:
+                    await listener.close(timeout=5)
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                    listener.terminate()
+            await self._pool.close()
+
+    async def __aenter__(self) -> PostgresStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # ---- writing -------------------------------------------------------------------------
+    async def append(
+        self,
+        events: Sequence[Event],
+        *,
+        blobs: Sequence[bytes | str] = (),
+        cache: Sequence[CacheEntry] = (),
+    ) -> list[Event]:
+        # Shielded: a cancelled caller neither leaves a half-open transaction on a pooled
+        # connection nor loses an append the server may already have committed; asyncpg's
+        # command timeout bounds how long the shield can hold.
+        with anyio.CancelScope(shield=True):
+            try:
+                async with self._pool.acquire() as conn:
+                    out, inserted = await self._append_txn(conn, events, blobs, cache)
+            except asyncpg.PostgresError as e:
+                raise _map_error(e, self.path) from e
+        if inserted:
+            self._wake()
+        return out
+
+    async def _append_txn(
+        self,
+        conn: asyncpg.Connection,
+        events: Sequence[Event],
+        blobs: Sequence[bytes | str],
+        cache: Sequence[CacheEntry],
+    ) -> tuple[list[Event], int]:
+        async with conn.transaction():
+            runs = sorted({e.run_id for e in events})
+            for run_id in runs:
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _lock_key("run:" + run_id))
+            existing: dict[str, Event] = {}
+            if events:
+                ids = list(dict.fromkeys(e.id for e in events))
+                rows = await conn.fetch(f"SELECT {_COLUMNS} FROM stop_events WHERE id = ANY($1::text[])", ids)
+                existing = {r[1]: _row_to_event(r) for r in rows}
+            heads: dict[str, str | None] = {}
+            for run_id in runs:
+                heads[run_id] = await conn.fetchval(
+                    "SELECT hash FROM stop_events WHERE run_id = $1 ORDER BY seq DESC LIMIT 1", run_id
+                )
+            # Plan now (conflicts raise before anything is written), numbering from 1; the
+            # real sequence numbers are set under the log lock below. Hashes do not cover seq.
+            inserts, out = plan_append(events, existing, heads.__getitem__, 1)
+            new_blobs = blob_rows(blobs)
+            if new_blobs:
+                await conn.execute(
+                    "INSERT INTO stop_blobs (hash, data) SELECT * FROM unnest($1::text[], $2::bytea[])"
+                    " ON CONFLICT (hash) DO NOTHING",
+                    [h for h, _ in new_blobs],
+                    [d for _, d in new_blobs],
+                )
+            if cache:
+                await self._put_cache(conn, cache)
+            if not inserts:
+                return out, 0
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOG_LOCK)
+            last = int(await conn.fetchval("SELECT COALESCE(MAX(seq), 0) FROM stop_events"))
+            for ev in inserts:  # fresh objects of this call, not yet seen by anyone
+                ev.__dict__["seq"] += last
+            await conn.execute(_INSERT, *_columns(inserts))
+            await conn.execute("SELECT pg_notify($1, $2)", _CHANNEL, str(inserts[-1].seq))
+        return out, len(inserts)
+
+    async def _put_cache(self, conn: asyncpg.Connection, cache: Sequence[CacheEntry]) -> None:
+        keys = list(dict.fromkeys(c.key for c in cache))
+        rows = await conn.fetch("SELECT key, value FROM stop_lm_cache WHERE key = ANY($1::text[])", keys)
+        new = check_cache(cache, {r[0]: json.loads(r[1]) for r in rows})
+        if not new:
+            return
+        written = await conn.fetch(
+            "INSERT INTO stop_lm_cache (key, value) SELECT * FROM unnest($1::text[], $2::text[])"
+            " ON CONFLICT (key) DO NOTHING RETURNING key",
+            [c.key for c in new],
+            [canonical_json(c.value) for c in new],
+        )
+        lost = [c for c in new if c.key not in {r[0] for r in written}]
+        if lost:  # another machine wrote these keys meanwhile: theirs must equal ours
+            rows = await conn.fetch(
+                "SELECT key, value FROM stop_lm_cache WHERE key = ANY($1::text[])", [c.key for c in lost]
+            )
+            check_cache(lost, {r[0]: json.loads(r[1]) for r in rows})
+
+    async def put_blob(self, data: bytes | str) -> str:
+        raw = blob_bytes(data)
+        await self.append([], blobs=[raw])
+        return sha256_hex(raw)
+
+    async def cache_put(self, key: str, value: dict[str, Any]) -> None:
+        await self.append([], cache=[CacheEntry(key, value)])
+
+    # ---- reading -------------------------------------------------------------------------
+    async def _fetch(self, sql: str, *params: Any) -> list[Any]:
+        try:
+            return list(await self._pool.fetch(sql, *params))
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+            raise _map_error(e, self.path) from e
+
+    async def read(
+        self,
+        run_id: str | None = None,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+        types: Collection[str] | None = None,
+    ) -> list[Event]:
+        where = ["seq > $1"]
+        params: list[Any] = [after]
+        if run_id is not None:
+            params.append(run_id)
+            where.append(f"run_id = ${len(params)}")
+        if types is not None:
+            params.append(sorted(types))
+            where.append(f"type = ANY(${len(params)}::text[])")
+        sql = f"SELECT {_COLUMNS} FROM stop_events WHERE {' AND '.join(where)} ORDER BY seq"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [_row_to_event(r) for r in await self._fetch(sql, *params)]
+
+    async def get(self, event_id: str) -> Event | None:
+        rows = await self._fetch(f"SELECT {_COLUMNS} FROM stop_events WHERE id = $1", event_id)
+        return _row_to_event(rows[0]) if rows else None
+
+    async def head(self, run_id: str) -> Event | None:
+        rows = await self._fetch(
+            f"SELECT {_COLUMNS} FROM stop_events WHERE run_id = $1 ORDER BY seq DESC LIMIT 1", run_id
+        )
+        return _row_to_event(rows[0]) if rows else None
+
+    async def children(self, causation_id: str, types: Collection[str] | None = None) -> list[Event]:
+        sql = f"SELECT {_COLUMNS} FROM stop_events WHERE causation_id = $1"
+        params: list[Any] = [causation_id]
+        if types is not None:
+            params.append(sorted(types))
+            sql += " AND type = ANY($2::text[])"
+        return [_row_to_event(r) for r in await self._fetch(sql + " ORDER BY seq", *params)]
+
+    async def last_seq(self) -> int:
+        return int((await self._fetch("SELECT COALESCE(MAX(seq), 0) FROM stop_events"))[0][0])
+
+    async def run_ids(self) -> list[str]:
+        rows = await self._fetch("SELECT run_id FROM stop_events GROUP BY run_id ORDER BY MIN(seq)")
+        return [r[0] for r in rows]
+
+    def subscribe(
+        self,
+        run_id: str | None = None,
+        *,
+        after: int = 0,
+        types: Collection[str] | None = None,
+    ) -> AsyncIterator[Event]:
+        """New events in log order; wakes on NOTIFY from any machine, polls as a fallback."""
+        return follow(
+            self.read, self.last_seq, lambda: self._appended, run_id=run_id, after=after, types=types, poll_s=self._poll
+        )
+
+    async def get_blob(self, digest: str) -> bytes:
+        rows = await self._fetch("SELECT data FROM stop_blobs WHERE hash = $1", digest)
+        if not rows:
+            raise StoreError(f"no blob {digest} in {self.path}")
+        data = bytes(rows[0][0])
+        if sha256_hex(data) != digest:
+            raise CorruptBlob(f"blob {digest} in {self.path} does not match its hash (tampered?)")
+        return data
+
+    async def blob_digests(self) -> list[str]:
+        return [r[0] for r in await self._fetch("SELECT hash FROM stop_blobs ORDER BY hash")]
+
+    async def cache_get(self, key: str) -> dict[str, Any] | None:
+        rows = await self._fetch("SELECT value FROM stop_lm_cache WHERE key = $1", key)
+        return json.loads(rows[0][0]) if rows else None
+
+    async def cache_rows(self) -> list[CacheEntry]:
+        """Every LM cache row, by key (what ``stop store copy`` moves)."""
+        rows = await self._fetch("SELECT key, value FROM stop_lm_cache ORDER BY key")
+        return [CacheEntry(r[0], json.loads(r[1])) for r in rows]
+
+    # ---- leases (agents.claims) ------------------------------------------------------------
+    async def clock(self) -> float:
+        """The database server's time in Unix seconds: the one clock every machine shares."""
+        return float((await self._fetch(f"SELECT {_NOW}"))[0][0])
+
+    async def lease_renew(self, work: Event, attempt: int, worker: str, host: str, lease_s: float) -> float:
+        """Extend ``worker``'s lease on ``work`` to the database's now + ``lease_s``; return it."""
+        rows = await self._fetch(
+            f"INSERT INTO stop_leases AS l (work_id, attempt, run_id, worker, host, expires_at, renewed_at)"
+            f" VALUES ($1, $2, $3, $4, $5, {_NOW} + $6, {_NOW})"
+            " ON CONFLICT (work_id, attempt) DO UPDATE SET expires_at = EXCLUDED.expires_at,"
+            " renewed_at = EXCLUDED.renewed_at WHERE l.worker = EXCLUDED.worker RETURNING expires_at",
+            work.id,
+            attempt,
+            work.run_id,
+            worker,
+            host,
+            float(lease_s),
+        )
+        return float(rows[0][0]) if rows else 0.0
+
+    async def lease_expiry(self, work_id: str, attempt: int) -> float | None:
+        """The latest renewal's expiry of (work, attempt), if it was ever renewed here."""
+        rows = await self._fetch(
+            "SELECT expires_at FROM stop_leases WHERE work_id = $1 AND attempt = $2", work_id, attempt
+        )
+        return float(rows[0][0]) if rows else None
+
+    async def worker_seen(self, worker: str, agent: str, host: str, pid: int) -> None:
+        await self._fetch(
+            f"INSERT INTO stop_workers AS w (worker, agent, host, pid, first_seen, last_seen)"
+            f" VALUES ($1, $2, $3, $4, {_NOW}, {_NOW})"
+            " ON CONFLICT (worker) DO UPDATE SET last_seen = EXCLUDED.last_seen",
+            worker,
+            agent,
+            host,
+            pid,
+        )
+
+    async def workers(self) -> list[dict[str, Any]]:
+        """Workers seen, newest first, each with its live leases (by the database's clock)."""
+        now = await self.clock()
+        seen = await self._fetch(
+            "SELECT worker, agent, host, pid, first_seen, last_seen FROM stop_workers ORDER BY last_seen DESC"
+        )
+        leases = await self._fetch(
+            "SELECT worker, work_id, attempt, run_id, expires_at FROM stop_leases WHERE expires_at > $1"
+            " ORDER BY expires_at",
+            now,
+        )
+        out = []
+        for w in seen:
+            mine = [
+                {"work_id": r[1], "attempt": r[2], "run_id": r[3], "expires_in_s": round(r[4] - now, 1)}
+                for r in leases
+                if r[0] == w[0]
+            ]
+            out.append(
+                {
+                    "worker": w[0],
+                    "agent": w[1],
+                    "host": w[2],
+                    "pid": w[3],
+                    "first_seen": w[4],
+                    "last_seen_s_ago": round(now - w[5], 1),
+                    "live_leases": mine,
+                }
+            )
+        return out
