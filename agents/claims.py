@@ -6,6 +6,12 @@ exactly one of them owns the work. A lease expires when its time runs out (renew
 work runs) or at once when its worker was a process on this machine that is no longer alive;
 then the next attempt may be claimed. Lease times are wall-clock by nature: they decide who
 works, never what the result is, and replay does not compare them.
+
+Across machines (a store with a lease table, ``LeaseTable``: PostgreSQL) times come from the
+database's clock, so hosts whose clocks disagree still agree on expiry, and renewals update a
+row beside the log instead of appending an event every third of a lease. The claim event and
+its identity are the same on every store; the PID shortcut applies only to a worker whose
+recorded host is this host.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import time
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import anyio
 
@@ -23,9 +30,38 @@ from agents.context import AgentContext, append_once
 from events import Event, make_event
 from events.stop_events import WorkClaimed, WorkRenewed
 
-__all__ = ("Claim", "hold_lease", "lease_expired", "try_claim")
+__all__ = ("Claim", "LeaseTable", "hold_lease", "lease_expired", "store_clock", "try_claim")
 
 _HOST = socket.gethostname()
+
+
+@runtime_checkable
+class LeaseTable(Protocol):
+    """A store that keeps leases beside the log, on its own clock (see ``store.postgres``)."""
+
+    async def clock(self) -> float: ...
+
+    async def lease_renew(self, work: Event, attempt: int, worker: str, host: str, lease_s: float) -> float: ...
+
+    async def lease_expiry(self, work_id: str, attempt: int) -> float | None: ...
+
+    async def worker_seen(self, worker: str, agent: str, host: str, pid: int) -> None: ...
+
+
+async def store_clock(store: object) -> float:
+    """The clock leases are judged by: the shared store's when it has one, else this host's."""
+    return await store.clock() if isinstance(store, LeaseTable) else time.time()
+
+
+_last_seen: dict[str, float] = {}
+
+
+async def _seen(ctx: AgentContext, store: LeaseTable) -> None:
+    """Record this worker and its host in the store's worker table (at most every third lease)."""
+    now = time.monotonic()
+    if now - _last_seen.get(ctx.worker, -1e9) >= ctx.lease_s / 3:
+        await store.worker_seen(ctx.worker, ctx.agent, _HOST, os.getpid())
+        _last_seen[ctx.worker] = now
 
 
 def _worker_alive(worker: str) -> bool | None:
@@ -46,12 +82,12 @@ def _worker_alive(worker: str) -> bool | None:
     return True
 
 
-def lease_expired(claim: Event, renewals: list[Event], now: float) -> bool:
+def lease_expired(claim: Event, renewals: list[Event], now: float, renewed_until: float | None = None) -> bool:
     worker = claim.payload["worker"]
     if _worker_alive(worker) is False:
         return True
     expires = max([claim.payload["expires_at"]] + [r.payload["expires_at"] for r in renewals])
-    return now > expires
+    return now > max(expires, renewed_until or 0.0)
 
 
 @dataclass(frozen=True)
@@ -76,10 +112,11 @@ async def try_claim(ctx: AgentContext, work: Event, done_types: Collection[str])
         renewals = [k for k in kids if k.type == "work.renewed" and k.payload["attempt"] == n]
         if latest.payload["worker"] == ctx.worker:
             return Claim(latest)
-        if not lease_expired(latest, renewals, time.time()):
+        table = await ctx.store.lease_expiry(work.id, n) if isinstance(ctx.store, LeaseTable) else None
+        if not lease_expired(latest, renewals, await store_clock(ctx.store), table):
             return Claim(None)
         attempt = n + 1
-    now = time.time()
+    now = await store_clock(ctx.store)
     ev = make_event(
         work.run_id,
         WorkClaimed(attempt=attempt, worker=ctx.worker, lease_s=ctx.lease_s, expires_at=now + ctx.lease_s),
@@ -89,6 +126,9 @@ async def try_claim(ctx: AgentContext, work: Event, done_types: Collection[str])
     stored = await append_once(ctx.store, [ev])
     if stored is None or stored[0].payload["worker"] != ctx.worker:
         return Claim(None)
+    if isinstance(ctx.store, LeaseTable):
+        await ctx.store.lease_renew(work, attempt, ctx.worker, _HOST, ctx.lease_s)
+        await _seen(ctx, ctx.store)
     return Claim(stored[0])
 
 
@@ -97,7 +137,16 @@ async def hold_lease(ctx: AgentContext, work: Event, claim: Event) -> AsyncItera
     """Renew the lease every third of its length while the body runs."""
     attempt = claim.payload["attempt"]
 
+    async def renew_row(store: LeaseTable) -> None:
+        while True:
+            await anyio.sleep(ctx.lease_s / 3)
+            await store.lease_renew(work, attempt, ctx.worker, _HOST, ctx.lease_s)
+            await _seen(ctx, store)
+
     async def renew() -> None:
+        if isinstance(ctx.store, LeaseTable):
+            await renew_row(ctx.store)
+            return
         i = 0
         while True:
             await anyio.sleep(ctx.lease_s / 3)

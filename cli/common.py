@@ -13,7 +13,8 @@ import anyio
 from agents.config import ConfigError, RunConfig
 from agents.session import RunRequest, start_and_run
 from events import Event
-from store import SqliteStore, StoreError
+from store import StoreError, open_store
+from store.factory import DurableStore
 
 __all__ = (
     "DEFAULT_STORE",
@@ -33,8 +34,9 @@ def add_store(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--store",
         default=DEFAULT_STORE,
-        metavar="PATH",
-        help=f"the event log (SQLite file; default {DEFAULT_STORE}, created on first use)",
+        metavar="PATH|URL",
+        help=f"the event log: a SQLite file (default {DEFAULT_STORE}, created on first use) or"
+        " postgresql://user@host[:port]/db shared by many machines (password from PGPASSWORD or ~/.pgpass)",
     )
 
 
@@ -61,8 +63,9 @@ def emit_json(data: Any) -> None:
     sys.stdout.write("\n")
 
 
-async def open_store_arg(path: str, *, create: bool) -> SqliteStore:
-    return await SqliteStore.open(path, create=create)
+async def open_store_arg(path: str, *, create: bool) -> DurableStore:
+    """A SQLite path or a ``postgresql://`` URL (``store.open_store`` chooses)."""
+    return await open_store(path, create=create)
 
 
 def fmt(x: Any) -> str:
@@ -83,7 +86,7 @@ def handle_errors(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse
     return wrapped
 
 
-Prepare = Callable[[SqliteStore, dict[str, Any]], Awaitable[None]]
+Prepare = Callable[[DurableStore, dict[str, Any]], Awaitable[None]]
 
 
 def execute_run(

@@ -24,7 +24,7 @@ from replay.lineage import UnknownNode, build_lineage, render_tree, show_node
 from replay.report import write_report
 from replay.runs import UnknownRun, resolve_run
 from store.errors import StoreError
-from store.sqlite import SqliteStore
+from store.factory import DurableStore, open_store
 
 __all__ = ("register",)
 
@@ -86,8 +86,8 @@ def _run(body: Callable[[], Awaitable[int]]) -> int:
         return 2
 
 
-async def _open(path: str) -> SqliteStore:
-    return await SqliteStore.open(path, create=False)
+async def _open(path: str) -> DurableStore:
+    return await open_store(path, create=False, readonly=True)
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
@@ -161,7 +161,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     return _run(body)
 
 
-async def _diff(store_a: SqliteStore, store_b: SqliteStore, args: argparse.Namespace) -> Any:
+async def _diff(store_a: DurableStore, store_b: DurableStore, args: argparse.Namespace) -> Any:
     run_a = await resolve_run(store_a, args.run_a)
     run_b = await resolve_run(store_b, args.run_b)
     return await diff_runs(store_a, run_a, store_b, run_b)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 
-from store.base import EventStore
 from store.postgres import PostgresStore, is_postgres_url, redact_url
 from store.sqlite import SqliteStore
 
-__all__ = ("describe_store", "open_store")
+__all__ = ("DurableStore", "describe_store", "open_store")
+
+#: What ``open_store`` returns: either durable store (both are async context managers).
+DurableStore = SqliteStore | PostgresStore
 
 
-async def open_store(target: str | os.PathLike[str], *, create: bool = True, readonly: bool = False) -> EventStore:
+async def open_store(target: str | os.PathLike[str], *, create: bool = True, readonly: bool = False) -> DurableStore:
     """``postgresql://user@host[:port]/db`` (password from ``PGPASSWORD`` or ``~/.pgpass``; a URL
     holding one is refused) opens the shared PostgreSQL store; anything else is a SQLite file."""
     text = os.fspath(target)
