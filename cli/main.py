@@ -6,13 +6,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cli import inspect_cmd, lm_cmd, repair_cmd, replay_cmd, run_cmd, sandbox_cmd, tasks_cmd
+from cli import inspect_cmd, lm_cmd, repair_cmd, replay_cmd, run_cmd, sandbox_cmd, store_cmd, tasks_cmd
 from cli.logs import configure_logging
 
 __all__ = ("build_parser", "main")
 
 #: Modules that add subcommands with ``register(subparsers)``, in help order.
-_COMMAND_MODULES = (run_cmd, repair_cmd, replay_cmd, inspect_cmd, tasks_cmd, sandbox_cmd, lm_cmd)
+_COMMAND_MODULES = (run_cmd, repair_cmd, replay_cmd, inspect_cmd, tasks_cmd, sandbox_cmd, lm_cmd, store_cmd)
 
 DESCRIPTION = """\
 STOP: a self-taught optimizer. A seed improver asks a language model for better versions of a

@@ -11,6 +11,7 @@ import anyio
 from agents.config import RunConfig, load_config
 from agents.launch import AGENTS, Agents
 from agents.session import open_pool, resolve_backend
+from agents.workers import workers_report
 from cli.common import add_run_options, add_store, emit_json, execute_run, fmt, handle_errors, open_store_arg
 from store.base import EventStore
 from tasks import task_names
@@ -120,6 +121,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
     async def main() -> list[dict[str, Any]]:
         store = await open_store_arg(args.store, create=False)
         try:
+            if args.workers:
+                return await workers_report(store)
             rows = []
             for run_id in await store.run_ids():
                 first = (await store.read(run_id, limit=1))[0]
@@ -141,6 +144,13 @@ def cmd_runs(args: argparse.Namespace) -> int:
     rows = anyio.run(main)
     if args.json:
         emit_json(rows)
+        return 0
+    if args.workers:
+        print(f"{'worker':<44} {'host':<20} {'live leases':>11}")
+        for r in rows:
+            print(f"{r['worker']:<44} {r['host']:<20} {len(r['live_leases']):>11}")
+            for lease in r["live_leases"]:
+                print(f"    {lease['work_id']} attempt {lease['attempt']} expires in {lease['expires_in_s']} s")
         return 0
     print(f"{'run':<36} {'command':<13} {'seed':>5} {'status':<11}")
     for r in rows:
@@ -212,6 +222,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser("runs", help="list the runs in a store")
     add_store(p)
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--workers", action="store_true", help="workers seen on the store, their hosts and live leases (not runs)"
+    )
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("agent", help="run one agent alone against a store (multi-process set-ups)")
