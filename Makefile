@@ -52,7 +52,7 @@ lint: $(STAMP)
 test: lint sandbox-deps report-deps pg-deps
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP) sandbox-deps
+bench: $(STAMP) sandbox-deps pg-deps
 	$(BIN)/python -m bench
 
 bench-pg: $(STAMP) sandbox-deps pg-deps
