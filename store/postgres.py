@@ -43,6 +43,7 @@ from urllib.parse import urlsplit
 import anyio
 import asyncpg
 import structlog
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from events.codec import canonical_json, sha256_hex
 from events.model import Event
@@ -191,6 +192,33 @@ def _columns(events: Sequence[Event]) -> list[list[Any]]:
     ]
 
 
+class _LostConnection(Exception):
+    """The connection a statement ran on is gone (server restart, failover, killed backend)."""
+
+
+def _transient(exc: BaseException) -> bool:
+    """A lost connection or a server restarting: safe to retry, since a re-append of events
+    that did commit is idempotent (the stored events come back)."""
+    return isinstance(
+        exc,
+        OSError
+        | _LostConnection
+        | asyncpg.ConnectionDoesNotExistError
+        | asyncpg.CannotConnectNowError
+        | asyncpg.AdminShutdownError
+        | asyncpg.ConnectionFailureError,
+    )
+
+
+def _retrying() -> AsyncRetrying:
+    return AsyncRetrying(
+        retry=retry_if_exception(_transient),
+        wait=wait_random_exponential(multiplier=0.1, max=2.0),
+        stop=stop_after_attempt(6),
+        reraise=True,
+    )
+
+
 def _map_error(exc: BaseException, where: str) -> StoreError:
     if isinstance(exc, asyncpg.InvalidCatalogNameError):
         return StoreNotFound(f"no database at {where}: {exc} (create it with createdb first)")
@@ -206,6 +234,9 @@ def _map_error(exc: BaseException, where: str) -> StoreError:
 class PostgresStore:
     """Use ``await PostgresStore.open(url)``; close with ``aclose``. Safe to share between tasks."""
 
+    #: How often a lost LISTEN connection is re-opened, at most.
+    listen_retry_s = 5.0
+
     def __init__(self, pool: asyncpg.Pool, url: str, *, poll_seconds: float) -> None:
         self._pool = pool
         self.url = url
@@ -213,6 +244,8 @@ class PostgresStore:
         self._appended = anyio.Event()
         self._poll = poll_seconds
         self._listener: asyncpg.Connection | None = None
+        self._listen_settings: dict[str, str] = {}
+        self._listen_retry_at = 0.0
 
     # ---- opening -------------------------------------------------------------------------
     @classmethod
@@ -302,12 +335,25 @@ class PostgresStore:
             raise _map_error(e, self.path) from e
 
     async def _listen(self, settings: dict[str, str]) -> None:
+        self._listen_settings = settings
         try:
             self._listener = await asyncpg.connect(self.url, server_settings=settings)
             await self._listener.add_listener(_CHANNEL, self._notified)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
             log.warning("store.no_listen", store=self.path, error=str(e), poll_s=self._poll)
             self._listener = None
+        self._listen_retry_at = anyio.current_time() + self.listen_retry_s
+
+    async def _follow_head(self) -> int:
+        """``last_seq`` for subscriptions; also re-opens a lost LISTEN connection (at most every
+        5 s), so wake-ups come back after a server restart without a background task."""
+        lost = self._listen_settings and (self._listener is None or self._listener.is_closed())
+        if lost and anyio.current_time() >= self._listen_retry_at:
+            if self._listener is not None:
+                self._listener.terminate()
+                self._listener = None
+            await self._listen(self._listen_settings)
+        return await self.last_seq()
 
     def _notified(self, *_: object) -> None:
         self._wake()
@@ -345,9 +391,16 @@ class PostgresStore:
         # command timeout bounds how long the shield can hold.
         with anyio.CancelScope(shield=True):
             try:
-                async with self._pool.acquire() as conn:
-                    out, inserted = await self._append_txn(conn, events, blobs, cache)
-            except asyncpg.PostgresError as e:
+                async for attempt in _retrying():
+                    with attempt:
+                        async with self._pool.acquire() as conn:
+                            try:
+                                out, inserted = await self._append_txn(conn, events, blobs, cache)
+                            except (asyncpg.InterfaceError, asyncpg.InternalClientError) as e:
+                                if conn.is_closed():
+                                    raise _LostConnection(str(e)) from e
+                                raise
+            except (OSError, _LostConnection, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
                 raise _map_error(e, self.path) from e
         if inserted:
             self._wake()
@@ -427,9 +480,18 @@ class PostgresStore:
     # ---- reading -------------------------------------------------------------------------
     async def _fetch(self, sql: str, *params: Any) -> list[Any]:
         try:
-            return list(await self._pool.fetch(sql, *params))
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+            async for attempt in _retrying():
+                with attempt:
+                    async with self._pool.acquire() as conn:
+                        try:
+                            return list(await conn.fetch(sql, *params))
+                        except (asyncpg.InterfaceError, asyncpg.InternalClientError) as e:
+                            if conn.is_closed():
+                                raise _LostConnection(str(e)) from e
+                            raise
+        except (OSError, _LostConnection, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
             raise _map_error(e, self.path) from e
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     async def read(
         self,
@@ -486,7 +548,13 @@ class PostgresStore:
     ) -> AsyncIterator[Event]:
         """New events in log order; wakes on NOTIFY from any machine, polls as a fallback."""
         return follow(
-            self.read, self.last_seq, lambda: self._appended, run_id=run_id, after=after, types=types, poll_s=self._poll
+            self.read,
+            self._follow_head,
+            lambda: self._appended,
+            run_id=run_id,
+            after=after,
+            types=types,
+            poll_s=self._poll,
         )
 
     async def get_blob(self, digest: str) -> bytes:

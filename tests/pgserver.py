@@ -128,7 +128,8 @@ class PgServer:
             await conn.execute(f"CREATE SCHEMA {name}")
         finally:
             await conn.close()
-        return f"{self.url}?search_path={name}"
+        # sslmode=disable: the test server has no TLS (asyncpg's default "prefer" would try it).
+        return f"{self.url}?search_path={name}&sslmode=disable"
 
 
 def start_server(*, durable: bool = False) -> PgServer:
@@ -139,7 +140,8 @@ def start_server(*, durable: bool = False) -> PgServer:
     as_user = "nobody" if os.geteuid() == 0 else None
     if as_user is not None and shutil.which("runuser") is None:
         raise RuntimeError("running as root and runuser is missing: cannot start PostgreSQL unprivileged")
-    root = Path(tempfile.mkdtemp(prefix="stop-pg-"))
+    # /tmp when root: the unprivileged server must be able to reach its directory.
+    root = Path(tempfile.mkdtemp(prefix="stop-pg-", dir="/tmp" if as_user is not None else None))
     server = PgServer(bindir, root, _free_port(), as_user, durable=durable)
     try:
         server.start()

@@ -127,3 +127,41 @@ async def test_leases_use_the_database_clock(pg_server: PgServer) -> None:
         assert len(await s.read()) == 1
     finally:
         await s.aclose()
+
+
+async def test_appends_survive_lost_connections(pg_server: PgServer) -> None:
+    """Every server connection of the store is killed (as a database failover would): the next
+    append reconnects and succeeds, a re-append stays idempotent, subscriptions fall back to polling."""
+    url = await pg_server.fresh_url()
+    s = await PostgresStore.open(url, poll_seconds=0.1)
+    s.listen_retry_s = 0.2
+    s._listen_retry_at = 0.0
+    try:
+        root = make_event("r", RunStarted("t", 0, {}, {}), cause=None, key=0)
+        await s.append([root])
+        admin = await asyncpg.connect(pg_server.url)
+        killed = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name LIKE 'stop@%' AND pid <> pg_backend_pid()"
+        )
+        await admin.close()
+        assert killed >= 2  # the pool's connection and the listener
+        note = make_event("r", Note("after", {}), cause=root, key=1)
+        stored = await s.append([root, note])
+        assert [e.seq for e in stored] == [1, 2]
+        with anyio.fail_after(10):
+            async for ev in s.subscribe("r", after=1):
+                assert ev.id == note.id
+                break
+            async with anyio.create_task_group() as tg:  # the follow loop re-opens LISTEN
+                tg.start_soon(_drain, s)
+                while s._listener is None or s._listener.is_closed():  # noqa: ASYNC110 - state of another task
+                    await anyio.sleep(0.05)
+                tg.cancel_scope.cancel()
+    finally:
+        await s.aclose()
+
+
+async def _drain(s: PostgresStore) -> None:
+    async for _ in s.subscribe("r"):
+        pass
