@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from events import Event, make_event, verify_chain
+from events import Event, event_id, make_event, payload, upcaster, verify_chain
+from events.registry import Payload
 from events.types import Note, RunStarted
 from store import CacheEntry, ConflictError, CorruptBlob, MemoryStore, PostgresStore, SqliteStore, StoreError
 from store.base import EventStore
@@ -210,4 +211,55 @@ async def test_children_and_last_seq(make_store: StoreFactory, tmp_path: Path) -
     assert await s.children(evs[0].id, types={"run.started"}) == []
     assert await s.children("nobody") == []
     assert await s.last_seq() == 3
+    await s.aclose()
+
+
+@payload("test.gadget", version=2)
+class Gadget(Payload):
+    name: str
+    size_mm: int
+
+
+@upcaster("test.gadget", 1)
+def _gadget_v1_to_v2(data: dict) -> dict:
+    data["size_mm"] = data.pop("size_cm") * 10
+    return data
+
+
+@pytest.mark.anyio
+async def test_old_versions_are_stored_as_written_and_read_upcast(make_store: StoreFactory, tmp_path: Path) -> None:
+    """An event written at version 1 stays version 1 in the log (its hash covers it) and reads
+    back as the current class through the upcaster."""
+    s = await make_store(tmp_path)
+    root = _run_events("r", [])[0]
+    old = Event(
+        id=event_id("r", root.id, "test.gadget", "0"),
+        run_id="r",
+        type="test.gadget",
+        version=1,
+        causation_id=root.id,
+        key="0",
+        payload={"name": "g", "size_cm": 3},
+    )
+    await s.append([root, old])
+    (got,) = await s.children(root.id)
+    assert got.version == 1 and got.payload == {"name": "g", "size_cm": 3}
+    assert got.data == Gadget("g", 30)
+    assert verify_chain(await s.read("r")).ok
+    await s.aclose()
+
+
+@pytest.mark.anyio
+async def test_empty_and_unknown_inputs(make_store: StoreFactory, tmp_path: Path) -> None:
+    s = await make_store(tmp_path)
+    assert await s.append([]) == []
+    assert await s.read() == [] and await s.run_ids() == [] and await s.head("r") is None
+    assert await s.get("nope") is None
+    with pytest.raises(StoreError, match="no blob"):
+        await s.get_blob("f" * 64)
+    evs = _run_events("r", [("a", 1)])
+    await s.append(evs)
+    assert await s.read(after=await s.last_seq()) == []
+    assert [e.id for e in await s.read(limit=1)] == [evs[0].id]
+    assert await s.read("r", types={"nothing"}) == []
     await s.aclose()
