@@ -6,14 +6,16 @@ import argparse
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
 
-from agents.config import ConfigError, RunConfig
+from agents.config import RunConfig
 from agents.session import RunRequest, start_and_run
 from events import Event
-from store import SqliteStore, StoreError
+from outcome import UsageError
+from store import SqliteStore
 
 __all__ = (
     "DEFAULT_STORE",
@@ -22,8 +24,9 @@ __all__ = (
     "emit_json",
     "execute_run",
     "fmt",
-    "handle_errors",
     "open_store_arg",
+    "read_program",
+    "read_text_arg",
 )
 
 DEFAULT_STORE = "runs/stop.db"
@@ -65,22 +68,28 @@ async def open_store_arg(path: str, *, create: bool) -> SqliteStore:
     return await SqliteStore.open(path, create=create)
 
 
+def read_program(path: str | Path, what: str = "file") -> str:
+    """A program (or other text) file the user named: UTF-8, a leading BOM dropped as Python does.
+
+    Unreadable, missing or non-UTF-8 files are a ``UsageError`` naming the file."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as e:
+        raise UsageError(f"cannot read {what} {path}: {e.strerror or e}") from e
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise UsageError(
+            f"{what} {path} is not UTF-8 text (byte {e.start}: {e.reason})", hint="save the file as UTF-8"
+        ) from e
+
+
+async def read_text_arg(path: str | Path, what: str = "file") -> str:
+    return await anyio.to_thread.run_sync(read_program, path, what)
+
+
 def fmt(x: Any) -> str:
     return "-" if x is None else (f"{x:.3f}" if isinstance(x, float) else str(x))
-
-
-def handle_errors(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Clear one-line errors for the failures a user can fix; exit code 2."""
-
-    def wrapped(args: argparse.Namespace) -> int:
-        try:
-            return fn(args)
-        except (ConfigError, StoreError, LookupError, ValueError) as e:
-            print(f"stop: error: {e}", file=sys.stderr)
-            return 2
-
-    wrapped.__doc__ = fn.__doc__
-    return wrapped
 
 
 Prepare = Callable[[SqliteStore, dict[str, Any]], Awaitable[None]]

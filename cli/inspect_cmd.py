@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +18,9 @@ import structlog
 
 from replay.audit import audit_run
 from replay.diff import diff_runs
-from replay.lineage import UnknownNode, build_lineage, render_tree, show_node
+from replay.lineage import build_lineage, render_tree, show_node
 from replay.report import write_report
-from replay.runs import UnknownRun, resolve_run
-from store.errors import StoreError
+from replay.runs import resolve_run
 from store.sqlite import SqliteStore
 
 __all__ = ("register",)
@@ -77,15 +74,6 @@ def _common(p: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
         p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
 
 
-def _run(body: Callable[[], Awaitable[int]]) -> int:
-    """Run an async handler; store/run/node lookup problems become exit code 2 with a message."""
-    try:
-        return anyio.run(body)
-    except (UnknownRun, UnknownNode, StoreError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
 async def _open(path: str) -> SqliteStore:
     return await SqliteStore.open(path, create=False)
 
@@ -108,7 +96,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
             )
         return 0 if report.ok else 1
 
-    return _run(body)
+    return anyio.run(body)
 
 
 def _cmd_lineage(args: argparse.Namespace) -> int:
@@ -132,7 +120,7 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
             print(render_tree(lineage))
         return 0
 
-    return _run(body)
+    return anyio.run(body)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -144,7 +132,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print(str(path))
         return 0
 
-    return _run(body)
+    return anyio.run(body)
 
 
 def _cmd_diff(args: argparse.Namespace) -> int:
@@ -158,7 +146,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_json(), indent=2) if args.json else result.render())
         return 0 if result.same else 1
 
-    return _run(body)
+    return anyio.run(body)
 
 
 async def _diff(store_a: SqliteStore, store_b: SqliteStore, args: argparse.Namespace) -> Any:

@@ -10,7 +10,8 @@ import anyio
 
 from agents.config import load_config
 from agents.session import resume_run
-from cli.common import add_store, emit_json, handle_errors, open_store_arg
+from cli.common import add_store, emit_json, open_store_arg, read_text_arg
+from outcome import UsageError
 from replay.replayer import ReplayResult, replay_run
 from replay.runs import resolve_run
 
@@ -35,13 +36,12 @@ def _print_replay(result: ReplayResult) -> None:
         )
 
 
-@handle_errors
 def cmd_replay(args: argparse.Namespace) -> int:
     async def main() -> ReplayResult:
         store = await open_store_arg(args.store, create=False)
         try:
             run_id = await resolve_run(store, args.run)
-            improver = await anyio.Path(args.improver).read_text(encoding="utf-8") if args.improver else None
+            improver = await read_text_arg(args.improver, "--improver") if args.improver else None
             config = load_config(args.config) if args.config else None
             print(f"stop: replaying {run_id} (LM answers from the cache only; no network)", file=sys.stderr)
             return await replay_run(
@@ -58,7 +58,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0 if result.identical else 1
 
 
-@handle_errors
 def cmd_resume(args: argparse.Namespace) -> int:
     async def main() -> tuple[str, Any]:
         store = await open_store_arg(args.store, create=False)
@@ -88,7 +87,6 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-@handle_errors
 def cmd_fork(args: argparse.Namespace) -> int:
     from agents.runinfo import run_info
     from agents.session import RunRequest, start_and_run
@@ -99,9 +97,7 @@ def cmd_fork(args: argparse.Namespace) -> int:
             source = await resolve_run(store, args.run)
             matches = [e for e in await store.read(source) if e.id.startswith(args.at)]
             if len(matches) != 1:
-                raise LookupError(
-                    f"--at {args.at!r} matches {len(matches)} events of run {source}; give more of the id"
-                )
+                raise UsageError(f"--at {args.at!r} matches {len(matches)} events of run {source}; give more of the id")
             at = matches[0]
             info = await run_info(store, source)
             config = load_config(args.config) if args.config else info.config

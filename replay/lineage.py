@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from events.model import Event
+from outcome import UsageError
 from replay.costs import LMCall, LMUsage, lm_calls, prices_from_config
 from replay.runs import load_run
 from replay.tree import CausalTree, build_tree
@@ -42,8 +43,8 @@ __all__ = (
 UNATTRIBUTED = "unattributed"
 
 
-class UnknownNode(LookupError):
-    """No lineage node (or more than one distinct program) matches an id or hash prefix."""
+class UnknownNode(UsageError, LookupError):
+    """No lineage node (or more than one distinct program) matches an id or hash prefix (exit 2)."""
 
 
 @dataclass
