@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 import structlog
 
+from outcome import UsageError
 from replay.audit import audit_run
 from replay.diff import diff_runs
 from replay.lineage import build_lineage, render_tree, show_node
@@ -106,10 +107,16 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
             lineage = await build_lineage(store, run_id)
             if args.show:
                 node, text, diff = await show_node(store, lineage, args.show)
+                trace = (await store.get_blob(node.traceback)).decode("utf-8", "replace") if node.traceback else None
                 if args.json:
-                    print(json.dumps({"node": node.to_json(), "program": text, "diff": diff}, indent=2))
+                    out = {"node": node.to_json(), "program": text, "diff": diff, "traceback": trace}
+                    print(json.dumps(out, indent=2))
                 else:
                     print(f"# node {node.id} ({node.kind}), program {node.program}, parent {node.parent}")
+                    if node.error_kind:
+                        print(f"# FAILED ({node.error_kind}): {node.error}")
+                        for line in (trace or "").splitlines():
+                            print(f"#   {line}")
                     print(text, end="" if text.endswith("\n") else "\n")
                     print(f"# diff against parent program {node.base}")
                     print(diff or "(no parent or no change)", end="" if diff.endswith("\n") else "\n")
@@ -128,7 +135,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
         async with await _open(args.store) as store:
             run_id = await resolve_run(store, args.run)
             out = args.output or Path(f"report-{run_id[:12]}.html")
-            path = await write_report(store, run_id, out)
+            if await anyio.Path(out).is_dir():
+                raise UsageError(f"-o {out} is a directory", hint=f"name a file, e.g. -o {out / 'report.html'}")
+            if not await anyio.Path(out.parent).is_dir():
+                raise UsageError(f"-o {out}: folder {out.parent} does not exist")
+            try:
+                path = await write_report(store, run_id, out)
+            except OSError as exc:
+                await anyio.Path(out.with_name(out.name + ".tmp")).unlink(missing_ok=True)
+                raise UsageError(f"cannot write the report to {out}: {exc.strerror or exc}") from exc
         print(str(path))
         return 0
 
