@@ -80,13 +80,14 @@ class SessionRequested(Payload):
     seed: int
 
 
-@payload("session.completed", version=2, volatile=("wall_s", "cpu_s", "stdout_tail"))
+@payload("session.completed", version=2, volatile=("wall_s", "cpu_s", "stdout_tail", "traceback"))
 class SessionCompleted(Payload):
     """How an improver session ended. A failed one says why: ``error`` ("Type: message"),
     ``error_kind`` (the guest's exception type, or the status such as "timeout"; "" when ok) and
     ``traceback``, the blob of the last traceback lines from the improver's own code (or None).
 
-    Version 2 added ``error_kind`` and ``traceback``."""
+    Version 2 added ``error_kind`` and ``traceback``; the traceback is diagnostic detail like
+    ``stdout_tail`` (and absent from version 1 logs), so replay does not compare it."""
 
     status: str
     solution: str | None
