@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.meta import ConfigError, ImproverBudget, MetaUtilityConfig
+from lm._schema import check_lm_section, refuse_secrets
+from outcome import ConfigError
+from tasks.meta import ImproverBudget, MetaUtilityConfig
 
 __all__ = ("SMALL_OFFLINE", "ConfigError", "RunConfig", "load_config")
 
@@ -50,12 +52,7 @@ class RunConfig:
             raise ConfigError(f"adopt must be one of {_ADOPT_RULES}, got {self.adopt!r}")
         if not isinstance(self.lm, dict):
             raise ConfigError(f"lm must be a table/mapping, got {type(self.lm).__name__}")
-        for key in ("api_key", "key", "openai_api_key"):
-            if key in self.lm:
-                raise ConfigError(
-                    f"the config holds an API key (lm.{key}); set OPENAI_API_KEY in the environment instead:"
-                    " the config is recorded in the log"
-                )
+        check_lm_section(self.lm)
         if not isinstance(self.sandbox_workers, int) or not 1 <= self.sandbox_workers <= 64:
             raise ConfigError(f"sandbox_workers must be an integer in 1..64, got {self.sandbox_workers!r}")
         for name in ("session_timeout_s", "lease_s"):
@@ -73,6 +70,7 @@ class RunConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
         if not isinstance(data, Mapping):
             raise ConfigError(f"the config must be a table/mapping, got {type(data).__name__}")
+        refuse_secrets(data)
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(data) - set(names))
         if unknown:

@@ -52,6 +52,7 @@ from events.stop_events import (
 )
 from events.types import RunFinished
 from lm import LMRequest, cache_key
+from outcome import UsageError
 from store import ConflictError
 from tasks.humaneval import Problem, get_problem, load_problems
 from tasks.humaneval_extract import extract_program, no_code_program, without_code
@@ -107,7 +108,7 @@ def resolve_problems(specs: list[str] | None) -> list[str]:
                 continue
             task_id = f"HumanEval/{part}" if part.isdigit() else part
             if task_id not in ids:
-                raise ValueError(
+                raise UsageError(
                     f"unknown HumanEval problem {part!r} (use HumanEval/0..HumanEval/{len(ids) - 1}, a number, or all)"
                 )
             out.append(task_id)

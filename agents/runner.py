@@ -17,10 +17,11 @@ from agents.bridge import SessionBridge
 from agents.claims import hold_lease, try_claim
 from agents.context import AgentContext, AnswerWaiter, append_once
 from agents.crashpoints import crash_point
+from agents.guest_errors import improver_traceback
 from agents.loop import serve
 from agents.tasks_view import task_for
 from events import Event, make_event, sha256_hex
-from events.stop_events import ProgramScanned, SandboxBatchCompleted, SessionCompleted
+from events.stop_events import ProgramScanned, SandboxBatchCompleted, SessionCompleted, session_error_kind
 from sandbox import JobResult, SandboxPool, scan_program
 from tasks import run_jobs
 
@@ -126,6 +127,12 @@ def _session_outcome(work: Event, bridge: SessionBridge, result: JobResult) -> t
             status = "invalid_output"
             error = f"improve_algorithm returned {type(value).__name__}, not a program text"
     tail = (result.stdout[-500:] + result.stderr[-500:]) if (result.stdout or result.stderr) else ""
+    trace = improver_traceback(result.traceback) if status != "ok" else None
+    trace_hash: str | None = None
+    if trace is not None:
+        raw_trace = trace.encode("utf-8")
+        trace_hash = sha256_hex(raw_trace)
+        blobs.append(raw_trace)
     done = make_event(
         work.run_id,
         SessionCompleted(
@@ -138,6 +145,8 @@ def _session_outcome(work: Event, bridge: SessionBridge, result: JobResult) -> t
             wall_s=round(result.wall_time_s, 6),
             cpu_s=round(result.cpu_time_s, 6),
             stdout_tail=tail,
+            error_kind=session_error_kind(status, error),
+            traceback=trace_hash,
         ),
         cause=work,
         key="result",

@@ -18,6 +18,7 @@ from agents.progress import report_progress
 from events import Event, canonical_json, make_event, sha256_hex
 from events.types import RunStarted
 from lm import LMBackend, backend_from_config
+from outcome import ConfigError
 from sandbox import SandboxConfig, SandboxPool
 from store.base import EventStore
 
@@ -124,8 +125,9 @@ async def resume_run(
     info = await run_info(store, run_id)
     config, backend = resolve_backend(info.config)
     if config.lm.get("model") != info.config.lm.get("model"):
-        raise ValueError(
-            f"run {run_id} used model {info.config.lm.get('model')!r}; this machine resolves {config.lm.get('model')!r}"
+        raise ConfigError(
+            f"run {run_id} used model {info.config.lm.get('model')!r}; this machine resolves {config.lm.get('model')!r}",
+            hint="set OPENAI_MODEL (or the endpoint variables) as they were when the run started",
         )
     try:
         async with open_pool(info.config) as pool:

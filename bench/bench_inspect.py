@@ -130,6 +130,8 @@ def synthetic_run(n_events: int = 100_000) -> tuple[list[Event], list[str]]:
                 wall_s=1.0,
                 cpu_s=1.0,
                 stdout_tail="",
+                error_kind="",
+                traceback=None,
             ),
             sess,
             "result",

@@ -6,14 +6,17 @@ import argparse
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
 
-from agents.config import ConfigError, RunConfig
+from agents.config import RunConfig
+from agents.run_status import RunOutcome, run_outcome
 from agents.session import RunRequest, start_and_run
 from events import Event
-from store import StoreError, open_store
+from outcome import Status, UsageError
+from store import open_store
 from store.factory import DurableStore
 
 __all__ = (
@@ -23,8 +26,11 @@ __all__ = (
     "emit_json",
     "execute_run",
     "fmt",
-    "handle_errors",
     "open_store_arg",
+    "read_program",
+    "read_text_arg",
+    "report_interrupted",
+    "report_outcome",
 )
 
 DEFAULT_STORE = "runs/stop.db"
@@ -68,25 +74,90 @@ async def open_store_arg(path: str, *, create: bool) -> DurableStore:
     return await open_store(path, create=create)
 
 
+def read_program(path: str | Path, what: str = "file") -> str:
+    """A program (or other text) file the user named: UTF-8, a leading BOM dropped as Python does.
+
+    Unreadable, missing or non-UTF-8 files are a ``UsageError`` naming the file."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as e:
+        raise UsageError(f"cannot read {what} {path}: {e.strerror or e}") from e
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise UsageError(
+            f"{what} {path} is not UTF-8 text (byte {e.start}: {e.reason})", hint="save the file as UTF-8"
+        ) from e
+
+
+async def read_text_arg(path: str | Path, what: str = "file") -> str:
+    return await anyio.to_thread.run_sync(read_program, path, what)
+
+
 def fmt(x: Any) -> str:
     return "-" if x is None else (f"{x:.3f}" if isinstance(x, float) else str(x))
 
 
-def handle_errors(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Clear one-line errors for the failures a user can fix; exit code 2."""
-
-    def wrapped(args: argparse.Namespace) -> int:
-        try:
-            return fn(args)
-        except (ConfigError, StoreError, LookupError, ValueError) as e:
-            print(f"stop: error: {e}", file=sys.stderr)
-            return 2
-
-    wrapped.__doc__ = fn.__doc__
-    return wrapped
-
-
 Prepare = Callable[[DurableStore, dict[str, Any]], Awaitable[None]]
+
+
+def report_outcome(
+    args: argparse.Namespace,
+    run_id: str,
+    command: str,
+    final: Event,
+    outcome: RunOutcome,
+    render: Callable[[dict[str, Any]], None] | None,
+    **extra: Any,
+) -> int:
+    """Print how a run ended (the table or ``--json``, then why it failed) and return its exit code."""
+    ok = final.type == "run.finished"
+    summary: dict[str, Any] = (final.payload.get("summary") or {}) if ok else {"error": final.payload.get("error")}
+    if getattr(args, "json", False):
+        emit_json(
+            {
+                "run_id": run_id,
+                "command": command,
+                **extra,
+                "status": str(outcome.status),
+                "reason": outcome.reason,
+                "errors": [e.to_json() for e in outcome.errors],
+                "summary": summary,
+            }
+        )
+    elif ok and render is not None:
+        render(summary)
+    if outcome.status != Status.FINISHED:
+        print(f"stop: run {run_id} {outcome.status}: {outcome.reason}", file=sys.stderr)
+        for err in outcome.errors:
+            if err.where != "lm":  # LM failures are repeated in the session that saw them
+                print(f"  {err.render()}", file=sys.stderr)
+    elif outcome.errors:
+        print(f"stop: run {run_id} finished with {len(outcome.errors)} failure(s) on the way:", file=sys.stderr)
+        for err in outcome.errors:
+            if err.where != "lm":
+                print(f"  {err.render()}", file=sys.stderr)
+    return int(outcome.exit_code)
+
+
+def report_interrupted(args: argparse.Namespace, run_id: str | None, command: str) -> None:
+    """An interrupted run: say how to continue it, and keep the ``--json`` contract."""
+    if run_id is None:
+        return
+    print(
+        f"stop: run {run_id} interrupted; continue it with: stop resume {run_id} --store {args.store}", file=sys.stderr
+    )
+    if getattr(args, "json", False):
+        emit_json(
+            {
+                "run_id": run_id,
+                "command": command,
+                "status": str(Status.INTERRUPTED),
+                "reason": "interrupted before it ended; `stop resume` continues it",
+                "errors": [],
+                "summary": {},
+            }
+        )
 
 
 def execute_run(
@@ -99,13 +170,13 @@ def execute_run(
     prepare: Prepare | None = None,
 ) -> int:
     """Record a new run, work on it to its end, print the summary (table or ``--json``)."""
+    run_ids: list[str] = []
 
-    async def main() -> tuple[str, Event]:
+    async def main() -> tuple[Event, RunOutcome]:
         store = await open_store_arg(args.store, create=True)
         try:
             if prepare is not None:
                 await prepare(store, options)
-            run_ids: list[str] = []
 
             async def started(run_id: str) -> None:
                 run_ids.append(run_id)
@@ -117,17 +188,14 @@ def execute_run(
                 progress=not args.no_progress,
                 on_started=started,
             )
-            return run_ids[0], final
+            return final, await run_outcome(store, run_ids[0], final)
         finally:
-            await store.aclose()
+            with anyio.CancelScope(shield=True):
+                await store.aclose()
 
-    run_id, final = anyio.run(main)
-    ok = final.type == "run.finished"
-    payload: dict[str, Any] = final.payload.get("summary") or {} if ok else {"error": final.payload.get("error")}
-    if args.json:
-        emit_json({"run_id": run_id, "command": command, "status": "finished" if ok else "failed", "summary": payload})
-    elif ok:
-        render(payload)
-    if not ok:
-        print(f"stop: run {run_id} failed: {final.payload.get('error')}", file=sys.stderr)
-    return 0 if ok else 1
+    try:
+        final, outcome = anyio.run(main)
+    except KeyboardInterrupt:
+        report_interrupted(args, run_ids[0] if run_ids else None, command)
+        raise
+    return report_outcome(args, run_ids[0], command, final, outcome, render)

@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 import structlog
 
+from outcome import UsageError
 from replay.audit import audit_run
 from replay.diff import diff_runs
-from replay.lineage import UnknownNode, build_lineage, render_tree, show_node
+from replay.lineage import build_lineage, render_tree, show_node
 from replay.report import write_report
-from replay.runs import UnknownRun, resolve_run
-from store.errors import StoreError
+from replay.runs import resolve_run
 from store.factory import DurableStore, open_store
 
 __all__ = ("register",)
@@ -77,15 +75,6 @@ def _common(p: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
         p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
 
 
-def _run(body: Callable[[], Awaitable[int]]) -> int:
-    """Run an async handler; store/run/node lookup problems become exit code 2 with a message."""
-    try:
-        return anyio.run(body)
-    except (UnknownRun, UnknownNode, StoreError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
 async def _open(path: str) -> DurableStore:
     return await open_store(path, create=False, readonly=True)
 
@@ -108,7 +97,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
             )
         return 0 if report.ok else 1
 
-    return _run(body)
+    return anyio.run(body)
 
 
 def _cmd_lineage(args: argparse.Namespace) -> int:
@@ -118,10 +107,16 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
             lineage = await build_lineage(store, run_id)
             if args.show:
                 node, text, diff = await show_node(store, lineage, args.show)
+                trace = (await store.get_blob(node.traceback)).decode("utf-8", "replace") if node.traceback else None
                 if args.json:
-                    print(json.dumps({"node": node.to_json(), "program": text, "diff": diff}, indent=2))
+                    out = {"node": node.to_json(), "program": text, "diff": diff, "traceback": trace}
+                    print(json.dumps(out, indent=2))
                 else:
                     print(f"# node {node.id} ({node.kind}), program {node.program}, parent {node.parent}")
+                    if node.error_kind:
+                        print(f"# FAILED ({node.error_kind}): {node.error}")
+                        for line in (trace or "").splitlines():
+                            print(f"#   {line}")
                     print(text, end="" if text.endswith("\n") else "\n")
                     print(f"# diff against parent program {node.base}")
                     print(diff or "(no parent or no change)", end="" if diff.endswith("\n") else "\n")
@@ -132,7 +127,7 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
             print(render_tree(lineage))
         return 0
 
-    return _run(body)
+    return anyio.run(body)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -140,11 +135,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
         async with await _open(args.store) as store:
             run_id = await resolve_run(store, args.run)
             out = args.output or Path(f"report-{run_id[:12]}.html")
-            path = await write_report(store, run_id, out)
+            if await anyio.Path(out).is_dir():
+                raise UsageError(f"-o {out} is a directory", hint=f"name a file, e.g. -o {out / 'report.html'}")
+            if not await anyio.Path(out.parent).is_dir():
+                raise UsageError(f"-o {out}: folder {out.parent} does not exist")
+            try:
+                path = await write_report(store, run_id, out)
+            except OSError as exc:
+                await anyio.Path(out.with_name(out.name + ".tmp")).unlink(missing_ok=True)
+                raise UsageError(f"cannot write the report to {out}: {exc.strerror or exc}") from exc
         print(str(path))
         return 0
 
-    return _run(body)
+    return anyio.run(body)
 
 
 def _cmd_diff(args: argparse.Namespace) -> int:
@@ -158,7 +161,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_json(), indent=2) if args.json else result.render())
         return 0 if result.same else 1
 
-    return _run(body)
+    return anyio.run(body)
 
 
 async def _diff(store_a: DurableStore, store_b: DurableStore, args: argparse.Namespace) -> Any:

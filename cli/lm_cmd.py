@@ -15,8 +15,8 @@ from typing import Any
 
 import anyio
 
+from cli.common import read_program
 from lm import (
-    ConfigError,
     LMBudget,
     LMError,
     LMService,
@@ -24,6 +24,7 @@ from lm import (
     StopLanguageModel,
     backend_from_config,
 )
+from outcome import RunFailed
 from store import MemoryStore
 
 __all__ = ("register",)
@@ -63,21 +64,13 @@ def _backend(args: argparse.Namespace) -> Any:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    try:
-        backend = _backend(args)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    backend = _backend(args)
     print(json.dumps(backend.describe(), indent=2))
     return 0
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    try:
-        backend = _backend(args)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    backend = _backend(args)
     if not isinstance(backend, OpenAICompatibleBackend):
         print("offline, no language model: nothing to check")
         return 0
@@ -89,9 +82,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
     try:
         names = anyio.run(check)
-    except Exception as e:  # noqa: BLE001 - report any endpoint failure as a message
-        print(f"error: {backend.describe()['label']}: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
+    except Exception as e:
+        raise RunFailed(f"{backend.describe()['label']}: {type(e).__name__}: {e}") from e
     print(f"ok: {backend.describe()['label']}; {len(names)} models")
     for n in names[:50]:
         print(f"  {n}")
@@ -99,12 +91,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_propose(args: argparse.Namespace) -> int:
-    try:
-        backend = _backend(args)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    code = args.file.read_text()
+    backend = _backend(args)
+    code = read_program(args.file, "program file")
     message = f"Improve the following solution:\n```python\n{code}\n```\nFirst propose an idea, then implement it."
     print(f"# backend: {backend.describe()['label']}", file=sys.stderr)
 
@@ -118,8 +106,7 @@ def _cmd_propose(args: argparse.Namespace) -> int:
     try:
         replies = anyio.run(propose)
     except LMError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        raise RunFailed(str(e)) from e
     for i, r in enumerate(replies):
         print(f"--- proposal {i} ---\n{r}")
     return 0

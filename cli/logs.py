@@ -10,6 +10,10 @@ import structlog
 __all__ = ("configure_logging",)
 
 
+def _stderr_logger(*_args: object) -> structlog.PrintLogger:
+    return structlog.PrintLogger(sys.stderr)
+
+
 def configure_logging(fmt: str = "auto", verbosity: int = 0) -> None:
     """Logs go to stderr (stdout is for results and ``--json``)."""
     level = logging.WARNING - 10 * verbosity
@@ -26,6 +30,8 @@ def configure_logging(fmt: str = "auto", verbosity: int = 0) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(max(level, logging.DEBUG)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # sys.stderr as it is when a line is logged (not when configured): in-process callers
+        # such as tests swap it.
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )

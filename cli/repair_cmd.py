@@ -10,7 +10,8 @@ import anyio
 
 from agents.config import RunConfig, load_config
 from agents.repair import resolve_problems
-from cli.common import add_run_options, add_store, emit_json, execute_run, fmt, handle_errors, open_store_arg
+from cli.common import add_run_options, add_store, emit_json, execute_run, fmt, open_store_arg
+from outcome import UsageError
 
 __all__ = ("register",)
 
@@ -39,10 +40,9 @@ def _render_repair(s: dict[str, Any]) -> None:
     )
 
 
-@handle_errors
 def cmd_repair(args: argparse.Namespace) -> int:
     if args.n_p < 1 or args.n_fr < 0:
-        raise ValueError("--n-p must be >= 1 and --n-fr >= 0")
+        raise UsageError("--n-p must be >= 1 and --n-fr >= 0")
     config = _config(args)
     separate = bool(args.separate_feedback or args.feedback_model)
     if args.feedback_model and not args.separate_feedback:
@@ -84,7 +84,6 @@ def _render_passat(run_id: str, t: dict[str, Any]) -> None:
         )
 
 
-@handle_errors
 def cmd_passat(args: argparse.Namespace) -> int:
     from replay.passat import load_trees, passat_table, plot_passat
     from replay.runs import resolve_run

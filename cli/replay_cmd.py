@@ -9,8 +9,11 @@ from typing import Any
 import anyio
 
 from agents.config import load_config
+from agents.run_status import RunOutcome, run_outcome
 from agents.session import resume_run
-from cli.common import add_store, emit_json, handle_errors, open_store_arg
+from cli.common import add_store, emit_json, open_store_arg, read_text_arg, report_interrupted, report_outcome
+from events import Event
+from outcome import UsageError
 from replay.replayer import ReplayResult, replay_run
 from replay.runs import resolve_run
 
@@ -35,13 +38,12 @@ def _print_replay(result: ReplayResult) -> None:
         )
 
 
-@handle_errors
 def cmd_replay(args: argparse.Namespace) -> int:
     async def main() -> ReplayResult:
         store = await open_store_arg(args.store, create=False)
         try:
             run_id = await resolve_run(store, args.run)
-            improver = await anyio.Path(args.improver).read_text(encoding="utf-8") if args.improver else None
+            improver = await read_text_arg(args.improver, "--improver") if args.improver else None
             config = load_config(args.config) if args.config else None
             print(f"stop: replaying {run_id} (LM answers from the cache only; no network)", file=sys.stderr)
             return await replay_run(
@@ -58,56 +60,58 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0 if result.identical else 1
 
 
-@handle_errors
 def cmd_resume(args: argparse.Namespace) -> int:
-    async def main() -> tuple[str, Any]:
+    resolved: list[tuple[str, str]] = []
+
+    async def main() -> tuple[str, str, Event, RunOutcome]:
         store = await open_store_arg(args.store, create=False)
         try:
             run_id = await resolve_run(store, args.run)
             first = (await store.read(run_id, limit=1))[0]
+            command = str(first.payload.get("command", ""))
+            resolved.append((run_id, command))
             done = await store.children(first.id, {"run.finished", "run.failed"})
             if done:
-                return run_id, done[0]
-            print(f"stop: resuming {run_id}", file=sys.stderr)
-            return run_id, await resume_run(store, run_id, progress=not args.no_progress)
+                final = done[0]
+            else:
+                print(f"stop: resuming {run_id}", file=sys.stderr)
+                final = await resume_run(store, run_id, progress=not args.no_progress)
+            return run_id, command, final, await run_outcome(store, run_id, final)
         finally:
-            await store.aclose()
+            with anyio.CancelScope(shield=True):
+                await store.aclose()
 
-    run_id, final = anyio.run(main)
-    ok = final.type == "run.finished"
-    if args.json:
-        emit_json(
-            {
-                "run_id": run_id,
-                "status": "finished" if ok else "failed",
-                "summary": final.payload.get("summary") if ok else {"error": final.payload.get("error")},
-            }
-        )
-    else:
-        print(f"run {run_id}: {'finished' if ok else 'failed: ' + str(final.payload.get('error'))}")
-    return 0 if ok else 1
+    try:
+        run_id, command, final, outcome = anyio.run(main)
+    except KeyboardInterrupt:
+        report_interrupted(args, *(resolved[0] if resolved else (None, "")))
+        raise
+    code = report_outcome(args, run_id, command, final, outcome, None)
+    if not args.json:
+        print(f"run {run_id}: {outcome.status}" + (f": {outcome.reason}" if outcome.reason else ""))
+    return code
 
 
-@handle_errors
 def cmd_fork(args: argparse.Namespace) -> int:
     from agents.runinfo import run_info
     from agents.session import RunRequest, start_and_run
 
-    async def main() -> tuple[str, Any, str]:
+    started: list[str] = []
+    command: list[str] = []
+
+    async def main() -> tuple[str, Event, str, RunOutcome]:
         store = await open_store_arg(args.store, create=False)
         try:
             source = await resolve_run(store, args.run)
             matches = [e for e in await store.read(source) if e.id.startswith(args.at)]
             if len(matches) != 1:
-                raise LookupError(
-                    f"--at {args.at!r} matches {len(matches)} events of run {source}; give more of the id"
-                )
+                raise UsageError(f"--at {args.at!r} matches {len(matches)} events of run {source}; give more of the id")
             at = matches[0]
             info = await run_info(store, source)
             config = load_config(args.config) if args.config else info.config
             config = config.with_overrides(model=args.model)
             options = {**info.options, "fork": {"run": source, "at": at.id, "at_seq": at.seq}}
-            started: list[str] = []
+            command.append(info.command)
 
             async def on_started(run_id: str) -> None:
                 started.append(run_id)
@@ -119,24 +123,20 @@ def cmd_fork(args: argparse.Namespace) -> int:
                 progress=not args.no_progress,
                 on_started=on_started,
             )
-            return started[0], final, source
+            return started[0], final, source, await run_outcome(store, started[0], final)
         finally:
-            await store.aclose()
+            with anyio.CancelScope(shield=True):
+                await store.aclose()
 
-    run_id, final, source = anyio.run(main)
-    ok = final.type == "run.finished"
-    if args.json:
-        emit_json(
-            {
-                "run_id": run_id,
-                "forked_from": source,
-                "status": "finished" if ok else "failed",
-                "summary": final.payload.get("summary") if ok else {"error": final.payload.get("error")},
-            }
-        )
-    else:
-        print(f"fork {run_id}: {'finished' if ok else 'failed'}; compare with: stop diff {source} {run_id}")
-    return 0 if ok else 1
+    try:
+        run_id, final, source, outcome = anyio.run(main)
+    except KeyboardInterrupt:
+        report_interrupted(args, started[0] if started else None, command[0] if command else "")
+        raise
+    code = report_outcome(args, run_id, command[0], final, outcome, None, forked_from=source)
+    if not args.json:
+        print(f"fork {run_id}: {outcome.status}; compare with: stop diff {source} {run_id}")
+    return code
 
 
 def register(sub: Any) -> None:

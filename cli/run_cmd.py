@@ -12,7 +12,8 @@ from agents.config import RunConfig, load_config
 from agents.launch import AGENTS, Agents
 from agents.session import open_pool, resolve_backend
 from agents.workers import workers_report
-from cli.common import add_run_options, add_store, emit_json, execute_run, fmt, handle_errors, open_store_arg
+from cli.common import add_run_options, add_store, emit_json, execute_run, fmt, open_store_arg, read_text_arg
+from outcome import UsageError
 from store.base import EventStore
 from tasks import task_names
 
@@ -39,17 +40,16 @@ async def _resolve_improver(store: EventStore, ref: str | None) -> str | None:
         return None
     assert ref is not None
     if ref.endswith(".py"):
-        try:
-            text = await anyio.Path(ref).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise LookupError(f"cannot read improver file {ref}: {e}") from e
+        text = await read_text_arg(ref, "improver file")
         return await store.put_blob(text.encode("utf-8"))
     for ev in await store.read(types={"generation.started", "improver.decided", "session.completed"}):
         for key in ("improver", "candidate", "solution"):
             value = ev.payload.get(key)
             if isinstance(value, str) and value.startswith(ref):
                 return value
-    raise LookupError(f"no improver {ref!r} in this store (use a program hash from `stop lineage`, or 'seed')")
+    raise UsageError(
+        f"no improver {ref!r} in this store", hint="use a program hash from `stop lineage`, 'seed', or a .py file"
+    )
 
 
 # ---- renderers -----------------------------------------------------------------------------------
@@ -88,14 +88,12 @@ def _render_transfer(s: dict[str, Any]) -> None:
 # ---- handlers ------------------------------------------------------------------------------------
 
 
-@handle_errors
 def cmd_improve(args: argparse.Namespace) -> int:
     config = _config(args)
     options = {"task": args.task, "improver_ref": args.improver}
     return execute_run(args, "improve", config, options, _render_improve, prepare=_resolve_options)
 
 
-@handle_errors
 def cmd_self_improve(args: argparse.Namespace) -> int:
     config = _config(
         args,
@@ -109,14 +107,12 @@ def cmd_self_improve(args: argparse.Namespace) -> int:
     )
 
 
-@handle_errors
 def cmd_transfer(args: argparse.Namespace) -> int:
     config = _config(args)
     options = {"tasks": list(args.tasks), "improver_ref": args.improver}
     return execute_run(args, "transfer", config, options, _render_transfer, prepare=_resolve_options)
 
 
-@handle_errors
 def cmd_runs(args: argparse.Namespace) -> int:
     async def main() -> list[dict[str, Any]]:
         store = await open_store_arg(args.store, create=False)
@@ -158,7 +154,6 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-@handle_errors
 def cmd_agent(args: argparse.Namespace) -> int:
     """One agent alone on a store (all runs, or --run): several processes can share the store."""
     config = load_config(args.config).with_overrides(unsafe_no_sandbox=True if args.unsafe_no_sandbox else None)

@@ -15,6 +15,8 @@ from typing import Any
 
 import anyio
 
+from cli.common import read_program
+from outcome import UsageError
 from sandbox import Finding, Job, JobResult, SandboxConfig, SandboxPool, SandboxUnavailable, detect_layers, scan_program
 from sandbox._pool import effective_layers
 
@@ -52,21 +54,27 @@ def register(subparsers: Any) -> None:
 
 
 def _parse_args(text: str) -> tuple[list[Any], dict[str, Any]]:
-    data = json.loads(text)
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"--args-json is not JSON: {exc}") from exc
     if isinstance(data, list):
         return data, {}
     if isinstance(data, dict):
         return [], data
-    raise ValueError("--args-json must be a JSON list or object")
+    raise UsageError("--args-json must be a JSON list or object")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    try:
-        program = args.file.read_text(encoding="utf-8")
-        call_args, call_kwargs = _parse_args(args.args_json)
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        print(f"stop sandbox run: {exc}", file=sys.stderr)
-        return 2
+    program = read_program(args.file, "program file")
+    call_args, call_kwargs = _parse_args(args.args_json)
+    for flag, value in (
+        ("--timeout", args.timeout),
+        ("--call-timeout", args.call_timeout),
+        ("--memory-mb", args.memory_mb),
+    ):
+        if value is not None and not value > 0:
+            raise UsageError(f"{flag} must be positive, got {value}")
     findings = scan_program(program)
     job = Job(
         program=program,
@@ -84,11 +92,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         async with SandboxPool(config) as pool:
             return await pool.run(job), pool.layers.to_json()
 
-    try:
-        result, layers = anyio.run(go)
-    except SandboxUnavailable as exc:
-        print(f"stop sandbox run: {exc}", file=sys.stderr)
-        return 1
+    result, layers = anyio.run(go)
     if args.json:
         out = result.to_json()
         out["findings"] = [f.to_json() for f in findings]

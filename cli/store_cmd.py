@@ -8,13 +8,12 @@ a password, a conflicting event already in the destination).
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 import anyio
 
-from cli.common import emit_json, handle_errors
-from replay.runs import UnknownRun, resolve_run
+from cli.common import emit_json
+from replay.runs import resolve_run
 from replay.store_copy import RunCopy, copy_run
 from store import describe_store, open_store
 
@@ -41,7 +40,6 @@ def register(subparsers: Any) -> None:
     c.set_defaults(func=cmd_copy)
 
 
-@handle_errors
 def cmd_copy(args: argparse.Namespace) -> int:
     async def main() -> list[RunCopy]:
         async with await open_store(args.src, create=False, readonly=True) as src:
@@ -49,11 +47,7 @@ def cmd_copy(args: argparse.Namespace) -> int:
             async with await open_store(args.dst, create=True) as dst:
                 return [await copy_run(src, dst, run_id) for run_id in runs]
 
-    try:
-        results = anyio.run(main)
-    except UnknownRun as e:
-        print(f"stop: error: {e}", file=sys.stderr)
-        return 2
+    results = anyio.run(main)
     ok = all(r.ok for r in results)
     if args.json:
         emit_json(

@@ -14,7 +14,9 @@ from typing import Any
 
 import anyio
 
-from tasks import Evaluation, MetaTask, Task, UnknownTaskError, all_tasks, evaluate, get_task
+from cli.common import read_program
+from outcome import UsageError
+from tasks import Evaluation, MetaTask, Task, all_tasks, evaluate, get_task
 
 __all__ = ("register",)
 
@@ -61,11 +63,7 @@ def _lookup(name: str) -> Task | MetaTask:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    try:
-        task = _lookup(args.name)
-    except UnknownTaskError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    task = _lookup(args.name)
     info = task.info()
     if args.json:
         print(json.dumps(info, indent=2))
@@ -113,23 +111,14 @@ def _unsafe_config(config: Any) -> Any:
     for field_name, value in (("unsafe_no_sandbox", True),):
         if field_name in names:
             return dataclasses.replace(config, **{field_name: value})
-    raise SystemExit("error: this sandbox build has no unsafe mode; run without --unsafe-no-sandbox")
+    raise UsageError("this sandbox build has no unsafe mode; run without --unsafe-no-sandbox")
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    try:
-        task = get_task(args.task)
-    except UnknownTaskError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        program = args.file.read_text(encoding="utf-8")
-    except OSError as exc:
-        print(f"error: cannot read {args.file}: {exc}", file=sys.stderr)
-        return 2
+    task = get_task(args.task)
+    program = read_program(args.file, "solution file")
     if args.workers < 1:
-        print("error: --workers must be >= 1", file=sys.stderr)
-        return 2
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
     if args.unsafe_no_sandbox:
         print("warning: --unsafe-no-sandbox: isolation layers are off; trusted code only", file=sys.stderr)
     evaluation = anyio.run(_score, task, program, args.split, args.seed, args.workers, args.unsafe_no_sandbox)

@@ -11,7 +11,7 @@ from json.encoder import encode_basestring as _encode_basestring
 from typing import Any, TypeVar
 
 from events.codec import canonical_bytes, canonical_json, sha256_hex
-from events.registry import Payload, UnknownEventType, decode_payload, payload_class
+from events.registry import Payload, UnknownEventType, decode_payload, payload_class, upcast
 
 __all__ = (
     "GENESIS",
@@ -109,11 +109,17 @@ class Event:
     def comparable(self) -> dict[str, Any]:
         """The body without wall-clock/machine fields: what replay and resume compare."""
         body = self.body()
+        payload = self.payload
         try:
             volatile = payload_class(self.type).VOLATILE
+            # Both sides at the current version: an event recorded before a payload changed
+            # compares equal to the same fact recorded now (the upcaster carries it forward).
+            body["version"], payload = upcast(self.type, self.version, payload)
         except UnknownEventType:
             volatile = frozenset()
-        body["payload"] = {k: v for k, v in self.payload.items() if k not in volatile}
+        except ValueError:
+            pass  # no upcaster path (or a newer version): compare as stored
+        body["payload"] = {k: v for k, v in payload.items() if k not in volatile}
         return body
 
     def stored(self, *, seq: int, prev_hash: str) -> Event:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from events.registry import Payload, payload
+from events.registry import Payload, payload, upcaster
 
 __all__ = (
     "SCHEDULING_TYPES",
@@ -30,6 +30,7 @@ __all__ = (
     "UtilityRequested",
     "WorkClaimed",
     "WorkRenewed",
+    "session_error_kind",
 )
 
 
@@ -79,8 +80,15 @@ class SessionRequested(Payload):
     seed: int
 
 
-@payload("session.completed", volatile=("wall_s", "cpu_s", "stdout_tail"))
+@payload("session.completed", version=2, volatile=("wall_s", "cpu_s", "stdout_tail", "traceback"))
 class SessionCompleted(Payload):
+    """How an improver session ended. A failed one says why: ``error`` ("Type: message"),
+    ``error_kind`` (the guest's exception type, or the status such as "timeout"; "" when ok) and
+    ``traceback``, the blob of the last traceback lines from the improver's own code (or None).
+
+    Version 2 added ``error_kind`` and ``traceback``; the traceback is diagnostic detail like
+    ``stdout_tail`` (and absent from version 1 logs), so replay does not compare it."""
+
     status: str
     solution: str | None
     error: str
@@ -90,6 +98,23 @@ class SessionCompleted(Payload):
     wall_s: float
     cpu_s: float
     stdout_tail: str
+    error_kind: str
+    traceback: str | None
+
+
+def session_error_kind(status: str, error: str) -> str:
+    """The kind of a session's failure: the exception type for "error", else the status."""
+    if status == "ok":
+        return ""
+    head = error.split(":", 1)[0].strip()
+    if status == "error" and head and head.replace(".", "").replace("_", "").isalnum():
+        return head
+    return status
+
+
+@upcaster("session.completed", 1)
+def _session_completed_v1(data: dict[str, Any]) -> dict[str, Any]:
+    return {**data, "error_kind": session_error_kind(data["status"], data.get("error") or ""), "traceback": None}
 
 
 @payload("program.scanned")

@@ -9,12 +9,10 @@ from lm._backend import LMBackend
 from lm._offline import OfflineMutationModel
 from lm._openai import OpenAICompatibleBackend
 from lm._retry import RetryPolicy
+from lm._schema import check_lm_section
+from outcome import ConfigError
 
 __all__ = ("ConfigError", "backend_from_config")
-
-
-class ConfigError(ValueError):
-    """The LM section of the run config is unusable (the message says what to change)."""
 
 
 def backend_from_config(cfg: Mapping[str, Any] | None, env: Mapping[str, str]) -> LMBackend:
@@ -22,7 +20,7 @@ def backend_from_config(cfg: Mapping[str, Any] | None, env: Mapping[str, str]) -
 
     ``cfg`` is the run config or its ``lm`` section: ``backend`` ("openai" | "offline" | absent),
     ``model``, ``base_url``, ``api_key_env`` (the *name* of the variable holding the key; keys
-    never go in the config, which is recorded in the log), ``concurrency``, ``timeout``,
+    never go in the config, which is recorded in the log), ``concurrency``, ``timeout_s`` (or ``timeout``),
     ``max_attempts``. Environment: ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``, ``OPENAI_MODEL``.
     Config values win over the environment. With neither a key nor a base URL nor
     ``backend: openai``, the result is the offline mutation model.
@@ -30,14 +28,8 @@ def backend_from_config(cfg: Mapping[str, Any] | None, env: Mapping[str, str]) -
     section = dict(cfg or {})
     if isinstance(section.get("lm"), Mapping):
         section = dict(section["lm"])
-    if any(k in section for k in ("api_key", "key", "openai_api_key")):
-        raise ConfigError(
-            "the run config holds an API key; remove it and set OPENAI_API_KEY in the environment "
-            "(or name another variable with lm.api_key_env): the config is recorded in the log"
-        )
+    check_lm_section(section)
     kind = section.get("backend")
-    if kind not in (None, "openai", "openai-compatible", "offline"):
-        raise ConfigError(f"unknown lm.backend {kind!r}; use 'openai' (any OpenAI-compatible server) or 'offline'")
     if kind == "offline":
         return OfflineMutationModel()
     key_var = str(section.get("api_key_env") or "OPENAI_API_KEY")
@@ -59,6 +51,6 @@ def backend_from_config(cfg: Mapping[str, Any] | None, env: Mapping[str, str]) -
         api_key=api_key,
         model=str(model),
         concurrency=int(section.get("concurrency", 8)),
-        timeout=float(section.get("timeout", 120.0)),
+        timeout=float(section.get("timeout_s", section.get("timeout", 120.0))),
         retry=retry,
     )

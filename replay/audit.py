@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from events.model import ChainReport, Event, verify_chain
+from events.stop_events import session_error_kind
 from replay.costs import LMCall, LMUsage, lm_calls, prices_from_config
 from replay.lineage import UNATTRIBUTED, Lineage, lineage_from_tree
 from replay.runs import RunLog, UnreadableEvent, load_run
@@ -49,7 +50,7 @@ CATEGORIES = (
 _BLOB_FIELDS: dict[str, tuple[str, ...]] = {
     "generation.started": ("improver", "parent"),
     "session.requested": ("improver", "initial_solution"),
-    "session.completed": ("solution",),
+    "session.completed": ("solution", "traceback"),
     "program.scanned": ("program",),
     "sandbox.batch.requested": ("solution",),
     "sandbox.batch.completed": ("results",),
@@ -191,6 +192,8 @@ class AuditReport:
     runtime_examples: dict[str, list[str]] = field(default_factory=dict)
     reward_hacking: list[dict[str, Any]] = field(default_factory=list)
     budget_overruns: list[dict[str, Any]] = field(default_factory=list)
+    #: error kind (the improver's exception type, or "timeout", ...) -> failed improver sessions
+    failed_sessions: Counter[str] = field(default_factory=Counter)
     status: str = ""  # finished | failed | unfinished
 
     @property
@@ -249,6 +252,10 @@ class AuditReport:
             },
             "reward_hacking": self.reward_hacking,
             "budget_overruns": self.budget_overruns,
+            "failed_sessions": {
+                "total": sum(self.failed_sessions.values()),
+                "by_kind": dict(sorted(self.failed_sessions.items())),
+            },
         }
 
     def render(self) -> str:
@@ -291,6 +298,8 @@ class AuditReport:
         lines.append(f"budget overruns: {len(self.budget_overruns)}")
         for b in self.budget_overruns[:20]:
             lines.append(f"  {b['event'][:12]} {b['resource']}: used {b['used']} of {b['limit']} {b['detail']}")
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.failed_sessions.items()))
+        lines.append(f"failed sessions: {sum(self.failed_sessions.values())}" + (f" ({kinds})" if kinds else ""))
         lines.append("audit: OK" if self.ok else "audit: FAILED (the log was changed after it was written)")
         return "\n".join(lines)
 
@@ -364,6 +373,9 @@ def audit_log(run: RunLog, tree: CausalTree | None = None, lineage: Lineage | No
                 if c in CATEGORIES:
                     report.scanned[c] += 1
         elif ev.type in ("sandbox.batch.completed", "session.completed"):
+            if ev.type == "session.completed" and p.get("status") != "ok":
+                kind = p.get("error_kind") or session_error_kind(str(p.get("status")), str(p.get("error") or ""))
+                report.failed_sessions[kind] += 1
             for v in p.get("violations") or []:
                 cat = violation_category(str(v))
                 report.runtime[cat] += 1

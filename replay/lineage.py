@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from events.model import Event
+from events.stop_events import SessionCompleted
+from outcome import UsageError
 from replay.costs import LMCall, LMUsage, lm_calls, prices_from_config
 from replay.runs import load_run
 from replay.tree import CausalTree, build_tree
@@ -42,8 +44,8 @@ __all__ = (
 UNATTRIBUTED = "unattributed"
 
 
-class UnknownNode(LookupError):
-    """No lineage node (or more than one distinct program) matches an id or hash prefix."""
+class UnknownNode(UsageError, LookupError):
+    """No lineage node (or more than one distinct program) matches an id or hash prefix (exit 2)."""
 
 
 @dataclass
@@ -62,6 +64,11 @@ class LineageNode:
     test: float | None = None
     lm: LMUsage = field(default_factory=LMUsage)
     label: str = ""
+    #: a failed improver session: its error kind ("ModuleNotFoundError", "timeout", ...),
+    #: its message, and the blob of the improver's traceback (see ``session.completed``)
+    error_kind: str = ""
+    error: str = ""
+    traceback: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -79,6 +86,9 @@ class LineageNode:
             "test": self.test,
             "label": self.label,
             "lm": self.lm.to_json(),
+            "error": {"kind": self.error_kind, "message": self.error, "traceback": self.traceback}
+            if self.error_kind
+            else None,
         }
 
 
@@ -131,6 +141,15 @@ class Lineage:
         }
 
 
+def session_failure(done: Event) -> tuple[str, str, str | None]:
+    """(error kind, message, traceback blob) of a ``session.completed`` (kind "" if it succeeded)."""
+    data = done.data
+    assert isinstance(data, SessionCompleted)
+    if data.status == "ok" and data.solution:
+        return "", "", None
+    return data.error_kind or data.status, data.error or f"the session ended with {data.status}", data.traceback
+
+
 def _num(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
@@ -152,6 +171,24 @@ class _Builder:
 
     def evaluated(self, request: Event | None) -> Event | None:
         return self.tree.child(request, "utility.evaluated") if request is not None else None
+
+    def failed_session(self, done: Event, parent: str | None, base: str | None, **fields: Any) -> LineageNode:
+        """A node for an improver session that returned nothing: what it was, and why it failed."""
+        kind, message, trace = session_failure(done)
+        return self.add(
+            LineageNode(
+                id=done.id,
+                kind=fields.pop("kind", "solution"),
+                program=None,
+                parent=parent,
+                base=base,
+                status="failed",
+                error_kind=kind,
+                error=message,
+                traceback=trace,
+                **fields,
+            )
+        )
 
     def meta_of(self, request: Event | None) -> tuple[float | None, float | None]:
         ev = self.evaluated(request)
@@ -247,7 +284,14 @@ class _Builder:
                         self.owner[session.id] = node_id
                         self.owner[done.id] = node_id
                     else:
-                        current.reason = current.reason or str(done.payload.get("error", ""))
+                        self.failed_session(
+                            done,
+                            current_id,
+                            current.program,
+                            kind="improver",
+                            generation=g + 1,
+                            label="generation session (returned no improver)",
+                        )
             decided = tree.child(gen, "improver.decided", "decision")
             if decided is not None:
                 cand = decided.payload.get("candidate")
@@ -303,6 +347,7 @@ class _Builder:
             done = tree.child(sess, "session.completed", "result")
             task = str(sess.payload.get("utility_task") or sess.key.split("/")[0])
             prog = done.payload.get("solution") if done is not None else None
+            error_kind, error, trace = session_failure(done) if done is not None else ("", "", None)
             v, _ = self.meta_of(tree.child(done, "utility.requested", "val")) if done else (None, None)
             t, _ = self.meta_of(tree.child(done, "utility.requested", "test")) if done else (None, None)
             node = self.add(
@@ -318,7 +363,10 @@ class _Builder:
                     val=v,
                     test=t,
                     label=f"{task} run {sess.key.split('/')[-1]}",
-                    reason=str(done.payload.get("error", "")) if done else "",
+                    reason=error,
+                    error_kind=error_kind,
+                    error=error,
+                    traceback=trace,
                 )
             )
             self.owner[sess.id] = node.id
@@ -365,9 +413,9 @@ class _Builder:
                         parent=seed_id,
                         base=seed_prog,
                         task=str(req.payload.get("task")),
-                        status="proposed",
+                        status="tried",
                         val=v,
-                        label="tried",
+                        label="tried by the improver, not returned",
                     )
                 ).id
             if done is not None and isinstance(result, str):
@@ -386,6 +434,18 @@ class _Builder:
                         test=t,
                         label="improved solution",
                     )
+                )
+                self.owner[session.id] = node.id
+            elif done is not None:
+                # Nothing was returned: "after" is 0, whatever the improver tried on the way.
+                node = self.failed_session(
+                    done,
+                    seed_id,
+                    seed_prog,
+                    task=str(session.payload.get("utility_task")),
+                    val=0.0,
+                    test=0.0,
+                    label="improver session failed: nothing returned",
                 )
                 self.owner[session.id] = node.id
 
@@ -489,6 +549,8 @@ def describe(node: LineageNode) -> str:
         bits.append(f"lm {node.lm.calls} calls {node.lm.tokens} tok ${node.lm.cost_usd:.4f}")
     if node.status:
         bits.append(f"[{node.status.upper() if node.adopted else node.status}]")
+    if node.error_kind:
+        bits.append(f"error: {node.error.splitlines()[0][:160] if node.error else node.error_kind}")
     return "  ".join(bits)
 
 
@@ -546,6 +608,8 @@ def node_diff(base: str | None, text: str, base_name: str, name: str) -> str:
 async def show_node(store: EventStore, lineage: Lineage, ident: str) -> tuple[LineageNode, str, str]:
     """(node, program text, unified diff against its parent's program)."""
     node = lineage.find(ident)
+    if not node.program:
+        return node, "", ""  # a failed session returned no program
     text = await _text(store, node.program) or ""
     base = await _text(store, node.base)
     diff = node_diff(

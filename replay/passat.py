@@ -25,6 +25,7 @@ import numpy as np
 
 from events import Event
 from events.stop_events import RepairProblemStarted, RepairProgram, UtilityEvaluated, UtilityRequested
+from outcome import UsageError
 from store.base import EventStore
 
 __all__ = ("Estimate", "Node", "Tree", "estimate", "load_trees", "passat_table", "plot_passat")
@@ -107,7 +108,7 @@ async def load_trees(store: EventStore, run_id: str) -> list[Tree]:
         started = pev.decode(RepairProblemStarted)
         trees.append(Tree(started.problem, started.n_p, started.n_fr, nodes, repairs, unchecked))
     if not trees:
-        raise LookupError(f"run {run_id} has no repair trees (is it a `stop repair` run?)")
+        raise UsageError(f"run {run_id} has no repair trees (is it a `stop repair` run?)")
     return trees
 
 

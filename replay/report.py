@@ -37,6 +37,7 @@ border-left:1px solid #bbb;border-bottom:1px solid #bbb;width:10px;height:12px}
 .node a{font-family:ui-monospace,monospace;text-decoration:none} .tag{border-radius:3px;padding:0 5px;font-size:12px;margin-left:4px}
 .tag.adopted{background:#d4f4dd;color:#145a32} .tag.rejected{background:#fde2e1;color:#922}
 .tag.seed{background:#e3ecff;color:#1c3f94} .tag.other{background:#eee;color:#444}
+.node-error{color:#922;font-size:13px;margin-left:1em} .failure pre{background:#fff4f4;padding:6px;overflow:auto}
 pre{background:#f8f8f8;border:1px solid #e4e4e4;padding:8px;overflow:auto;font-size:12px;max-height:480px}
 pre.diff .add{color:#137333;background:#e6f4ea;display:block} pre.diff .del{color:#a50e0e;background:#fce8e6;display:block}
 pre.diff .hunk{color:#6a3ab2;display:block} details{margin:6px 0} summary{cursor:pointer}
@@ -83,6 +84,10 @@ def _tag(node: LineageNode) -> str:
     return f'<span class="tag {kind}">{escape(node.status)}</span>'
 
 
+def _without_kind(kind: str, message: str) -> str:
+    return message[len(kind) + 2 :] if message.startswith(f"{kind}: ") else message
+
+
 def _node_html(node: LineageNode) -> str:
     what = "meta" if node.kind == "improver" else "utility"
     bits = [node.kind]
@@ -95,9 +100,15 @@ def _node_html(node: LineageNode) -> str:
     text = " · ".join(escape(b) for b in bits)
     cost = f" · LM {node.lm.calls} calls, {node.lm.tokens} tok, ${node.lm.cost_usd:.4f}" if node.lm.calls else ""
     anchor = f'<a href="#prog-{escape(node.id)}">{escape(node.id[:10])}</a>' if node.program else escape(node.id[:10])
+    error = (
+        f'<div class="node-error"><a href="#fail-{escape(node.id)}">{escape(node.error_kind)}</a>: '
+        f"{escape(_without_kind(node.error_kind, node.error).splitlines()[0][:300] if node.error else '')}</div>"
+        if node.error_kind
+        else ""
+    )
     return (
         f'<span class="node-label">{anchor} {text} · {what} val {_f(node.val)} test {_f(node.test)}'
-        f"{escape(cost)}</span>{_tag(node)}"
+        f"{escape(cost)}</span>{_tag(node)}{error}"
     )
 
 
@@ -183,6 +194,13 @@ async def _programs_html(store: EventStore, lineage: Lineage) -> str:
 
     parts = []
     for _depth, _last, node, _trail in walk(lineage):
+        if node.error_kind:
+            trace = await text(node.traceback) or "(no traceback recorded)"
+            parts.append(
+                f'<section class="failure" id="fail-{escape(node.id)}"><h4>{escape(node.id[:10])} failed: '
+                f"{escape(node.error_kind)}</h4><p>{escape(node.error)}</p>"
+                f'<pre class="traceback">{escape(trace)}</pre></section>'
+            )
         if not node.program:
             continue
         prog = await text(node.program) or ""

@@ -17,6 +17,7 @@ import anyio
 import structlog
 
 from events.model import Event
+from outcome import UsageError
 from store.base import EventStore
 
 __all__ = ("RunLog", "UnknownRun", "UnreadableEvent", "load_run", "resolve_run")
@@ -24,8 +25,8 @@ __all__ = ("RunLog", "UnknownRun", "UnreadableEvent", "load_run", "resolve_run")
 log = structlog.get_logger("replay.inspect")
 
 
-class UnknownRun(LookupError):
-    """No run (or more than one run) matches what was asked for."""
+class UnknownRun(UsageError, LookupError):
+    """No run (or more than one run) matches what was asked for (exit 2)."""
 
 
 @dataclass(frozen=True)

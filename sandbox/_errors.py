@@ -11,6 +11,8 @@ are ``JobResult.status`` values.
 
 from __future__ import annotations
 
+from outcome import EnvironmentProblem
+
 __all__ = ("BridgeError", "SandboxError", "SandboxUnavailable")
 
 
@@ -18,8 +20,8 @@ class SandboxError(Exception):
     """Base class of the sandbox's own exceptions."""
 
 
-class SandboxUnavailable(SandboxError):
-    """Raised by ``SandboxPool`` when it cannot isolate untrusted code on this machine."""
+class SandboxUnavailable(SandboxError, EnvironmentProblem):
+    """Raised by ``SandboxPool`` when it cannot isolate untrusted code on this machine (exit 3)."""
 
 
 class BridgeError(SandboxError):

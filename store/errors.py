@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from outcome import EnvironmentProblem, ExitCode, UsageError
+
 __all__ = (
     "ConflictError",
     "CorruptBlob",
@@ -34,8 +36,12 @@ __all__ = (
 )
 
 
-class StoreError(Exception):
-    """Base of every error the store raises."""
+class StoreError(EnvironmentProblem):
+    """Base of every error the store raises.
+
+    Each is an ``outcome`` error, so the CLI prints it as one line with the contract's exit code:
+    3 (the store cannot be used here) unless a subclass says otherwise.
+    """
 
 
 class ConflictError(StoreError):
@@ -43,11 +49,13 @@ class ConflictError(StoreError):
 
 
 class StoreUnavailable(StoreError):
-    """The store cannot be used right now (locked past the retries, unopenable)."""
+    """The store cannot be used right now (locked past the retries, unopenable): exit 3."""
 
 
-class StoreNotFound(StoreUnavailable):
-    """There is no store at the path and creating one was not asked for."""
+class StoreNotFound(StoreUnavailable, UsageError):
+    """There is no store at the path and creating one was not asked for: exit 2."""
+
+    exit_code = ExitCode.USAGE
 
 
 class StoreReadOnly(StoreUnavailable):
@@ -58,16 +66,20 @@ class StoreFull(StoreUnavailable):
     """The disk is full. The transaction was rolled back; earlier events are intact."""
 
 
-class CorruptStore(StoreError):
-    """The file is not a SQLite database, or SQLite reports it damaged."""
+class CorruptStore(StoreError, UsageError):
+    """The file is not a SQLite database, or SQLite reports it damaged: exit 2."""
+
+    exit_code = ExitCode.USAGE
 
 
 class CorruptBlob(CorruptStore):
     """A blob's bytes do not hash to its address: it was changed after it was stored."""
 
 
-class SchemaError(StoreError):
-    """The database does not hold this project's schema at a version this code reads."""
+class SchemaError(StoreError, UsageError):
+    """The database does not hold this project's schema at a version this code reads: exit 2."""
+
+    exit_code = ExitCode.USAGE
 
 
 class ForeignSchema(SchemaError):
@@ -75,7 +87,9 @@ class ForeignSchema(SchemaError):
 
 
 class SchemaTooNew(SchemaError):
-    """Written by a newer version of this code; upgrading the code is the fix."""
+    """Written by a newer version of this code; upgrading the code is the fix: exit 3."""
+
+    exit_code = ExitCode.ENVIRONMENT
 
 
 def is_busy(exc: BaseException) -> bool:

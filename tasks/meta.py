@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from outcome import ConfigError
 from tasks.registry import TASKS
 
 __all__ = (
@@ -27,10 +28,6 @@ __all__ = (
     "MetaUtilityConfig",
     "meta_utility_value",
 )
-
-
-class ConfigError(ValueError):
-    """A malformed improver budget or meta-utility configuration (the message names the field)."""
 
 
 def _positive_int(where: str, key: str, value: Any) -> int:

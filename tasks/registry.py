@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from outcome import UsageError
 from tasks.base import Task, TaskOptions
 from tasks.maxcut import MaxCut
 from tasks.modified_quadratic_assignment import ModifiedQuadraticAssignment
@@ -25,15 +26,15 @@ TASKS: dict[str, type[Task]] = {
 }
 
 
-class UnknownTaskError(KeyError):
-    """Raised by :func:`get_task` for a name that is not registered."""
+class UnknownTaskError(UsageError, KeyError):
+    """Raised by :func:`get_task` for a name that is not registered (exit 2)."""
 
     def __init__(self, name: str) -> None:
-        super().__init__(name)
+        super().__init__(f"unknown task {name!r}; known tasks: {', '.join(task_names())}", hint="see `stop tasks`")
         self.name = name
 
     def __str__(self) -> str:
-        return f"unknown task {self.name!r}; known tasks: {', '.join(task_names())}"
+        return self.message
 
 
 def task_names() -> list[str]:

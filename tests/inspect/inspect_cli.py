@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
-
-from cli.inspect_cmd import register
-from cli.logs import configure_logging
+from cli.main import main
 
 
 def run_cli(argv: list[str]) -> int:
-    configure_logging("json")  # as ``stop`` does: logs on stderr, results on stdout
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers())
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+    # As ``stop`` does: logs on stderr (JSON lines), results on stdout; errors by the outcome contract.
+    return main(["--log-format", "json", *argv])

@@ -131,6 +131,8 @@ class Builder:
                 wall_s=1.0,
                 cpu_s=0.5,
                 stdout_tail="",
+                error_kind="",
+                traceback=None,
             ),
             sess,
             "result",

@@ -63,7 +63,7 @@ async def test_improve_and_repair_lineages() -> None:
     kids = {n.program: n for n in lin.children(seed.id)}
     assert set(kids) == {h(S1), h(S2)}
     assert (kids[h(S2)].status, kids[h(S2)].val, kids[h(S2)].test) == ("returned", 0.6, 0.55)
-    assert kids[h(S2)].lm.calls == 1 and kids[h(S1)].status == "proposed"
+    assert kids[h(S2)].lm.calls == 1 and kids[h(S1)].status == "tried"
     rep = await build_lineage(store, "rep")
     (problem,) = rep.roots
     (sample,) = rep.children(problem.id)

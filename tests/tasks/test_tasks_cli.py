@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import pytest
 import structlog
 
-from cli.tasks_cmd import register
+from cli.main import main
 from tasks import all_tasks, get_task
 
 
 def run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="stop")
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
     with structlog.testing.capture_logs():  # logs belong on stderr; keep stdout pure here
-        code: int = args.func(args)
-    return code
+        return main(argv)
 
 
 def test_tasks_lists_every_task(capsys: pytest.CaptureFixture[str]) -> None:
