@@ -16,14 +16,7 @@ from typing import Any
 import anyio
 
 from cli.common import read_program
-from lm import (
-    LMBudget,
-    LMError,
-    LMService,
-    OpenAICompatibleBackend,
-    StopLanguageModel,
-    backend_from_config,
-)
+from lm import LMError, LMRequest, LMService, OpenAICompatibleBackend, backend_from_config
 from outcome import RunFailed
 from store import MemoryStore
 
@@ -97,11 +90,18 @@ def _cmd_propose(args: argparse.Namespace) -> int:
     print(f"# backend: {backend.describe()['label']}", file=sys.stderr)
 
     async def propose() -> list[str]:
+        model = getattr(args, "model", None) or backend.default_model or "offline-mutation"
+        req = LMRequest(
+            model=model,
+            messages=[
+                {"role": "system", "content": "You are an expert programmer."},
+                {"role": "user", "content": message},
+            ],
+            temperature=args.temperature,
+            n=args.n,
+        )
         async with LMService(backend, MemoryStore()) as svc:
-            lm = StopLanguageModel(svc, LMBudget(max_calls=1), model=getattr(args, "model", None))
-            return await lm.batch_prompt(
-                "You are an expert programmer.", [message] * args.n, temperature=args.temperature
-            )
+            return (await svc.answer(req, 0)).texts
 
     try:
         replies = anyio.run(propose)

@@ -1,4 +1,7 @@
-"""Event payloads of the lm layer (registered on import of ``lm``)."""
+"""Payloads of the LM layer's run-level facts: spend caps and what the endpoint accepts.
+
+Registered by importing ``events`` (``events/__init__.py`` imports this module).
+"""
 
 from __future__ import annotations
 
@@ -6,21 +9,41 @@ from typing import Any
 
 from events.registry import Payload, payload
 
-__all__ = ("LMBudgetExceeded",)
+__all__ = ("BudgetExhausted", "BudgetRaised", "LMEndpointObserved")
 
 
-@payload("lm.budget_exceeded")
-class LMBudgetExceeded(Payload):
-    """An improver's LM call was refused because it would pass a host-side budget.
+@payload("budget.exhausted")
+class BudgetExhausted(Payload):
+    """The run reached a spend cap: no new LM request was sent once the committed spend (spent +
+    in-flight worst case) would cross ``cap``. Requests refused stay unanswered in the log, so
+    ``stop resume RUN --max-cost-usd X`` (a ``budget.raised``) continues them.
 
-    ``limit`` is one of calls / completions / tokens / cost_usd; ``state`` is the BudgetState
-    (as a dict) at the refusal; ``request_hashes`` identify the refused request(s).
+    ``cap`` is "max_cost_usd" / "max_tokens_total" / "max_lm_calls"; ``limit`` its value;
+    ``spent`` what the run had used when the last in-flight request settled (calls, prompt and
+    completion tokens, cost in USD); ``raised`` how many ``budget.raised`` came before.
     """
 
-    limit: str
-    used: float
-    limit_value: float
-    requested: float
+    cap: str
+    limit: float
+    spent: dict[str, Any]
     message: str
-    state: dict[str, Any]
-    request_hashes: list[str]
+    raised: int
+
+
+@payload("budget.raised")
+class BudgetRaised(Payload):
+    """``stop resume --max-cost-usd`` (etc.): the caps from here on; ``previous`` the ones before."""
+
+    caps: dict[str, Any]
+    previous: dict[str, Any]
+    index: int
+
+
+@payload("lm.endpoint", volatile=("accepts",))
+class LMEndpointObserved(Payload):
+    """What the endpoint was found to accept (per model: token parameter, temperature, n
+    honoured, seed), recorded when first learned and when it changes. A fact about the
+    endpoint, not about the run's results: replay does not compare it."""
+
+    endpoint: str
+    accepts: dict[str, Any]

@@ -168,10 +168,24 @@ class LMResponded(Payload):
     source: str
 
 
-@payload("lm.failed")
+@payload("lm.failed", version=2)
 class LMFailed(Payload):
+    """A request that got no answer. ``kind``: "auth" / "model" / "request" / "quota" (fatal:
+    the run stops asking the model), "timeout" / "connection" / "rate_limit" / "server" /
+    "malformed" (transient, retries exhausted), "skipped" (not sent: the run had already hit a
+    fatal error). ``status`` is the endpoint's HTTP status when there was one."""
+
     error: str
     kind: str
+    status: int | None = None
+    fatal: bool = False
+
+
+@upcaster("lm.failed", 1)
+def _lm_failed_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """v1 recorded the exception class name as ``kind`` and no status."""
+    fatal = data.get("kind") == "LMFatalError"
+    return {**data, "status": None, "fatal": fatal}
 
 
 @payload("budget.exceeded")

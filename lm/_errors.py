@@ -4,11 +4,15 @@
 
     LMError
      ├── LMFatalError      a request that cannot succeed by retrying (bad key, unknown model,
-     │                     malformed request); raised at once, the message says what to fix
-     ├── LMUnavailable     transient failures outlasted the retry policy
+     │                     malformed request, no quota); raised at once, the message says what
+     │                     to fix; the run stops asking the model
+     ├── LMUnavailable     transient failures outlasted the retry policy (that request failed)
+     ├── MalformedReply    an HTTP 200 whose body is not a usable chat completion (retried)
      ├── CacheMiss         replay mode found no recorded answer (names request and cause)
-     ├── CacheCorrupt      a recorded answer does not belong to the request it is keyed by
-     └── BudgetExceeded    a call would go past a host-side budget (raised before the call)
+     └── CacheCorrupt      a recorded answer does not belong to the request it is keyed by
+
+Run-level spend caps are not an exception: the proposer stops issuing requests and records
+``budget.exhausted`` (``lm.spend``).
 """
 
 from __future__ import annotations
@@ -16,12 +20,12 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = (
-    "BudgetExceeded",
     "CacheCorrupt",
     "CacheMiss",
     "LMError",
     "LMFatalError",
     "LMUnavailable",
+    "MalformedReply",
 )
 
 
@@ -30,19 +34,37 @@ class LMError(Exception):
 
 
 class LMFatalError(LMError):
-    """The endpoint refused the request in a way retrying cannot fix (HTTP 400/401/403/404/422)."""
+    """The endpoint refused the request in a way retrying cannot fix (HTTP 400/401/403/404/422).
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    ``kind``: "auth" (401/403: the key), "model" (404), "request" (400/422), "quota" (429
+    insufficient_quota). ``server_message`` is the endpoint's own error text.
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None = None, kind: str = "request", server_message: str = ""
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.kind = kind
+        self.server_message = server_message
 
 
 class LMUnavailable(LMError):
-    """Raised by a backend when every attempt allowed by the retry policy failed transiently."""
+    """Raised by a backend when every attempt allowed by the retry policy failed transiently.
 
-    def __init__(self, message: str, *, attempts: int) -> None:
+    ``kind`` classifies the last failure: "timeout", "connection", "rate_limit", "server",
+    "malformed"."""
+
+    def __init__(self, message: str, *, attempts: int, kind: str = "unavailable", status: int | None = None) -> None:
         super().__init__(message)
         self.attempts = attempts
+        self.kind = kind
+        self.status = status
+
+
+class MalformedReply(LMError):
+    """An HTTP 200 that is not a usable chat completion: non-JSON (an HTML error page),
+    ``choices`` empty or of the wrong type, ``content`` null. Transient: retried."""
 
 
 class CacheMiss(LMError):
@@ -66,30 +88,3 @@ class CacheMiss(LMError):
 
 class CacheCorrupt(LMError):
     """A cache row's stored request differs from the request whose key points at it."""
-
-
-class BudgetExceeded(LMError):
-    """A call would exceed a host-side LM budget. Raised before the call; nothing is truncated."""
-
-    def __init__(self, limit: str, *, used: float, limit_value: float, requested: float) -> None:
-        self.limit = limit
-        self.used = used
-        self.limit_value = limit_value
-        self.requested = requested
-        super().__init__(
-            f"LM budget exceeded: {limit} limit is {_fmt(limit_value)}, {_fmt(used)} used, "
-            f"this call needs {_fmt(requested)} more"
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "limit": self.limit,
-            "used": self.used,
-            "limit_value": self.limit_value,
-            "requested": self.requested,
-            "message": str(self),
-        }
-
-
-def _fmt(x: float) -> str:
-    return f"{x:g}" if isinstance(x, float) else str(x)

@@ -1,9 +1,17 @@
 """OpenAI-compatible chat-completions backend (OpenAI, vLLM, Ollama, llama.cpp servers).
 
-- the openai SDK's async client with its own retries off (``max_retries=0``); tenacity with
-  ``should_retry`` and ``PolicyWait`` is the one retry policy;
+- one openai SDK async client (one connection pool) per backend, its own retries off
+  (``max_retries=0``); tenacity with ``should_retry`` and ``PolicyWait`` is the one retry policy;
+- the reply body is parsed and validated here (``parse_reply``), not by the SDK's models: every
+  malformed shape of an HTTP 200 (non-JSON, ``choices`` empty or of the wrong type, ``content``
+  null) becomes a ``MalformedReply``, which is retried like a 5xx; usage that is missing,
+  negative or absurd is replaced by an estimate and flagged (``Completion.usage_note``);
+- fatal refusals (401/403 key, 404 model, 400 request, no quota) raise ``LMFatalError`` at once,
+  with the endpoint's own message and what to change; a 400 that names a parameter the model
+  refuses (``max_tokens`` on reasoning models, ``temperature``, ``n``, ``seed``) is learned
+  (``EndpointParams``) and the request is sent again without it;
 - one ``anyio.CapacityLimiter`` per endpoint bounds in-flight HTTP calls (held per attempt, not
-  during backoff);
+  during backoff); a call still unanswered after ``stall_warn_s`` logs ``lm.stalled``;
 - ``n`` > 1 is sent as is; if the endpoint returns fewer choices than asked, the rest are fetched
   by fan-out (n=1 calls) and the endpoint is remembered as ignoring ``n``;
 - the API key lives only inside the SDK client: never in requests, records, events, logs or repr.
@@ -11,8 +19,12 @@
 
 from __future__ import annotations
 
+import json
+import re
+import time
 import urllib.parse
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -20,15 +32,21 @@ import openai
 import structlog
 from tenacity import AsyncRetrying, RetryError, retry_if_exception, stop_after_attempt
 
-from lm._errors import LMFatalError, LMUnavailable
+from lm._errors import LMError, LMFatalError, LMUnavailable, MalformedReply
 from lm._request import Completion, LMRequest
 from lm._retry import PolicyWait, RetryPolicy, should_retry
+from lm._tokens import count_tokens
 
-__all__ = ("OpenAICompatibleBackend", "public_url")
+__all__ = ("DEFAULT_TIMEOUT_S", "EndpointParams", "OpenAICompatibleBackend", "parse_reply", "public_url")
 
 log = structlog.get_logger("lm.openai")
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_TIMEOUT_S = 300.0
+#: usage above this many tokens in one reply is not believed (clamped to an estimate, flagged)
+ABSURD_TOKENS = 10_000_000
+#: model names that take ``max_completion_tokens`` and refuse ``temperature`` (o1, o3, o4-mini, gpt-5…)
+REASONING_MODEL = re.compile(r"^(?:[\w.-]+/)?(?:o\d|gpt-5)", re.IGNORECASE)
 
 
 def public_url(url: str) -> str:
@@ -40,6 +58,66 @@ def public_url(url: str) -> str:
     if parts.port is not None:
         host = f"{host}:{parts.port}"
     return urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+@dataclass
+class EndpointParams:
+    """What the endpoint was found to accept (transport only: never part of a cache key).
+
+    Starts from the model's name (reasoning models: ``max_completion_tokens``, no temperature)
+    and is corrected by the endpoint's own 400 refusals and by how many choices it returns.
+    """
+
+    token_param: str = "max_tokens"
+    temperature: bool = True
+    n: bool = True
+    seed: bool = True
+    reasoning_effort: str | None = None
+    #: None until a request with n > 1 was answered
+    n_honoured: bool | None = None
+    learned: tuple[str, ...] = ()
+
+    @classmethod
+    def for_model(cls, model: str | None, reasoning_effort: str | None = None) -> EndpointParams:
+        if model and REASONING_MODEL.match(model):
+            return cls(token_param="max_completion_tokens", temperature=False, reasoning_effort=reasoning_effort)
+        return cls(reasoning_effort=reasoning_effort)
+
+    def adapt(self, message: str) -> str | None:
+        """Learn from a 400's text; the name of what changed, or None if nothing applies."""
+        m = message.lower()
+        if "max_completion_tokens" in m and self.token_param == "max_tokens":
+            self.token_param = "max_completion_tokens"
+            return self._learn("max_completion_tokens")
+        if "temperature" in m and self.temperature:
+            self.temperature = False
+            return self._learn("no temperature")
+        if "reasoning_effort" in m and self.reasoning_effort is not None:
+            self.reasoning_effort = None
+            return self._learn("no reasoning_effort")
+        if "seed" in m and self.seed:
+            self.seed = False
+            return self._learn("no seed")
+        if re.search(r"['\"`]n['\"`]|\bn\b must|parameter n\b", m) and self.n:
+            self.n = False
+            self.n_honoured = False
+            return self._learn("no n")
+        return None
+
+    def _learn(self, what: str) -> str:
+        self.learned = (*self.learned, what)
+        return what
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "token_param": self.token_param,
+            "temperature_accepted": self.temperature,
+            "n_accepted": self.n,
+            "n_honoured": self.n_honoured,
+            "seed_accepted": self.seed,
+            "reasoning_effort": self.reasoning_effort,
+            "learned": list(self.learned),
+        }
 
 
 class OpenAICompatibleBackend:
@@ -54,8 +132,10 @@ class OpenAICompatibleBackend:
         api_key: str | None = None,
         model: str | None = None,
         concurrency: int = 8,
-        timeout: float = 120.0,
+        timeout: float = DEFAULT_TIMEOUT_S,
         retry: RetryPolicy | None = None,
+        reasoning_effort: str | None = None,
+        stall_warn_s: float | None = None,
         client_factory: Callable[[], openai.AsyncOpenAI] | None = None,
     ) -> None:
         self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
@@ -63,14 +143,15 @@ class OpenAICompatibleBackend:
         self.concurrency = concurrency
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
+        self.stall_warn_s = stall_warn_s if stall_warn_s is not None else min(30.0, timeout / 2)
         self.name = f"openai-compatible:{public_url(self.base_url)}"
         self._api_key = api_key or "not-needed"  # local servers accept any key
         self._key_given = api_key is not None
         self._client_factory = client_factory
         self._client: openai.AsyncOpenAI | None = None
         self._limiter: anyio.CapacityLimiter | None = None
-        #: None until observed; False once the endpoint returned fewer choices than asked
-        self.honours_n: bool | None = None
+        self._reasoning_effort = reasoning_effort
+        self._params: dict[str, EndpointParams] = {}
         self.http_calls = 0
 
     def __repr__(self) -> str:
@@ -79,6 +160,22 @@ class OpenAICompatibleBackend:
             f"OpenAICompatibleBackend(base_url={public_url(self.base_url)!r}, "
             f"model={self.default_model!r}, api_key={key!r}, concurrency={self.concurrency})"
         )
+
+    @property
+    def honours_n(self) -> bool | None:
+        """Whether the endpoint returned ``n`` choices for the default model (None: not seen yet)."""
+        return self.params(self.default_model or "").n_honoured
+
+    def params(self, model: str) -> EndpointParams:
+        """What this endpoint accepts for ``model`` (learned per model)."""
+        p = self._params.get(model)
+        if p is None:
+            p = self._params[model] = EndpointParams.for_model(model, self._reasoning_effort)
+        return p
+
+    def accepts(self) -> dict[str, Any]:
+        """What the endpoint was found to accept, per model (for the run's ``lm.endpoint`` event)."""
+        return {m: p.to_dict() for m, p in sorted(self._params.items())}
 
     def describe(self) -> dict[str, Any]:
         url = public_url(self.base_url)
@@ -91,6 +188,7 @@ class OpenAICompatibleBackend:
             "concurrency": self.concurrency,
             "timeout_s": self.timeout,
             "max_attempts": self.retry.max_attempts,
+            "reasoning_effort": self._reasoning_effort,
         }
 
     def _get_client(self) -> openai.AsyncOpenAI:
@@ -121,34 +219,57 @@ class OpenAICompatibleBackend:
         await self.aclose()
 
     async def complete(self, req: LMRequest, *, ordinal: int = 0) -> list[Completion]:
-        if self.honours_n is False and req.n > 1:
+        params = self.params(req.model)
+        if req.n > 1 and (params.n_honoured is False or not params.n):
             return await self._fan_out(req, req.n)
         first = await self._call(req, req.n)
         if len(first) >= req.n:
             if req.n > 1:
-                self.honours_n = True
+                params.n_honoured = True
             return first[: req.n]
-        if req.n > 1 and self.honours_n is not False:
+        if req.n > 1 and params.n_honoured is not False:
             log.info("lm.endpoint_ignores_n", endpoint=public_url(self.base_url), asked=req.n, got=len(first))
-        self.honours_n = False
+        params.n_honoured = False
         return first + await self._fan_out(req, req.n - len(first))
 
     async def _fan_out(self, req: LMRequest, count: int) -> list[Completion]:
         results: list[list[Completion]] = [[] for _ in range(count)]
 
         async def one(i: int) -> None:
-            got = await self._call(req, 1)
-            if not got:
-                raise LMUnavailable(f"{public_url(self.base_url)} returned no choices", attempts=1)
-            results[i] = got[:1]
+            results[i] = (await self._call(req, 1))[:1]
 
-        async with anyio.create_task_group() as tg:
-            for i in range(count):
-                tg.start_soon(one, i)
+        try:
+            async with anyio.create_task_group() as tg:
+                for i in range(count):
+                    tg.start_soon(one, i)
+        except BaseExceptionGroup as eg:
+            raise _first_lm_error(eg) from None
         return [c for part in results for c in part]
 
     async def _call(self, req: LMRequest, n: int) -> list[Completion]:
-        """One logical HTTP call with retries; fatal errors become ``LMFatalError`` at once."""
+        """One logical call with retries; fatal errors become ``LMFatalError`` at once, a 400
+        naming a refused parameter is learned and the call is sent again without it."""
+        params = self.params(req.model)
+        while True:
+            try:
+                return await self._retrying(req, n, params)
+            except openai.APIStatusError as e:
+                if e.status_code in (400, 422):
+                    learned = params.adapt(_server_message(e))
+                    if learned is not None:
+                        log.warning(
+                            "lm.endpoint_adapted",
+                            endpoint=public_url(self.base_url),
+                            model=req.model,
+                            change=learned,
+                            server_said=self._scrub(_server_message(e))[:200],
+                        )
+                        if learned == "no n":
+                            return await self._fan_out(req, n) if n > 1 else await self._retrying(req, 1, params)
+                        continue
+                raise self._fatal(e, req) from e
+
+    async def _retrying(self, req: LMRequest, n: int, params: EndpointParams) -> list[Completion]:
         retrying = AsyncRetrying(
             retry=retry_if_exception(should_retry),
             stop=stop_after_attempt(self.retry.max_attempts),
@@ -160,37 +281,83 @@ class OpenAICompatibleBackend:
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._attempt(req, n)
+                    return await self._attempt(req, n, params)
         except RetryError as e:
             last = e.last_attempt.exception()
             raise LMUnavailable(
                 f"{public_url(self.base_url)} kept failing after {self.retry.max_attempts} attempts; "
-                f"last error: {self._scrub(_describe_exc(last))}",
+                f"last error: {self._scrub(_describe_exc(last, self.timeout))}",
                 attempts=self.retry.max_attempts,
+                kind=_transient_kind(last),
+                status=getattr(last, "status_code", None),
             ) from last
-        except openai.APIStatusError as e:
-            raise self._fatal(e, req) from e
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _attempt(self, req: LMRequest, n: int) -> list[Completion]:
-        kwargs: dict[str, Any] = {
-            "model": req.model,
-            "messages": req.message_dicts,
-            "temperature": req.temperature,
-            "n": n,
-        }
+    def _kwargs(self, req: LMRequest, n: int, params: EndpointParams) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"model": req.model, "messages": req.message_dicts}
+        if params.temperature:
+            kwargs["temperature"] = req.temperature
+        if n != 1:
+            kwargs["n"] = n
+        elif params.n:
+            kwargs["n"] = 1
         if req.max_tokens is not None:
-            kwargs["max_tokens"] = req.max_tokens
-        if req.top_p is not None:
+            kwargs[params.token_param] = req.max_tokens
+        if req.top_p is not None and params.temperature:
             kwargs["top_p"] = req.top_p
         if req.stop is not None:
             kwargs["stop"] = list(req.stop)
-        if req.seed is not None:
+        if req.seed is not None and params.seed:
             kwargs["seed"] = req.seed
+        if params.reasoning_effort is not None:
+            kwargs["reasoning_effort"] = params.reasoning_effort
+        return kwargs
+
+    async def _attempt(self, req: LMRequest, n: int, params: EndpointParams) -> list[Completion]:
+        kwargs = self._kwargs(req, n, params)
         async with self._get_limiter():
             self.http_calls += 1
-            resp = await self._get_client().chat.completions.create(**kwargs)
-        return _completions(resp)
+            body = await self._post(kwargs)
+        return parse_reply(body, req, n)
+
+    async def _post(self, kwargs: dict[str, Any]) -> bytes:
+        """The HTTP exchange, with a warning if the endpoint stays silent for ``stall_warn_s``."""
+        client = self._get_client()
+        start = time.monotonic()
+        body: bytes = b""
+
+        async def exchange() -> None:
+            nonlocal body
+            raw = await client.chat.completions.with_raw_response.create(**kwargs)
+            try:
+                body = raw.content
+            except Exception as e:  # the transport's own error types vary (httpx, httpx2)
+                raise openai.APIConnectionError(
+                    message=f"connection closed mid-body: {e}", request=raw.http_request
+                ) from e
+
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._warn_when_stalled, kwargs["model"], start)
+                await exchange()
+                tg.cancel_scope.cancel()
+        except BaseExceptionGroup as eg:
+            if len(eg.exceptions) == 1:
+                raise eg.exceptions[0] from None
+            raise
+        return body
+
+    async def _warn_when_stalled(self, model: str, start: float) -> None:
+        await anyio.sleep(self.stall_warn_s)
+        log.warning(
+            "lm.stalled",
+            endpoint=public_url(self.base_url),
+            model=model,
+            waited_s=round(time.monotonic() - start, 1),
+            timeout_s=self.timeout,
+            message=f"no answer from the endpoint for {self.stall_warn_s:g} s; giving up on this attempt "
+            f"after lm.timeout_s={self.timeout:g} s",
+        )
 
     def _before_sleep(self, state: Any) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None
@@ -198,8 +365,9 @@ class OpenAICompatibleBackend:
             "lm.retry",
             endpoint=public_url(self.base_url),
             attempt=state.attempt_number,
+            of=self.retry.max_attempts,
             wait_s=round(state.upcoming_sleep, 3),
-            error=self._scrub(_describe_exc(exc)),
+            error=self._scrub(_describe_exc(exc, self.timeout)),
         )
 
     def _scrub(self, text: str) -> str:
@@ -212,19 +380,130 @@ class OpenAICompatibleBackend:
         status = e.status_code
         detail = self._scrub(_server_message(e))
         if status == 401:
-            hint = f"the endpoint {url} rejected the API key (HTTP 401); set OPENAI_API_KEY to a valid key"
+            kind = "auth"
+            hint = (
+                f"the endpoint {url} rejected the API key (HTTP 401); set OPENAI_API_KEY (or the variable "
+                f"named by lm.api_key_env) to a valid key"
+            )
         elif status == 403:
+            kind = "auth"
             hint = f"the key has no access to model {req.model!r} at {url} (HTTP 403); use a key or model it may use"
         elif status == 404:
+            kind = "model"
             hint = (
-                f"model {req.model!r} was not found at {url} (HTTP 404); check the model name in the "
-                f"run config (lm.model) or OPENAI_MODEL, and that OPENAI_BASE_URL ends in /v1"
+                f"model {req.model!r} was not found at {url} (HTTP 404); check the model name (lm.model in the "
+                f"run config, --model or OPENAI_MODEL) against the endpoint's model list (GET {url}/models, or "
+                f"`stop lm check`), and that OPENAI_BASE_URL ends in /v1"
             )
         elif status == 429:
+            kind = "quota"
             hint = f"the account behind the key has no quota left at {url} (HTTP 429 insufficient_quota)"
         else:
-            hint = f"the endpoint {url} refused the request (HTTP {status}); fix the request parameters"
-        return LMFatalError(f"{hint}. Server said: {detail}", status=status)
+            kind = "request"
+            hint = (
+                f"the endpoint {url} refused the request for model {req.model!r} (HTTP {status}); check the "
+                f"lm section of the run config (max_tokens, lm.reasoning_effort) against what the model accepts"
+            )
+        return LMFatalError(f"{hint}. Server said: {detail}", status=status, kind=kind, server_message=detail)
+
+
+def _first_lm_error(eg: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error a fan-out reports: a fatal one first, else any lm error, else the group."""
+    leaves: list[BaseException] = []
+
+    def walk(g: BaseException) -> None:
+        if isinstance(g, BaseExceptionGroup):
+            for x in g.exceptions:
+                walk(x)
+        else:
+            leaves.append(g)
+
+    walk(eg)
+    for cls in (LMFatalError, LMError):
+        for x in leaves:
+            if isinstance(x, cls):
+                return x
+    return eg
+
+
+def parse_reply(body: bytes, req: LMRequest, n: int) -> list[Completion]:
+    """Validate an HTTP 200 body as a chat completion; ``MalformedReply`` says what is wrong."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        snippet = " ".join(body[:120].decode("utf-8", "replace").split())
+        raise MalformedReply(f"HTTP 200 with a body that is not JSON: {snippet!r}") from None
+    if not isinstance(data, dict):
+        raise MalformedReply(f"HTTP 200 with a JSON {type(data).__name__}, not a chat completion object")
+    choices = data.get("choices")
+    if not isinstance(choices, list):
+        err = data.get("error")
+        if isinstance(err, dict) and err.get("message"):
+            raise MalformedReply(f"HTTP 200 carrying an error: {str(err['message'])[:200]}")
+        raise MalformedReply(f"HTTP 200 whose 'choices' is {type(choices).__name__}, not a list")
+    if not choices:
+        raise MalformedReply("HTTP 200 with no choices ('choices' is empty)")
+    parsed: list[tuple[int, str, str | None]] = []
+    for pos, ch in enumerate(choices):
+        if not isinstance(ch, dict) or not isinstance(ch.get("message"), dict):
+            raise MalformedReply(f"HTTP 200 whose choice {pos} is not an object with a 'message'")
+        content = ch["message"].get("content")
+        finish = ch.get("finish_reason")
+        finish = str(finish) if finish is not None else None
+        if content is None:
+            if finish != "length":
+                raise MalformedReply(f"HTTP 200 whose choice {pos} has no content (null), finish_reason {finish!r}")
+            content = ""  # the token budget went to reasoning: recorded as its own outcome
+        if not isinstance(content, str):
+            raise MalformedReply(f"HTTP 200 whose choice {pos} content is {type(content).__name__}, not text")
+        index = ch.get("index")
+        parsed.append((index if isinstance(index, int) and not isinstance(index, bool) else pos, content, finish))
+    parsed.sort(key=lambda t: t[0])
+    texts = [t for _, t, _ in parsed]
+    prompt, completion, note = _usage(data.get("usage"), req, texts)
+    k = len(parsed)
+    out = []
+    for i, (_, text, finish) in enumerate(parsed):
+        share = completion // k + (1 if i < completion % k else 0)
+        out.append(
+            Completion(
+                text=text,
+                prompt_tokens=prompt if i == 0 else 0,
+                completion_tokens=share,
+                finish_reason="length" if finish == "length" else finish,
+                usage_note=note,
+            )
+        )
+    return out
+
+
+def _usage(usage: Any, req: LMRequest, texts: list[str]) -> tuple[int, int, str | None]:
+    """(prompt, completion, note): the endpoint's figures when believable, else estimates.
+
+    Missing usage is estimated (note "estimated"); negative, non-integer or absurd figures are
+    replaced by the estimate (note "clamped"): spend accounting never trusts a bogus count.
+    """
+
+    def estimate_prompt() -> int:
+        return sum(count_tokens(str(m.get("content", ""))) for m in req.message_dicts)
+
+    def estimate_completion() -> int:
+        return sum(count_tokens(t) for t in texts)
+
+    if not isinstance(usage, dict):
+        return estimate_prompt(), estimate_completion(), "estimated"
+    values = []
+    bad = False
+    for name, est in (("prompt_tokens", estimate_prompt), ("completion_tokens", estimate_completion)):
+        v = usage.get(name)
+        if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= ABSURD_TOKENS:
+            values.append(v)
+        else:
+            bad = True
+            values.append(est())
+    if bad:
+        log.warning("lm.usage_clamped", usage=str(usage)[:200], used=values)
+    return values[0], values[1], "clamped" if bad else None
 
 
 def _server_message(e: openai.APIStatusError) -> str:
@@ -236,30 +515,25 @@ def _server_message(e: openai.APIStatusError) -> str:
     return str(e)[:300]
 
 
-def _describe_exc(exc: BaseException | None) -> str:
+def _transient_kind(exc: BaseException | None) -> str:
+    if isinstance(exc, openai.APITimeoutError):
+        return "timeout"
+    if isinstance(exc, openai.APIConnectionError):
+        return "connection"
+    if isinstance(exc, openai.RateLimitError):
+        return "rate_limit"
+    if isinstance(exc, openai.APIStatusError):
+        return "server"
+    if isinstance(exc, MalformedReply):
+        return "malformed"
+    return "unavailable"
+
+
+def _describe_exc(exc: BaseException | None, timeout: float) -> str:
     if exc is None:
         return "<none>"
+    if isinstance(exc, openai.APITimeoutError):
+        return f"no answer within lm.timeout_s={timeout:g} s"
     status = getattr(exc, "status_code", None)
     prefix = f"HTTP {status} " if status is not None else ""
     return f"{prefix}{type(exc).__name__}: {str(exc)[:200]}"
-
-
-def _completions(resp: Any) -> list[Completion]:
-    choices = sorted(resp.choices or [], key=lambda c: getattr(c, "index", 0) or 0)
-    usage = getattr(resp, "usage", None)
-    prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
-    completion = int(getattr(usage, "completion_tokens", 0) or 0)
-    k = len(choices)
-    out = []
-    for i, ch in enumerate(choices):
-        share = completion // k + (1 if i < completion % k else 0) if k else 0
-        text = ch.message.content if ch.message is not None else None
-        out.append(
-            Completion(
-                text=text or "",
-                prompt_tokens=prompt if i == 0 else 0,
-                completion_tokens=share,
-                finish_reason=ch.finish_reason,
-            )
-        )
-    return out

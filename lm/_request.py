@@ -107,8 +107,8 @@ def cache_key(req: LMRequest, ordinal: int, namespace: str = "") -> str:
 
     The k-th identical request maps to the k-th recorded answer. ``ordinal`` comes from the
     caller (the request's causal position in the log), never from an in-process counter, so
-    concurrency cannot reorder which answer goes where. ``namespace`` separates record-new
-    sessions; the empty namespace is the default key space.
+    concurrency cannot reorder which answer goes where. ``namespace`` is the session's
+    causal position (``agents.identity.lm_namespace``); the empty namespace is the default.
     """
     if ordinal < 0:
         raise ValueError(f"ordinal must be >= 0, got {ordinal}")
@@ -122,6 +122,9 @@ def cache_key(req: LMRequest, ordinal: int, namespace: str = "") -> str:
 class Completion:
     """One sampled reply with its share of the token usage.
 
+    ``finish_reason`` "length" with empty text is its own outcome: the token limit was used up
+    (by reasoning, on reasoning models) before any answer text.
+
     When one HTTP call returns several choices, the call's prompt tokens are charged to its first
     choice and the completion tokens are split across choices, so sums over completions equal
     what the endpoint billed.
@@ -131,14 +134,20 @@ class Completion:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str | None = "stop"
+    #: None when the endpoint's usage was taken as reported; "estimated" (it reported none) or
+    #: "clamped" (negative or absurd figures replaced by an estimate)
+    usage_note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "text": self.text,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "finish_reason": self.finish_reason,
         }
+        if self.usage_note is not None:
+            out["usage_note"] = self.usage_note
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Completion:
@@ -147,4 +156,5 @@ class Completion:
             prompt_tokens=int(data.get("prompt_tokens", 0)),
             completion_tokens=int(data.get("completion_tokens", 0)),
             finish_reason=data.get("finish_reason"),
+            usage_note=data.get("usage_note"),
         )

@@ -17,6 +17,8 @@ from typing import Any
 import openai
 from tenacity import RetryCallState
 
+from lm._errors import MalformedReply
+
 __all__ = ("PolicyWait", "RetryPolicy", "retry_after_seconds", "should_retry")
 
 _RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -33,7 +35,7 @@ class RetryPolicy:
 
 def should_retry(exc: BaseException) -> bool:
     """True for transient failures (429 rate limits, 5xx, timeouts, dropped connections,
-    garbled bodies); False for requests that cannot succeed (bad key, unknown model, bad
+    garbled or malformed bodies); False for requests that cannot succeed (bad key, unknown model, bad
     request, exhausted quota) and for anything that is not an endpoint error."""
     if isinstance(exc, openai.RateLimitError):
         return _error_code(exc) != "insufficient_quota"
@@ -41,7 +43,7 @@ def should_retry(exc: BaseException) -> bool:
         return exc.status_code in _RETRY_STATUS or exc.status_code >= 500
     if isinstance(exc, (openai.APIConnectionError, openai.APIResponseValidationError)):
         return True  # includes APITimeoutError
-    if isinstance(exc, (json.JSONDecodeError, TimeoutError)):
+    if isinstance(exc, (MalformedReply, json.JSONDecodeError, TimeoutError)):
         return True
     return False
 

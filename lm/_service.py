@@ -6,11 +6,6 @@ and the log cannot disagree. ``complete`` is the convenience that also writes th
 
 Modes:
 - ``LIVE``: cache first; on a miss call the backend; the answer is to be recorded.
-- ``RECORD_NEW``: never read answers from the cache; always call the backend, and record the
-  fresh answers under a separate key space (``namespace``, required and non-empty), so a
-  re-sampled session never collides with (or overwrites) the default one. Replay the session
-  with ``REPLAY`` and the same namespace. A namespace that already holds a row for a key is
-  refused, because recording there would conflict.
 - ``REPLAY``: strict; a miss raises ``CacheMiss`` naming the request and the causing event. The
   backend is never touched; pass ``backend=None`` (or a factory, which is never called).
 """
@@ -41,7 +36,6 @@ Source = Literal["cache", "live", "offline"]
 
 class CacheMode(enum.StrEnum):
     LIVE = "live"
-    RECORD_NEW = "record-new"
     REPLAY = "replay"
 
 
@@ -109,8 +103,6 @@ class LMService:
         namespace: str = "",
     ) -> None:
         self.mode = CacheMode(mode)
-        if self.mode is CacheMode.RECORD_NEW and not namespace:
-            raise ValueError("record-new mode needs a non-empty namespace (a fresh key space for the new answers)")
         self._backend = backend
         self.store = store
         self.namespace = namespace
@@ -164,17 +156,11 @@ class LMService:
             mode=self.mode.value,
             cause=cause,
         )
-        if self.mode is not CacheMode.RECORD_NEW:
-            record = await self.store.cache_get(key)
-            if record is not None:
-                return _answer_from_record(req, ordinal, key, record)
-            if self.mode is CacheMode.REPLAY:
-                raise CacheMiss(key=key, ordinal=ordinal, cause=cause, request=req.canonical())
-        elif await self.store.cache_get(key) is not None:
-            raise LMError(
-                f"namespace {self.namespace!r} already holds an answer for request {key[:16]} "
-                f"(ordinal {ordinal}); record-new needs a fresh namespace"
-            )
+        record = await self.store.cache_get(key)
+        if record is not None:
+            return _answer_from_record(req, ordinal, key, record)
+        if self.mode is CacheMode.REPLAY:
+            raise CacheMiss(key=key, ordinal=ordinal, cause=cause, request=req.canonical())
         backend = self.backend
         completions = await backend.complete(req, ordinal=ordinal)
         if len(completions) != req.n:

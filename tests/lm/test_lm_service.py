@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pathlib
 import socket
-from collections.abc import Awaitable, Callable
 
 import pytest
 from lmtest_helpers import make_backend, program
@@ -15,13 +14,10 @@ from lm import (
     CacheMiss,
     CacheMode,
     LMAnswer,
-    LMBudget,
-    LMError,
     LMRequest,
     LMService,
     OfflineMutationModel,
     OpenAICompatibleBackend,
-    StopLanguageModel,
     cache_key,
 )
 from lm.fake_server import FakeOpenAIServer
@@ -81,22 +77,6 @@ async def test_kth_identical_request_gets_kth_answer(server: FakeOpenAIServer) -
 
 
 @pytest.mark.anyio
-async def test_record_new_uses_fresh_namespace(server: FakeOpenAIServer) -> None:
-    store = MemoryStore()
-    async with LMService(make_backend(server), store) as live:
-        first = await live.complete(req(), 0)
-    with pytest.raises(ValueError, match="namespace"):
-        LMService(make_backend(server), store, CacheMode.RECORD_NEW)
-    async with LMService(make_backend(server), store, CacheMode.RECORD_NEW, namespace="resample-1") as fresh:
-        second = await fresh.complete(req(), 0)
-        assert second.source == "live" and second.cache_key != first.cache_key
-        with pytest.raises(LMError, match="fresh namespace"):
-            await fresh.complete(req(), 0)
-    replay = LMService(None, store, CacheMode.REPLAY, namespace="resample-1")
-    assert (await replay.answer(req(), 0)).texts == second.texts
-
-
-@pytest.mark.anyio
 async def test_replay_miss_names_request_and_cause() -> None:
     def never() -> OfflineMutationModel:
         raise AssertionError("replay constructed a backend")
@@ -123,14 +103,27 @@ async def test_conflicting_rerecord_is_refused() -> None:
         await store.append([], cache=[CacheEntry(ans.cache_key, bad)])
 
 
-async def _session(lm: StopLanguageModel) -> list[list[str]]:
-    """A small improver-like session: repeated prompts, a grouped batch, another temperature."""
+async def _session(svc: LMService, into: list[LMAnswer]) -> list[list[str]]:
+    """A small improver-like session: repeated prompts, a batch, another temperature.
+
+    Ordinals count identical requests, as the bridge derives them from the log."""
     code = program("walksat_seed")
     msg = f"Improve:\n```python\n{code}```"
-    out = [await lm.prompt("expert", msg, n_responses=2)]
-    out.append(await lm.batch_prompt("expert", [msg, "no code here", msg, msg]))
-    out.append(await lm.prompt("expert", msg, n_responses=2))  # identical to the first: ordinal 1
-    out.append(await lm.batch_prompt("expert", [msg] * 3, temperature=1.0))
+
+    def r(text: str, n: int, temperature: float = 0.7) -> LMRequest:
+        return LMRequest(
+            model="fake-model",
+            messages=[{"role": "system", "content": "expert"}, {"role": "user", "content": text}],
+            n=n,
+            temperature=temperature,
+        )
+
+    calls = [(r(msg, 2), 0), (r(msg, 3), 0), (r("no code here", 1), 0), (r(msg, 2), 1), (r(msg, 3, 1.0), 0)]
+    out = []
+    for request, ordinal in calls:
+        ans = await svc.complete(request, ordinal)
+        into.append(ans)
+        out.append(ans.texts)
     return out
 
 
@@ -150,9 +143,7 @@ async def test_replay_is_bit_identical_with_the_network_unreachable(
         ]
     ) as srv:
         async with LMService(make_backend(srv), store) as svc:
-            recorded = await _session(
-                StopLanguageModel(svc, LMBudget(max_calls=10), model="fake-model", on_answer=_collect(first))
-            )
+            recorded = await _session(svc, first)
         live_requests = srv.count()
         port = srv.port
     rows_before = [await store.cache_get(a.cache_key) for a in first]
@@ -174,9 +165,7 @@ async def test_replay_is_bit_identical_with_the_network_unreachable(
     store2 = await SqliteStore.open(path)
     try:
         svc2 = LMService(factory, store2, CacheMode.REPLAY)
-        replayed = await _session(
-            StopLanguageModel(svc2, LMBudget(max_calls=10), model="fake-model", on_answer=_collect(second))
-        )
+        replayed = await _session(svc2, second)
         rows_after = [await store2.cache_get(a.cache_key) for a in first]
     finally:
         await store2.aclose()
@@ -187,10 +176,3 @@ async def test_replay_is_bit_identical_with_the_network_unreachable(
     assert [a.cache_key for a in second] == [a.cache_key for a in first]
     assert canonical_json([a.record for a in second]) == canonical_json([a.record for a in first])
     assert [a.completions for a in second] == [a.completions for a in first]
-
-
-def _collect(into: list[LMAnswer]) -> Callable[[LMAnswer], Awaitable[None]]:
-    async def on_answer(a: LMAnswer) -> None:
-        into.append(a)
-
-    return on_answer
