@@ -16,6 +16,7 @@ __all__ = ("ConfigError", "backend_from_config")
 
 _REASONING_EFFORTS = ("minimal", "low", "medium", "high")
 
+
 def backend_from_config(cfg: Mapping[str, Any] | None, env: Mapping[str, str]) -> LMBackend:
     """The backend the run should use.
 
