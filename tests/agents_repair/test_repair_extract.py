@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agents.repair import resolve_problems
+from outcome import UsageError
 from tasks.humaneval import get_problem
 from tasks.humaneval_extract import extract_program, no_code_program
 
@@ -41,5 +42,5 @@ def test_problem_specs() -> None:
     assert resolve_problems(None) == [f"HumanEval/{i}" for i in range(5)]
     assert resolve_problems(["3", "HumanEval/7,3"]) == ["HumanEval/3", "HumanEval/7"]
     assert len(resolve_problems(["all"])) == 164
-    with pytest.raises(ValueError):
+    with pytest.raises(UsageError, match="unknown HumanEval problem"):
         resolve_problems(["HumanEval/999"])
