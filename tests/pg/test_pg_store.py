@@ -59,13 +59,15 @@ async def test_newer_schema_is_refused_and_older_is_migrated(pg_server: PgServer
     root = make_event("r", RunStarted("t", 0, {}, {}), cause=None, key=0)
     await s.append([root])
     # Back to schema 1 (no lease tables), as an older STOP left it: opening migrates it.
-    await s._pool.execute("DROP TABLE stop_leases, stop_workers")
+    await s._pool.execute("DROP TABLE stop_leases, stop_workers, stop_log_head")
     await s._pool.execute("UPDATE stop_meta SET value = '1' WHERE key = 'schema_version'")
     await s.aclose()
     s = await PostgresStore.open(url)
     assert await s._pool.fetchval("SELECT value FROM stop_meta WHERE key = 'schema_version'") == str(SCHEMA_VERSION)
     assert await s._pool.fetchval("SELECT count(*) FROM stop_leases") == 0
     assert [e.id for e in await s.read()] == [root.id]
+    note = make_event("r", Note("after migration", {}), cause=root, key=1)
+    assert [e.seq for e in await s.append([note])] == [2]  # the log head starts at the old end
     await s._pool.execute("UPDATE stop_meta SET value = '99' WHERE key = 'schema_version'")
     await s.aclose()
     with pytest.raises(SchemaTooNew, match="newer STOP"):
