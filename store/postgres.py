@@ -1,24 +1,25 @@
 """PostgreSQL event store: one log shared by agents on many machines.
 
-Driver: **asyncpg** (0.32). It speaks the protocol natively (binary, prepared statements, no
-libpq), is several times faster than psycopg 3's async mode on the small, many-row statements an
-append is made of, and has first-class ``LISTEN`` support (``add_listener``), which the
-subscriptions use. It runs on asyncio, which is anyio's default backend; every call here is made
-from anyio tasks on that loop. Like libpq it reads the password from ``PGPASSWORD`` or
-``~/.pgpass`` (``PGPASSFILE``), so a URL never has to hold one (and one that does is refused).
+Driver: **asyncpg** (0.32) rather than psycopg 3: it implements the protocol itself (binary
+format, prepared statements, no libpq) and has first-class ``LISTEN`` support
+(``add_listener``), which the subscriptions use; its one constraint, asyncio, is anyio's default
+backend, and every call here is made from anyio tasks on that loop. It reads the password from
+``PGPASSWORD`` or ``~/.pgpass`` (``PGPASSFILE``) as libpq does, so a URL never has to hold one
+(and one that does is refused).
 
 Concurrency. An append is one transaction:
 
-1. ``pg_advisory_xact_lock`` on each run the batch touches (sorted, so two batches never
-   deadlock): the per-run hash chain is serialised per run, not globally, while ids, heads,
-   blobs and cache rows are read and checked;
+1. ``pg_advisory_xact_lock`` on each run the batch touches (taken in key order, so two batches
+   never deadlock): the per-run hash chain is serialised per run, not globally, while ids,
+   heads, blobs and cache rows are read and checked;
 2. blobs and LM cache rows are written (a cache key written concurrently by another machine is
    compared with what won, exactly as a stored key is);
-3. a short lock on the one log-head row (``UPDATE stop_log_head``) around sequence
-   assignment, the event rows and ``COMMIT``, so sequence numbers become visible in commit order. Followers read
-   ``seq > after``: with numbers from a plain SEQUENCE a transaction that took seq 9 could commit
-   after one that took seq 10, and a follower would skip 9 for ever. The critical section holds
-   no I/O but the insert and the commit itself.
+3. only then the one log-head row is locked (``UPDATE stop_log_head ... RETURNING``) for the
+   sequence numbers, the event rows and ``COMMIT``, so sequence numbers become visible in commit
+   order. This is the one point every inserting append passes through, and it is short on
+   purpose: followers read ``seq > after``, and with numbers from a plain SEQUENCE a
+   transaction holding seq 9 could commit after one holding seq 10, and a follower would skip 9
+   for ever.
 
 Re-appending an event is idempotent and a different content under a stored id is a
 ``ConflictError``: the same pure planner (``store.planning``) as SQLite and memory decides.
