@@ -48,6 +48,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from events.codec import canonical_json, sha256_hex
 from events.model import Event
+from outcome import ExitCode, UsageError
 from store.base import CacheEntry, blob_bytes
 from store.errors import (
     CorruptBlob,
@@ -64,6 +65,7 @@ from store.planning import blob_rows, check_cache, plan_append
 __all__ = (
     "SCHEMA_NAME",
     "SCHEMA_VERSION",
+    "PasswordInUrl",
     "PostgresStore",
     "check_url",
     "is_postgres_url",
@@ -161,13 +163,19 @@ def redact_url(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
+class PasswordInUrl(StoreError, UsageError):
+    """A store URL holding a password: refused before anything connects (exit 2)."""
+
+    exit_code = ExitCode.USAGE
+
+
 def check_url(url: str) -> None:
     """Refuse a URL holding a password: it would end up in shell history, ``ps`` and logs."""
     parts = urlsplit(url)
     if parts.password is not None or "password=" in parts.query.lower():
-        raise StoreError(
-            f"the store URL {redact_url(url)} holds a password; remove it and set PGPASSWORD or a"
-            " ~/.pgpass entry instead (passwords are never taken from URLs, nor recorded)"
+        raise PasswordInUrl(
+            f"the store URL {redact_url(url)} holds a password; passwords are never taken from URLs, nor recorded",
+            hint="remove it from the URL and set PGPASSWORD or a ~/.pgpass entry instead",
         )
 
 

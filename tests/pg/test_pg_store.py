@@ -30,6 +30,7 @@ async def test_a_url_with_a_password_is_refused(pg_server: PgServer) -> None:
     with pytest.raises(StoreError, match="holds a password") as info:
         await open_store(url)
     assert "stop-test-pw" not in str(info.value)
+    assert info.value.exit_code == 2  # a usage error: nothing was connected to
     assert "stop-test-pw" not in describe_store(url)
     with pytest.raises(StoreError, match="holds a password"):
         await open_store(pg_server.url + "?password=x")
