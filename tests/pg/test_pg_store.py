@@ -128,6 +128,12 @@ async def test_leases_use_the_database_clock(pg_server: PgServer) -> None:
         assert await s.lease_expiry(root.id, 0) == exp
         # Renewals write a row, never an event.
         assert len(await s.read()) == 1
+        # Who is working: the worker, its host, its live lease (what `stop runs --workers` shows).
+        await s.worker_seen("w@a:1:0", "sandbox-runner", "a", 1)
+        (seen,) = await s.workers()
+        assert seen["host"] == "a" and seen["agent"] == "sandbox-runner"
+        (lease,) = seen["live_leases"]
+        assert lease["work_id"] == root.id and lease["attempt"] == 0 and 0 < lease["expires_in_s"] <= 30
     finally:
         await s.aclose()
 
