@@ -1,24 +1,25 @@
 """PostgreSQL event store: one log shared by agents on many machines.
 
-Driver: **asyncpg** (0.32). It speaks the protocol natively (binary, prepared statements, no
-libpq), is several times faster than psycopg 3's async mode on the small, many-row statements an
-append is made of, and has first-class ``LISTEN`` support (``add_listener``), which the
-subscriptions use. It runs on asyncio, which is anyio's default backend; every call here is made
-from anyio tasks on that loop. Like libpq it reads the password from ``PGPASSWORD`` or
-``~/.pgpass`` (``PGPASSFILE``), so a URL never has to hold one (and one that does is refused).
+Driver: **asyncpg** (0.32) rather than psycopg 3: it implements the protocol itself (binary
+format, prepared statements, no libpq) and has first-class ``LISTEN`` support
+(``add_listener``), which the subscriptions use; its one constraint, asyncio, is anyio's default
+backend, and every call here is made from anyio tasks on that loop. It reads the password from
+``PGPASSWORD`` or ``~/.pgpass`` (``PGPASSFILE``) as libpq does, so a URL never has to hold one
+(and one that does is refused).
 
 Concurrency. An append is one transaction:
 
-1. ``pg_advisory_xact_lock`` on each run the batch touches (sorted, so two batches never
-   deadlock): the per-run hash chain is serialised per run, not globally, while ids, heads,
-   blobs and cache rows are read and checked;
+1. ``pg_advisory_xact_lock`` on each run the batch touches (taken in key order, so two batches
+   never deadlock): the per-run hash chain is serialised per run, not globally, while ids,
+   heads, blobs and cache rows are read and checked;
 2. blobs and LM cache rows are written (a cache key written concurrently by another machine is
    compared with what won, exactly as a stored key is);
-3. a short ``log`` lock (one more advisory transaction lock) around sequence assignment, the
-   event rows and ``COMMIT``, so sequence numbers become visible in commit order. Followers read
-   ``seq > after``: with numbers from a plain SEQUENCE a transaction that took seq 9 could commit
-   after one that took seq 10, and a follower would skip 9 for ever. The critical section holds
-   no I/O but the insert and the commit itself.
+3. only then the one log-head row is locked (``UPDATE stop_log_head ... RETURNING``) for the
+   sequence numbers, the event rows and ``COMMIT``, so sequence numbers become visible in commit
+   order. This is the one point every inserting append passes through, and it is short on
+   purpose: followers read ``seq > after``, and with numbers from a plain SEQUENCE a
+   transaction holding seq 9 could commit after one holding seq 10, and a follower would skip 9
+   for ever.
 
 Re-appending an event is idempotent and a different content under a stored id is a
 ``ConflictError``: the same pure planner (``store.planning``) as SQLite and memory decides.
@@ -47,6 +48,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from events.codec import canonical_json, sha256_hex
 from events.model import Event
+from outcome import ExitCode, UsageError
 from store.base import CacheEntry, blob_bytes
 from store.errors import (
     CorruptBlob,
@@ -63,6 +65,7 @@ from store.planning import blob_rows, check_cache, plan_append
 __all__ = (
     "SCHEMA_NAME",
     "SCHEMA_VERSION",
+    "PasswordInUrl",
     "PostgresStore",
     "check_url",
     "is_postgres_url",
@@ -72,7 +75,7 @@ __all__ = (
 log = structlog.get_logger("store")
 
 SCHEMA_NAME = "stop-event-log"
-#: 1: events, blobs, LM cache; 2: lease and worker tables beside the log.
+#: 1: events, blobs, LM cache; 2: lease and worker tables beside the log, the log-head row.
 SCHEMA_VERSION = 2
 
 _MIGRATIONS: dict[int, str] = {
@@ -106,6 +109,8 @@ CREATE TABLE stop_leases (
     renewed_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (work_id, attempt)
 );
+CREATE TABLE stop_log_head (one BOOLEAN PRIMARY KEY CHECK (one), seq BIGINT NOT NULL);
+INSERT INTO stop_log_head SELECT true, COALESCE(MAX(seq), 0) FROM stop_events;
 CREATE TABLE stop_workers (
     worker TEXT PRIMARY KEY,
     agent TEXT NOT NULL,
@@ -119,6 +124,13 @@ CREATE TABLE stop_workers (
 
 _COLUMNS = "seq, id, run_id, type, version, causation_id, key, payload, prev_hash, hash"
 _INSERT = f"INSERT INTO stop_events ({_COLUMNS}) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])"
+_INSERT_AND_NOTIFY = f"WITH ins AS ({_INSERT}) SELECT pg_notify($11, $12)"
+#: The batch's stored events (tag 0) and the head of each of its runs (tag 1), in one trip.
+_EXISTING_AND_HEADS = (
+    f"SELECT 0, {_COLUMNS} FROM stop_events WHERE id = ANY($1::text[]) UNION ALL"
+    f" SELECT 1, h.* FROM unnest($2::text[]) AS r(run_id) CROSS JOIN LATERAL"
+    f" (SELECT {_COLUMNS} FROM stop_events e WHERE e.run_id = r.run_id ORDER BY e.seq DESC LIMIT 1) h"
+)
 _CHANNEL = "stop_events"
 _POLL_SECONDS = 1.0
 _TIMEOUT_S = 60.0
@@ -131,7 +143,6 @@ def _lock_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(b"stop:" + name.encode("utf-8")).digest()[:8], "big", signed=True)
 
 
-_LOG_LOCK = _lock_key("log")
 _SCHEMA_LOCK = _lock_key("schema")
 
 
@@ -152,13 +163,19 @@ def redact_url(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
+class PasswordInUrl(StoreError, UsageError):
+    """A store URL holding a password: refused before anything connects (exit 2)."""
+
+    exit_code = ExitCode.USAGE
+
+
 def check_url(url: str) -> None:
     """Refuse a URL holding a password: it would end up in shell history, ``ps`` and logs."""
     parts = urlsplit(url)
     if parts.password is not None or "password=" in parts.query.lower():
-        raise StoreError(
-            f"the store URL {redact_url(url)} holds a password; remove it and set PGPASSWORD or a"
-            " ~/.pgpass entry instead (passwords are never taken from URLs, nor recorded)"
+        raise PasswordInUrl(
+            f"the store URL {redact_url(url)} holds a password; passwords are never taken from URLs, nor recorded",
+            hint="remove it from the URL and set PGPASSWORD or a ~/.pgpass entry instead",
         )
 
 
@@ -415,20 +432,21 @@ class PostgresStore:
     ) -> tuple[list[Event], int]:
         async with conn.transaction():
             runs = sorted({e.run_id for e in events})
-            for run_id in runs:
-                await conn.execute("SELECT pg_advisory_xact_lock($1)", _lock_key("run:" + run_id))
+            if runs:  # in one order (by key) for every transaction: no deadlocks
+                keys = sorted(_lock_key("run:" + r) for r in runs)
+                await conn.execute("SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) AS k", keys)
             existing: dict[str, Event] = {}
+            heads: dict[str, str | None] = dict.fromkeys(runs)
             if events:
                 ids = list(dict.fromkeys(e.id for e in events))
-                rows = await conn.fetch(f"SELECT {_COLUMNS} FROM stop_events WHERE id = ANY($1::text[])", ids)
-                existing = {r[1]: _row_to_event(r) for r in rows}
-            heads: dict[str, str | None] = {}
-            for run_id in runs:
-                heads[run_id] = await conn.fetchval(
-                    "SELECT hash FROM stop_events WHERE run_id = $1 ORDER BY seq DESC LIMIT 1", run_id
-                )
+                for row in await conn.fetch(_EXISTING_AND_HEADS, ids, runs):
+                    if row[0] == 0:
+                        existing[row[2]] = _row_to_event(row[1:])
+                    else:
+                        heads[row[3]] = row[10]
             # Plan now (conflicts raise before anything is written), numbering from 1; the
-            # real sequence numbers are set under the log lock below. Hashes do not cover seq.
+            # real sequence numbers are set under the log-head row lock below (hashes do not
+            # cover seq).
             inserts, out = plan_append(events, existing, heads.__getitem__, 1)
             new_blobs = blob_rows(blobs)
             if new_blobs:
@@ -442,12 +460,12 @@ class PostgresStore:
                 await self._put_cache(conn, cache)
             if not inserts:
                 return out, 0
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOG_LOCK)
-            last = int(await conn.fetchval("SELECT COALESCE(MAX(seq), 0) FROM stop_events"))
+            # The row lock is held to COMMIT, so sequence numbers become visible in order; a
+            # waiting UPDATE re-reads the row as the previous holder committed it.
+            last = int(await conn.fetchval("UPDATE stop_log_head SET seq = seq + $1 RETURNING seq - $1", len(inserts)))
             for ev in inserts:  # fresh objects of this call, not yet seen by anyone
                 ev.__dict__["seq"] += last
-            await conn.execute(_INSERT, *_columns(inserts))
-            await conn.execute("SELECT pg_notify($1, $2)", _CHANNEL, str(inserts[-1].seq))
+            await conn.execute(_INSERT_AND_NOTIFY, *_columns(inserts), _CHANNEL, str(inserts[-1].seq))
         return out, len(inserts)
 
     async def _put_cache(self, conn: asyncpg.Connection, cache: Sequence[CacheEntry]) -> None:

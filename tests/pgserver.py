@@ -6,7 +6,7 @@ free TCP port on 127.0.0.1 only, and asks for a password (scram) that the tests 
 ``PGPASSWORD`` — the way a user is told to — so a URL never holds it. Each store gets its own
 schema (``?search_path=``), which is much cheaper than a database per test.
 
-Without the binaries (``make sandbox-deps`` installs Debian's ``postgresql``) the tests that
+Without the binaries (``make pg-deps`` installs Debian's ``postgresql``) the tests that
 need the server skip, or fail when ``STOP_REQUIRE`` names ``postgres`` (CI).
 """
 
@@ -136,7 +136,7 @@ def start_server(*, durable: bool = False) -> PgServer:
     """Start a server (raises with the reason when this machine cannot)."""
     bindir = pg_bindir()
     if bindir is None:
-        raise RuntimeError("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin; `make sandbox-deps`)")
+        raise RuntimeError("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin; `make pg-deps` installs it)")
     as_user = "nobody" if os.geteuid() == 0 else None
     if as_user is not None and shutil.which("runuser") is None:
         raise RuntimeError("running as root and runuser is missing: cannot start PostgreSQL unprivileged")

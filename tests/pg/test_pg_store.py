@@ -30,6 +30,7 @@ async def test_a_url_with_a_password_is_refused(pg_server: PgServer) -> None:
     with pytest.raises(StoreError, match="holds a password") as info:
         await open_store(url)
     assert "stop-test-pw" not in str(info.value)
+    assert info.value.exit_code == 2  # a usage error: nothing was connected to
     assert "stop-test-pw" not in describe_store(url)
     with pytest.raises(StoreError, match="holds a password"):
         await open_store(pg_server.url + "?password=x")
@@ -59,13 +60,15 @@ async def test_newer_schema_is_refused_and_older_is_migrated(pg_server: PgServer
     root = make_event("r", RunStarted("t", 0, {}, {}), cause=None, key=0)
     await s.append([root])
     # Back to schema 1 (no lease tables), as an older STOP left it: opening migrates it.
-    await s._pool.execute("DROP TABLE stop_leases, stop_workers")
+    await s._pool.execute("DROP TABLE stop_leases, stop_workers, stop_log_head")
     await s._pool.execute("UPDATE stop_meta SET value = '1' WHERE key = 'schema_version'")
     await s.aclose()
     s = await PostgresStore.open(url)
     assert await s._pool.fetchval("SELECT value FROM stop_meta WHERE key = 'schema_version'") == str(SCHEMA_VERSION)
     assert await s._pool.fetchval("SELECT count(*) FROM stop_leases") == 0
     assert [e.id for e in await s.read()] == [root.id]
+    note = make_event("r", Note("after migration", {}), cause=root, key=1)
+    assert [e.seq for e in await s.append([note])] == [2]  # the log head starts at the old end
     await s._pool.execute("UPDATE stop_meta SET value = '99' WHERE key = 'schema_version'")
     await s.aclose()
     with pytest.raises(SchemaTooNew, match="newer STOP"):
@@ -125,6 +128,12 @@ async def test_leases_use_the_database_clock(pg_server: PgServer) -> None:
         assert await s.lease_expiry(root.id, 0) == exp
         # Renewals write a row, never an event.
         assert len(await s.read()) == 1
+        # Who is working: the worker, its host, its live lease (what `stop runs --workers` shows).
+        await s.worker_seen("w@a:1:0", "sandbox-runner", "a", 1)
+        (seen,) = await s.workers()
+        assert seen["host"] == "a" and seen["agent"] == "sandbox-runner"
+        (lease,) = seen["live_leases"]
+        assert lease["work_id"] == root.id and lease["attempt"] == 0 and 0 < lease["expires_in_s"] <= 30
     finally:
         await s.aclose()
 
