@@ -133,13 +133,3 @@ async def test_a_reference_style_improver_spends_exactly_its_budgets() -> None:
     assert host == {"utility": u_budget, "lm": lm_budget}  # exactly its budgets, at the host
     assert (v["uses"], v["times_used"], v["remaining"]) == (u_budget, lm_budget, (0, 0))
     assert v["best"] == "x" * 21
-
-
-def test_paper_config_holds_the_reference_settings() -> None:
-    from agents.config import load_config
-
-    cfg = load_config(str(Path(__file__).resolve().parents[2] / "configs" / "paper.toml"))
-    assert (cfg.generations, cfg.adopt, cfg.max_tokens) == (6, "nonzero", 1024)
-    mu = cfg.meta_utility
-    assert (mu.tasks, mu.runs, mu.meta_utility_budget) == (("parity_noise",), 5, 25)
-    assert (mu.improver.responses_per_call, mu.improver.lm_calls, mu.improver.utility_calls) == (6, 4, 25)
