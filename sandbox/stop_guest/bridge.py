@@ -81,136 +81,74 @@ class Channel:
 
 
 class Utility:
-    """``utility(solution_text) -> float``, evaluated by the host on training instances.
-
-    As in the STOP reference: ``budget`` is the fixed number of calls allowed, ``uses`` the calls
-    made (``remaining`` is their difference), ``utility(None)`` and ``utility("")`` are 0.0, and
-    ``mode`` may name the visible splits only. The host keeps the real count: a call past the
-    budget is refused there (recorded as ``budget.exceeded``) and raised here as a ``BridgeError``
-    naming the budget; nothing written here changes what the host allows.
-    """
-
-    _VISIBLE_MODES = (None, "train", "val", "validation")
+    """``utility(solution_text) -> float``, evaluated by the host on training instances."""
 
     def __init__(self, channel: Channel, description: str, budget: int) -> None:
         self.__channel = channel
         self.__description = description
-        self.__budget = budget
-        self.__uses = 0
+        self.__remaining = budget
 
     @property
-    def description(self) -> _Str:
+    def description(self) -> str:
         return self.__description
 
     @property
-    def str(self) -> _Str:  # the STOP reference exposes the utility's source text as ``.str``
+    def str(self) -> str:  # the STOP reference exposes the utility's source text as ``.str``
         return self.__description
 
     @property
     def budget(self) -> int:
-        """The number of calls allowed in all (fixed, as in the reference)."""
-        return self.__budget
+        """Remaining calls as seen from here (the host keeps the real count)."""
+        return self.__remaining
 
-    @property
-    def uses(self) -> int:
-        """Calls made so far (calls the host answered)."""
-        return self.__uses
-
-    @property
-    def remaining(self) -> int:
-        return max(0, self.__budget - self.__uses)
-
-    def __call__(self, solution: _Str | None, mode: _Str | None = None) -> float:
-        if mode not in self._VISIBLE_MODES:
-            raise ValueError(f"utility mode {mode!r} is not available to an improver (use 'train' or 'val')")
-        if solution is None or (isinstance(solution, _Str) and not solution.strip()):
-            return 0.0
-        if not isinstance(solution, _Str):
+    def __call__(self, solution: _Str) -> float:
+        if not isinstance(solution, str):
             raise TypeError("utility() takes the solution's program text (str)")
-        value = float(self.__channel.request("utility", {"solution": solution}))
-        object.__setattr__(self, "_Utility__uses", self.__uses + 1)
-        return value
-
-    def __setattr__(self, name: _Str, value: Any) -> None:
-        if name.startswith("_Utility__") and name not in self.__dict__:
-            object.__setattr__(self, name, value)
-            return
-        raise AttributeError(f"utility.{name} is read-only (budgets are kept by the host)")
+        self.__remaining = max(0, self.__remaining - 1)
+        return float(self.__channel.request("utility", {"solution": solution}))
 
     def __repr__(self) -> _Str:
         return f"<utility: {self.__description[:60]!r}>"
 
 
 class LanguageModel:
-    """``prompt``/``batch_prompt`` as in the STOP reference interface.
-
-    ``budget`` is the fixed number of calls allowed and ``times_used`` the calls made (as in the
-    reference); ``remaining`` is their difference. An empty batch is no call. The host keeps the
-    real count and refuses calls past the budget.
-    """
+    """``prompt``/``batch_prompt`` as in the STOP reference interface."""
 
     def __init__(self, channel: Channel, budget: int, max_responses_per_call: int) -> None:
         self.__channel = channel
-        self.__budget = budget
-        self.__used = 0
+        self.__remaining = budget
         self.__max = max_responses_per_call
 
     @property
     def budget(self) -> int:
-        return self.__budget
-
-    @property
-    def times_used(self) -> int:
-        return self.__used
-
-    @property
-    def remaining(self) -> int:
-        return max(0, self.__budget - self.__used)
+        return self.__remaining
 
     @property
     def max_responses_per_call(self) -> int:
         return self.__max
 
-    def prompt(self, expertise: _Str, message: _Str, n_responses: int = 1, temperature: float = 0.7) -> list[_Str]:
+    def prompt(self, expertise: str, message: str, n_responses: int = 1, temperature: float = 0.7) -> list[str]:
+        self.__remaining = max(0, self.__remaining - 1)
         data = self.__channel.request(
             "lm.prompt",
             {
-                "expertise": _Str(expertise),
-                "message": _Str(message),
+                "expertise": str(expertise),
+                "message": str(message),
                 "n_responses": int(n_responses),
                 "temperature": float(temperature),
             },
         )
-        object.__setattr__(self, "_LanguageModel__used", self.__used + 1)
-        return [_Str(x) for x in data]
+        return [str(x) for x in data]
 
-    def batch_prompt(
-        self,
-        expertise: _Str,
-        message_batch: list[_Str] | _Str | None = None,
-        temperature: float = 0.7,
-        *,
-        messages: list[_Str] | _Str | None = None,
-    ) -> list[_Str]:
-        batch = message_batch if message_batch is not None else messages
-        if batch is None:
-            raise TypeError("batch_prompt() needs message_batch (a list of prompts)")
-        if isinstance(batch, _Str):
-            batch = [batch]
-        if not batch:
-            return []
+    def batch_prompt(self, expertise: str, messages: list[str], temperature: float = 0.7) -> list[str]:
+        if isinstance(messages, str):
+            messages = [messages]
+        self.__remaining = max(0, self.__remaining - 1)
         data = self.__channel.request(
             "lm.batch_prompt",
-            {"expertise": _Str(expertise), "messages": [_Str(m) for m in batch], "temperature": float(temperature)},
+            {"expertise": str(expertise), "messages": [str(m) for m in messages], "temperature": float(temperature)},
         )
-        object.__setattr__(self, "_LanguageModel__used", self.__used + 1)
-        return [_Str(x) for x in data]
+        return [str(x) for x in data]
 
-    def __setattr__(self, name: _Str, value: Any) -> None:
-        if name.startswith("_LanguageModel__") and name not in self.__dict__:
-            object.__setattr__(self, name, value)
-            return
-        raise AttributeError(f"language_model.{name} is read-only (budgets are kept by the host)")
-
-    def __repr__(self) -> _Str:
+    def __repr__(self) -> str:
         return "<language_model>"

@@ -328,8 +328,6 @@ def main() -> None:
         return
     init = json.loads(raw)
     errors: list[str] = []
-    # Improvers written for the STOP reference open with ``from helpers import extract_code``.
-    sys.modules.setdefault("helpers", importlib.import_module("stop_guest.helpers"))
     for name in init.get("preload", []):
         try:
             importlib.import_module(name)
