@@ -1,7 +1,10 @@
 """The worker's watch over one batch child: per-instance deadlines, output and results.
 
-The child runs instances in order. For each it sends ``start`` (i), then its ``result`` (i),
-then blocks until the worker acknowledges on the ack pipe. The worker holds an instance's
+The child runs instances in order. For each it sends ``start`` (i), flushes the instance's
+output, then sends its ``result`` (i). Output read up to a result (the pipe drained when the
+result arrives) is that instance's. If some of it was still unread when the result was sent,
+the result says ``sync`` and the child waits for a byte on the ack pipe, sent once the worker
+has drained it, so the next instance's output is never charged to this one. The worker holds an instance's
 result as *pending* until the runtime shows the instance is over (the next ``start``, the
 ``end`` frame, or the child's exit): a second result for the same instance while it is
 pending is a forgery (the program wrote to the result channel) and fails that instance, as a
@@ -21,24 +24,16 @@ from . import frames
 
 DRAIN_AFTER_EXIT_S = 0.5
 CALL_GRACE_S = 0.25
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 Classify = Callable[[str | None, str | None, dict[str, Any] | None, int, float, float, dict[str, Any]], dict[str, Any]]
 Parse = Callable[[bytes], dict[str, Any] | None]
 
 
-def proc_usage(pid: int) -> tuple[float, int]:
-    """(CPU seconds, peak RSS KiB) of a running child, measured by the worker from /proc
-    (0 when /proc is not readable: these figures are informational)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-        cpu = (int(fields[11]) + int(fields[12])) / _CLK_TCK
-        with open(f"/proc/{pid}/status", "rb") as f:
-            rss = next((int(line.split()[1]) for line in f if line.startswith(b"VmHWM:")), 0)
-        return cpu, rss
-    except (OSError, ValueError, IndexError):
-        return 0.0, 0
+def _num(x: Any) -> float:
+    """A non-negative finite number the child reported (informational: CPU time, peak RSS)."""
+    if isinstance(x, (int, float)) and not isinstance(x, bool) and x == x and 0 <= x < 1e12:
+        return float(x)
+    return 0.0
 
 
 class BatchWatch:
@@ -59,6 +54,7 @@ class BatchWatch:
         self.items: list[dict[str, Any]] = h["items"]
         self.pid = pid
         self.out_r, self.err_r, self.res_r, self.ack_w = fds
+        self.carry: list[tuple[str, bytes]] = []  # output drained past the cap: the next one's
         self.start = start
         self.emit = emit
         self.classify = classify
@@ -105,22 +101,25 @@ class BatchWatch:
             return False
         return True
 
-    def drain(self) -> bool:
-        """Read the output already written (the child flushes before its result frame)."""
+    def drain(self) -> None:
+        """Read the output already written (the child flushes before its result frame). What
+        would break the cap is kept for the next instance: this one finished within it."""
         for fd, which in ((self.out_r, "stdout"), (self.err_r, "stderr")):
             while fd in self.open_pipes and select.select([fd], [], [], 0)[0]:
                 chunk = os.read(fd, 65536)
                 if not chunk:
                     self.open_pipes.discard(fd)
                     break
-                if not self.absorb(which, chunk):
-                    return False
-        return True
+                if self.carry or self.inst_output + len(chunk) > self.output_limit:
+                    self.carry.append((which, chunk))
+                else:
+                    self.absorb(which, chunk)
 
     def forged(self, what: str = "result:forged") -> None:
         if what not in self.violations:
             self.violations.append(what)
         if what != "bridge:unexpected-request":
+            self.pending = None  # a forged result is never emitted
             self.kill_reason, self.detail = "invalid_output", "the job sent more than one result"
 
     def on_message(self, msg: dict[str, Any]) -> None:
@@ -144,15 +143,19 @@ class BatchWatch:
             if i != self.current or self.pending is not None:
                 self.forged()
                 return
-            if not self.drain():
-                return
-            cpu, rss = proc_usage(self.pid)
+            if msg.get("sync") is True:
+                self.drain()  # the child waits: what is in the pipes now is this instance's
+            cpu, rss = _num(msg.get("cpu_s")), int(_num(msg.get("rss_kb")))  # the child's figures
             self.peak_rss = max(self.peak_rss, rss)
             outcome = self.classify(None, None, msg, 0, 0.0, float(self.items[self.current]["cpu_s"]), self.limits())
             now = time.monotonic()
             self.pending = self._frame(outcome, code=0, cpu=cpu, rss=self.peak_rss, now=now)
             self._reset(now, cpu)  # what arrives from now on is the next instance's
-            if outcome.get("status") not in ("call_timeout", "memory") and self.current + 1 < len(self.items):
+            carry, self.carry = self.carry, []
+            for which, chunk in carry:
+                if not self.absorb(which, chunk):
+                    break
+            if msg.get("sync") is True:
                 try:
                     os.write(self.ack_w, b"+")
                 except OSError:
@@ -223,30 +226,46 @@ class BatchWatch:
                     if fd not in self.open_pipes:
                         poller.unregister(fd)
                         continue
-                    chunk = os.read(fd, 65536)
-                    if not chunk:
-                        poller.unregister(fd)
-                        self.open_pipes.discard(fd)
-                        continue
                     if which == "result":
-                        try:
-                            msgs = self.parser.feed(chunk)
-                        except ValueError as exc:
-                            self.kill_reason, self.detail = "invalid_output", f"result channel: {exc}"
-                            break
-                        for raw in msgs:
-                            msg = self.parse(raw)
-                            if msg is not None and self.current < len(self.items):
-                                self.on_message(msg)
-                            if self.kill_reason is not None:
-                                break
-                    elif not self.absorb(which, chunk):
-                        break
+                        self.pump_results(block=True)
+                    else:
+                        # Frames written before this output (an earlier result, this instance's
+                        # start) are read first, so the output goes to the instance that wrote it.
+                        self.pump_results(block=False)
+                        if self.kill_reason is None and fd in self.open_pipes:
+                            chunk = os.read(fd, 65536)
+                            if not chunk:
+                                self.open_pipes.discard(fd)
+                            else:
+                                self.absorb(which, chunk)
                     if self.kill_reason is not None:
                         break
         finally:
             os.close(pidfd)
         return self._finish()
+
+    def pump_results(self, *, block: bool) -> None:
+        """Handle what is on the result channel (one read when ``block``, else all that is there)."""
+        while self.res_r in self.open_pipes and self.kill_reason is None:
+            if not block and not select.select([self.res_r], [], [], 0)[0]:
+                return
+            chunk = os.read(self.res_r, 65536)
+            if not chunk:
+                self.open_pipes.discard(self.res_r)
+                return
+            try:
+                msgs = self.parser.feed(chunk)
+            except ValueError as exc:
+                self.kill_reason, self.detail = "invalid_output", f"result channel: {exc}"
+                return
+            for raw in msgs:
+                msg = self.parse(raw)
+                if msg is not None and self.current < len(self.items):
+                    self.on_message(msg)
+                if self.kill_reason is not None:
+                    return
+            if block:
+                return
 
     def _finish(self) -> tuple[int, int, int]:
         for kill in (os.killpg, os.kill):
@@ -258,10 +277,7 @@ class BatchWatch:
         code = os.waitstatus_to_exitcode(status)
         cpu = usage.ru_utime + usage.ru_stime
         rss = max(usage.ru_maxrss, self.peak_rss)
-        if self.kill_reason is None:
-            self.commit()  # the child ended after its last result
-        elif self.pending is not None:
-            self.pending = None  # a forged result is never emitted
+        self.commit()  # a result that arrived before the child was stopped stands
         progressed = self.current > self.start
         stopped_on_purpose = self.ended and self.kill_reason is None and code == 0 and progressed
         if self.current < len(self.items) and not stopped_on_purpose:

@@ -5,14 +5,18 @@ The child never returns into the worker loop: every path ends in ``os._exit``.
 
 from __future__ import annotations
 
+import array
 import builtins
+import fcntl
 import linecache
 import os
 import pickle
 import random
+import resource
 import signal
 import sys
 import tempfile
+import termios
 import threading
 import time
 import traceback
@@ -24,7 +28,7 @@ from . import bridge, encode, frames
 from .confine import Confiner
 
 RESULT_FD = 3
-ACK_FD = 4  # sessions: bridge answers; batches: the worker's "next instance" byte
+ACK_FD = 4  # sessions: bridge answers; batches: the worker's "output drained" byte
 MAX_ERROR = 2000
 MAX_TRACEBACK = 8000
 MAX_VIOLATIONS = 32
@@ -367,14 +371,17 @@ def _execute_batch(h: dict[str, Any], payload: bytes, reporter: _Reporter) -> No
         args, kwargs = calls[i]
         _seed(int(items[i]["seed"]))
         result = _call(fn, args, kwargs, items[i].get("call_timeout_s"), int(h["result_limit_bytes"]), reporter, i)
-        result["i"] = i
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        result.update(i=i, cpu_s=usage.ru_utime + usage.ru_stime, rss_kb=usage.ru_maxrss)
         _flush()  # this instance's output reaches the worker before its result
+        # Output the worker has not read yet: it must take it before the next instance writes
+        # any, so this result asks for a "drained" byte back (fast instances that print nothing
+        # never wait).
+        result["sync"] = _unread(1) or _unread(2)
         reporter.send(result)
         if result["status"] == "call_timeout" or result.get("memory"):
             return
-        # Wait until the worker has taken this instance's output, so the next instance's output
-        # is never charged to this one.
-        if i + 1 < len(items) and os.read(ACK_FD, 1) != b"+":
+        if result["sync"] and i + 1 < len(items) and os.read(ACK_FD, 1) != b"+":
             return
 
 
@@ -426,6 +433,15 @@ def _call(
     except BaseException as exc:
         return {"t": "result", "status": "invalid_output", "error": _describe(exc)[0], "call_time_s": elapsed}
     return {"t": "result", "status": "ok", "value_json": text.decode(), "call_time_s": elapsed}
+
+
+def _unread(fd: int) -> bool:
+    buf = array.array("i", [0])
+    try:
+        fcntl.ioctl(fd, termios.FIONREAD, buf, True)
+    except OSError:
+        return True
+    return buf[0] > 0
 
 
 def _flush() -> None:
