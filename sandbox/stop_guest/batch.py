@@ -227,12 +227,12 @@ class BatchWatch:
                         poller.unregister(fd)
                         continue
                     if which == "result":
-                        self.pump_results(block=True)
+                        self.pump_results()
                     else:
                         # Frames written before this output (an earlier result, this instance's
                         # start) are read first, so the output goes to the instance that wrote it.
-                        self.pump_results(block=False)
-                        if self.kill_reason is None and fd in self.open_pipes:
+                        self.pump_results()
+                        if self.kill_reason is None and fd in self.open_pipes and select.select([fd], [], [], 0)[0]:
                             chunk = os.read(fd, 65536)
                             if not chunk:
                                 self.open_pipes.discard(fd)
@@ -244,10 +244,11 @@ class BatchWatch:
             os.close(pidfd)
         return self._finish()
 
-    def pump_results(self, *, block: bool) -> None:
-        """Handle what is on the result channel (one read when ``block``, else all that is there)."""
+    def pump_results(self) -> None:
+        """Handle all that is on the result channel now (never blocks: an earlier handler in
+        the same poll round may have read what poll reported)."""
         while self.res_r in self.open_pipes and self.kill_reason is None:
-            if not block and not select.select([self.res_r], [], [], 0)[0]:
+            if not select.select([self.res_r], [], [], 0)[0]:
                 return
             chunk = os.read(self.res_r, 65536)
             if not chunk:
@@ -264,8 +265,6 @@ class BatchWatch:
                     self.on_message(msg)
                 if self.kill_reason is not None:
                     return
-            if block:
-                return
 
     def _finish(self) -> tuple[int, int, int]:
         for kill in (os.killpg, os.kill):
