@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint docs bench sandbox-deps report-deps pg-deps bench-pg clean
+.PHONY: run test lint docs bench bench-paper sandbox-deps report-deps pg-deps bench-pg clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,10 @@ bench: $(STAMP) sandbox-deps pg-deps
 
 bench-pg: $(STAMP) sandbox-deps pg-deps
 	$(BIN)/python -m bench pg
+
+# Not part of `make bench`: each task's seed in-process vs one sandboxed batch.
+bench-paper: $(STAMP) sandbox-deps
+	$(BIN)/python -m bench paper
 
 bench-%: $(STAMP) sandbox-deps
 	$(BIN)/python -m bench $*

@@ -39,6 +39,9 @@ class RunConfig:
     max_tokens: int = 1024
     #: Sandbox: warm workers and the wall limit of one improver session.
     sandbox_workers: int = 2
+    #: Improver sessions one runner runs at once (they mostly wait on the model, so many more
+    #: than cores; CPU-bound batches stay bounded by ``sandbox_workers``).
+    max_sessions: int = 32
     session_timeout_s: float = 600.0
     #: Development only, loudly logged and recorded: run untrusted code without isolation.
     unsafe_no_sandbox: bool = False
@@ -55,6 +58,12 @@ class RunConfig:
         check_lm_section(self.lm)
         if not isinstance(self.sandbox_workers, int) or not 1 <= self.sandbox_workers <= 64:
             raise ConfigError(f"sandbox_workers must be an integer in 1..64, got {self.sandbox_workers!r}")
+        if (
+            isinstance(self.max_sessions, bool)
+            or not isinstance(self.max_sessions, int)
+            or not 1 <= self.max_sessions <= 1024
+        ):
+            raise ConfigError(f"max_sessions must be an integer in 1..1024, got {self.max_sessions!r}")
         for name in ("session_timeout_s", "lease_s"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:

@@ -164,16 +164,22 @@ async def run_runner(
 
     A runner claims only as many batches as its pool can work on at once (a few per warm
     worker): claiming every batch it sees would queue them all behind its own workers while
-    another runner process on the same store sits idle. Sessions are not limited (each gets a
-    dedicated worker, and a session waits on batches, so counting it could deadlock)."""
+    another runner process on the same store sits idle. Sessions mostly wait on the model, so
+    many more of them than cores run at once: ``max_sessions`` of the pool's config. A
+    ``generation`` session waits on the ``meta_run`` sessions its utility calls start, so it
+    holds no slot (counting it could deadlock); there is one per generation."""
     waiter = AnswerWaiter(ctx.store, ctx.run_id)
     batch_slots = anyio.CapacityLimiter(2 * pool.config.worker_count)
+    session_slots = anyio.CapacityLimiter(pool.config.max_sessions)
 
     async def handle(ev: Event) -> bool:
         if ev.type == "sandbox.batch.requested":
             async with batch_slots:
                 return await handle_batch(ctx, pool, ev)
-        return await handle_session(ctx, pool, waiter, ev)
+        if ev.payload.get("purpose") == "generation":
+            return await handle_session(ctx, pool, waiter, ev)
+        async with session_slots:
+            return await handle_session(ctx, pool, waiter, ev)
 
     async with anyio.create_task_group() as tg:
         await tg.start(waiter.run)

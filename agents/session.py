@@ -59,7 +59,13 @@ def open_pool(config: RunConfig) -> SandboxPool:
             message="--unsafe-no-sandbox: untrusted code runs WITHOUT isolation "
             "(development only); this is recorded in the run's first event",
         )
-    return SandboxPool(SandboxConfig(workers=config.sandbox_workers, unsafe_no_sandbox=config.unsafe_no_sandbox))
+    return SandboxPool(
+        SandboxConfig(
+            workers=config.sandbox_workers,
+            unsafe_no_sandbox=config.unsafe_no_sandbox,
+            max_sessions=config.max_sessions,
+        )
+    )
 
 
 def _root(run_id: str, req: RunRequest, pool: SandboxPool, backend: LMBackend) -> Event:

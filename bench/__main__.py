@@ -9,11 +9,14 @@ import sys
 import bench
 from bench.harness import Figure, format_line
 
+#: Benchmarks run only when named (``make bench-paper``): they take minutes.
+NOT_DEFAULT = frozenset({"paper"})
+
 
 def _modules(names: list[str]) -> list[str]:
     found = sorted(m.name[len("bench_") :] for m in pkgutil.iter_modules(bench.__path__) if m.name.startswith("bench_"))
     if not names:
-        return found
+        return [n for n in found if n not in NOT_DEFAULT]
     unknown = [n for n in names if n not in found]
     if unknown:
         raise SystemExit(f"unknown benchmark(s) {unknown}; available: {', '.join(found)}")

@@ -31,6 +31,9 @@ class SandboxConfig:
     max_inflight_requests: int = 64
     #: Finished session workers kept for reuse (each forks a fresh child per session).
     idle_session_workers: int = 4
+    #: Improver sessions a runner serves at once (``RunConfig.max_sessions``); each has its own
+    #: worker process, mostly waiting on the model.
+    max_sessions: int = 32
 
     @property
     def worker_count(self) -> int:

@@ -6,8 +6,8 @@ import io
 import itertools
 import math
 import pickle
-from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
 
@@ -24,7 +24,7 @@ from ._seccomp import build_bpf
 from ._values import canonical_json
 from ._worker import WorkerHandle, WorkerLost
 
-__all__ = ("RequestHandler", "SandboxPool", "effective_layers")
+__all__ = ("BatchFacts", "RequestHandler", "SandboxPool", "effective_layers")
 
 log = structlog.get_logger("sandbox")
 
@@ -74,6 +74,42 @@ class _Pickler(pickle.Pickler):
         return None
 
 
+#: Header fields that may differ between the jobs of one batch.
+_PER_INSTANCE = ("seed", "call_timeout_s", "wall_timeout_s", "cpu_s")
+
+
+@dataclass(frozen=True)
+class BatchFacts:
+    """What the worker measured for a whole batch: processes used (1 + restarts after a stopped
+    instance), guest output bytes and the peak RSS of its processes."""
+
+    processes: int = 0
+    output_bytes: int = 0
+    max_rss_kb: int = 0
+
+    @classmethod
+    def from_frame(cls, frame: dict[str, Any]) -> BatchFacts:
+        def num(key: str) -> int:
+            x = frame.get(key)
+            return x if isinstance(x, int) and not isinstance(x, bool) and x >= 0 else 0
+
+        return cls(processes=num("processes"), output_bytes=num("output_bytes"), max_rss_kb=num("max_rss_kb"))
+
+    def to_json(self) -> dict[str, int]:
+        return {"processes": self.processes, "output_bytes": self.output_bytes, "max_rss_kb": self.max_rss_kb}
+
+
+def _collect(results: list[JobResult | None]) -> Callable[[dict[str, Any]], None]:
+    def on_item(frame: dict[str, Any]) -> None:
+        i = frame.get("i")
+        if isinstance(i, int) and not isinstance(i, bool) and 0 <= i < len(results) and results[i] is None:
+            results[i] = JobResult.from_worker(frame)
+            return
+        raise WorkerLost(f"the worker reported an unexpected instance {i!r}")
+
+    return on_item
+
+
 class SandboxPool:
     """Runs untrusted programs. Use as ``async with SandboxPool(config) as pool``.
 
@@ -93,6 +129,8 @@ class SandboxPool:
         self._idle_sessions: list[WorkerHandle] = []
         self._ids = itertools.count(1)
         self._closed = False
+        #: Facts of the most recent batch (tests and benchmarks read them).
+        self.last_batch = BatchFacts()
 
     # --- lifecycle -------------------------------------------------------------------------
     async def __aenter__(self) -> SandboxPool:
@@ -253,6 +291,77 @@ class SandboxPool:
         except SandboxUnavailable as exc:
             log.error("cannot replace a sandbox worker", error=str(exc))
             raise
+
+    # --- batches ---------------------------------------------------------------------------
+    def _prepare_batch(self, jobs: Sequence[Job]) -> tuple[dict[str, Any], bytes] | JobResult:
+        """One header and payload for jobs that differ only in arguments, seed and time limits."""
+        first = jobs[0]
+        shared = {k: v for k, v in first.header().items() if k not in _PER_INSTANCE}
+        for job in jobs:
+            if job.program != first.program or job.function != first.function or job.function is None:
+                return JobResult(status="refused", error="a batch runs one program's function on every instance")
+            if {k: v for k, v in job.header().items() if k not in _PER_INSTANCE} != shared:
+                return JobResult(status="refused", error="the jobs of a batch must share their limits")
+        for job in jobs:
+            checked = self._prepare(replace(job, args=(), kwargs={}), session=False)
+            if isinstance(checked, JobResult):
+                return checked
+        buf = io.BytesIO()
+        pickler = _Pickler(buf, allow_proxies=False)
+        try:
+            pickler.dump((first.program, first.function, [(list(j.args), dict(j.kwargs)) for j in jobs]))
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            return JobResult(status="refused", error=f"the arguments cannot be sent: {exc}")
+        if pickler.proxies:
+            return JobResult(status="refused", error="utility/language_model proxies need run_session")
+        payload = buf.getvalue()
+        if len(payload) > self.config.max_payload_bytes:
+            return JobResult(
+                status="refused",
+                error=f"the batch is {len(payload)} bytes, over the {self.config.max_payload_bytes}-byte limit",
+            )
+        items = [{k: j.header()[k] for k in _PER_INSTANCE} for j in jobs]
+        header = {"op": "batch", "id": next(self._ids), "session": False, **shared, "items": items}
+        return header, payload
+
+    async def run_batch(self, jobs: Sequence[Job]) -> list[JobResult]:
+        """Run the instances of one program in one sandboxed process of a warm worker.
+
+        Each job's result is what ``run(job)`` would report for it: the guest loads the program
+        once, then calls the function per instance under that instance's call timer and wall
+        limit (the worker enforces both). An instance that hangs, crashes or floods its output
+        is stopped with that outcome and the remaining ones continue in a fresh process. The
+        guest's RNGs are re-seeded from each job's seed before its call. Program state (module
+        globals, files in the scratch directory) persists from one instance to the next, as
+        in the reference's in-process loop. ``last_batch`` holds the batch-level facts.
+        """
+        if not jobs:
+            return []
+        prepared = self._prepare_batch(jobs)
+        if isinstance(prepared, JobResult):
+            return [prepared] * len(jobs)
+        header, payload = prepared
+        assert self._idle_recv is not None and self._idle_send is not None
+        backstop = sum(j.wall_timeout_s for j in jobs) + self.config.backstop_grace_s
+        results: list[JobResult | None] = [None] * len(jobs)
+        worker = await self._idle_recv.receive()
+        healthy = False
+        failure: JobResult | None = None
+        try:
+            frame = await worker.run_batch(header, payload, backstop_s=backstop, on_item=_collect(results))
+            self.last_batch = BatchFacts.from_frame(frame)
+            healthy = True
+        except WorkerLost as exc:
+            failure = self._lost(worker, exc)
+        except TimeoutError:
+            failure = JobResult(
+                status="timeout", error="the worker did not report within the deadline; it was replaced"
+            )
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._release(worker, healthy)
+        out = [r if r is not None else (failure or JobResult(status="crashed", error="no result")) for r in results]
+        return out
 
     async def run_session(self, job: Job, on_request: RequestHandler) -> JobResult:
         """Run a long-lived job (an improver) in its own sandboxed worker, outside the warm

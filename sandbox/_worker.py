@@ -155,6 +155,32 @@ class WorkerHandle:
                 self.alive = False
                 raise WorkerLost(f"unexpected frame from the worker: {op!r}")
 
+    async def run_batch(
+        self,
+        header: dict[str, Any],
+        payload: bytes,
+        *,
+        backstop_s: float,
+        on_item: Callable[[dict[str, Any]], None],
+    ) -> dict[str, Any]:
+        """Send one batch; ``on_item`` gets each instance's frame; returns the ``done`` frame."""
+        self.jobs += 1
+        with anyio.fail_after(backstop_s):
+            await self.send_job(header, payload)
+            while True:
+                msg = await self.recv_json()
+                op = msg.get("op")
+                if msg.get("id") != header["id"] and op in ("item", "done"):
+                    self.alive = False
+                    raise WorkerLost("the worker answered for another job")
+                if op == "item":
+                    on_item(msg)
+                    continue
+                if op == "done":
+                    return msg
+                self.alive = False
+                raise WorkerLost(f"unexpected frame from the worker: {op!r}")
+
     async def close(self, timeout_s: float = 2.0) -> None:
         """Ask the worker to exit, then make sure it is gone."""
         if self.alive:

@@ -5,14 +5,18 @@ The child never returns into the worker loop: every path ends in ``os._exit``.
 
 from __future__ import annotations
 
+import array
 import builtins
+import fcntl
 import linecache
 import os
 import pickle
 import random
+import resource
 import signal
 import sys
 import tempfile
+import termios
 import threading
 import time
 import traceback
@@ -24,6 +28,7 @@ from . import bridge, encode, frames
 from .confine import Confiner
 
 RESULT_FD = 3
+ACK_FD = 4  # sessions: bridge answers; batches: the worker's "output drained" byte
 MAX_ERROR = 2000
 MAX_TRACEBACK = 8000
 MAX_VIOLATIONS = 32
@@ -239,8 +244,12 @@ def _run(spec: ChildSpec) -> int:
         reporter.send({"t": "result", "status": "refused", "error": f"confinement failed: {_describe(exc)[0]}"})
         return EXIT_RUNTIME_FAILURE
     sys.addaudithook(_make_audit_hook(reporter, spec.scratch, spec.layers, spec.ro_paths))
-    channel = bridge.Channel(reporter.lock) if h.get("session") else None
-    result = _execute(h, spec.payload, channel, reporter)
+    if h.get("op") == "batch":
+        _execute_batch(h, spec.payload, reporter)
+        result: dict[str, Any] = {"t": "end"}
+    else:
+        channel = bridge.Channel(reporter.lock) if h.get("session") else None
+        result = _execute(h, spec.payload, channel, reporter)
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
         try:
             if stream is not None:
@@ -317,6 +326,131 @@ def _execute(h: dict[str, Any], payload: bytes, channel: bridge.Channel | None, 
     except BaseException as exc:
         return {"t": "result", "status": "invalid_output", "error": _describe(exc)[0], "call_time_s": elapsed}
     return {"t": "result", "status": "ok", "value_json": text.decode(), "call_time_s": elapsed}
+
+
+def _execute_batch(h: dict[str, Any], payload: bytes, reporter: _Reporter) -> None:
+    """Load the program once, then run instances ``h["start"]..`` in order, one result frame
+    each (``"i"`` names the instance). After a call timeout or a MemoryError the child stops:
+    the worker continues the remaining instances in a fresh process."""
+    items: list[dict[str, Any]] = h["items"]
+    start = int(h["start"])
+    try:
+        program, function, calls = _Unpickler(payload, None).load()
+    except BaseException as exc:
+        reporter.send({"t": "result", "i": start, "status": "refused", "error": _describe(exc)[0]})
+        return
+    _seed(int(items[start]["seed"]))
+    module = types.ModuleType("__candidate__")
+    module.__dict__["__builtins__"] = builtins
+    module.__file__ = "<candidate>"
+    sys.modules["__candidate__"] = module
+    linecache.cache["<candidate>"] = (len(program), None, program.splitlines(True), "<candidate>")
+    try:
+        exec(compile(program, "<candidate>", "exec"), module.__dict__)
+        fn = module.__dict__.get(function)
+        if not callable(fn):
+            raise NameError(f"the program defines no function {function!r}")
+    except BaseException as exc:
+        # Loading failed: every instance fails the same way a separate job would.
+        message, tb = _describe(exc)
+        for i in range(start, len(items)):
+            reporter.send({"t": "start", "i": i})
+            reporter.send(
+                {
+                    "t": "result",
+                    "i": i,
+                    "status": "error",
+                    "error": message,
+                    "traceback": tb,
+                    "memory": isinstance(exc, MemoryError),
+                    "call_time_s": None,
+                }
+            )
+        return
+    for i in range(start, len(items)):
+        args, kwargs = calls[i]
+        _seed(int(items[i]["seed"]))
+        result = _call(fn, args, kwargs, items[i].get("call_timeout_s"), int(h["result_limit_bytes"]), reporter, i)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        result.update(i=i, cpu_s=usage.ru_utime + usage.ru_stime, rss_kb=usage.ru_maxrss)
+        _flush()  # this instance's output reaches the worker before its result
+        # Output the worker has not read yet: it must take it before the next instance writes
+        # any, so this result asks for a "drained" byte back (fast instances that print nothing
+        # never wait).
+        result["sync"] = _unread(1) or _unread(2)
+        reporter.send(result)
+        if result["status"] == "call_timeout" or result.get("memory"):
+            return
+        if result["sync"] and i + 1 < len(items) and os.read(ACK_FD, 1) != b"+":
+            return
+
+
+def _call(
+    fn: Any,
+    args: Any,
+    kwargs: Any,
+    call_timeout: float | None,
+    result_limit: int,
+    reporter: _Reporter,
+    i: int,
+) -> dict[str, Any]:
+    """One instance's call, timed and encoded exactly as a single job's."""
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise CallTimeout()
+
+    started = 0.0
+    try:
+        reporter.send({"t": "start", "i": i})
+        started = time.perf_counter()
+        _arm(call_timeout, on_alarm)
+        value = fn(*args, **kwargs)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        elapsed = time.perf_counter() - started
+    except CallTimeout:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        return {
+            "t": "result",
+            "status": "call_timeout",
+            "call_time_s": time.perf_counter() - started,
+            "error": f"CallTimeout: the call took longer than {call_timeout} s",
+        }
+    except BaseException as exc:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        message, tb = _describe(exc)
+        return {
+            "t": "result",
+            "status": "error",
+            "error": message,
+            "traceback": tb,
+            "memory": isinstance(exc, MemoryError),
+            "call_time_s": (time.perf_counter() - started) if started else None,
+        }
+    try:
+        text = encode.dumps(value, result_limit)
+    except CallTimeout:
+        return {"t": "result", "status": "call_timeout", "error": "CallTimeout while encoding"}
+    except BaseException as exc:
+        return {"t": "result", "status": "invalid_output", "error": _describe(exc)[0], "call_time_s": elapsed}
+    return {"t": "result", "status": "ok", "value_json": text.decode(), "call_time_s": elapsed}
+
+
+def _unread(fd: int) -> bool:
+    buf = array.array("i", [0])
+    try:
+        fcntl.ioctl(fd, termios.FIONREAD, buf, True)
+    except OSError:
+        return True
+    return buf[0] > 0
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            if stream is not None:
+                stream.flush()
+        except BaseException:
+            pass
 
 
 def _arm(call_timeout: float | None, handler: Any) -> None:

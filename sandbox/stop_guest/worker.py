@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 from . import frames
+from .batch import BatchWatch
 from .child import ChildSpec, run_child
 from .confine import Confiner, harden_worker
 
@@ -220,6 +221,88 @@ class Worker:
         out.update(_classify(kill_reason, detail, result, code, cpu, float(h["cpu_s"]), h))
         return out
 
+    # --- one batch: one process for many instances of one program ---------------------------
+    def run_batch(self, header: dict[str, Any], payload: bytes) -> None:
+        """Run every instance of ``header["items"]``, streaming one ``item`` frame each, then
+        ``done``. One child runs them in order; when it is stopped (timeout, crash, output flood)
+        the instance it was running gets that outcome and the rest continue in a fresh child."""
+        n = len(header["items"])
+        start = 0
+        processes = 0
+        total_output = 0
+        max_rss = 0
+        while start < n:
+            processes += 1
+            self.counter += 1
+            scratch = os.path.join(self.scratch_root, f"job{self.counter}")
+            os.mkdir(scratch, 0o700)
+            try:
+                start, out_bytes, rss = self._batch_process(header, payload, scratch, start)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+            total_output += out_bytes
+            max_rss = max(max_rss, rss)
+        frames.write_json(
+            self.ctl_out,
+            {
+                "op": "done",
+                "id": header["id"],
+                "processes": processes,
+                "output_bytes": total_output,
+                "max_rss_kb": max_rss,
+            },
+        )
+
+    def _batch_process(self, h: dict[str, Any], payload: bytes, scratch: str, start: int) -> tuple[int, int, int]:
+        """One child from instance ``start``; returns (next instance, output bytes, max RSS)."""
+        items: list[dict[str, Any]] = h["items"]
+        ch = {**h, "start": start, "cpu_s": sum(float(it["cpu_s"]) for it in items[start:])}
+        ruleset = self.confiner.make_ruleset(scratch) if self.confiner else -1
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        res_r, res_w = os.pipe2(os.O_CLOEXEC)
+        ack_r, ack_w = os.pipe2(os.O_CLOEXEC)
+        started = time.monotonic()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            run_child(
+                ChildSpec(
+                    ch,
+                    payload,
+                    scratch,
+                    out_w,
+                    err_w,
+                    res_w,
+                    ack_r,
+                    self.devnull,
+                    ruleset,
+                    self.confiner,
+                    self.layers,
+                    self.ro_paths,
+                )
+            )
+        for fd in (out_w, err_w, res_w, ack_r, ruleset):
+            if fd >= 0:
+                os.close(fd)
+        try:
+            watch = BatchWatch(
+                ch,
+                pid,
+                started,
+                (out_r, err_r, res_r, ack_w),
+                start,
+                lambda frame: frames.write_json(self.ctl_out, frame),
+                _classify,
+                _parse,
+            )
+            return watch.run()
+        finally:
+            for fd in (out_r, err_r, res_r, ack_w):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
     def _forward_request(self, msg: dict[str, Any], session: bool, violations: list[str]) -> None:
         ok = (
             session
@@ -362,4 +445,7 @@ def main() -> None:
         payload = frames.read_frame(ctl_in)
         if payload is None:
             return
-        frames.write_json(ctl_out, worker.run_job(header, payload))
+        if header.get("op") == "batch":
+            worker.run_batch(header, payload)
+        else:
+            frames.write_json(ctl_out, worker.run_job(header, payload))

@@ -691,3 +691,37 @@ async def test_attack_is_contained(
 
 def test_suite_is_large_enough() -> None:
     assert len(ATTACKS) >= 30
+
+
+_BATCH_ENTRY = """
+
+def batch_entry(i, t):
+    return attack(t) if i == 1 else "fine"
+"""
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("atk", ATTACKS, ids=[a.name for a in ATTACKS])
+async def test_attack_is_contained_inside_a_batch(
+    pool: SandboxPool, targets: Targets, atk: Attack, process_census: Callable[[SandboxPool], set[int]]
+) -> None:
+    """The same attack as the middle instance of a batch (one process for the instances): the
+    same containment, the same outcome for it, and the instance before it is scored."""
+    if "ctypes" in atk.name and platform.machine() != "x86_64":
+        pytest.skip("raw syscall numbers are for x86_64")
+    before = process_census(pool)
+    workers = pool.worker_pids()
+    limits = dict(atk.limits)
+    limits.setdefault("wall_timeout_s", 15.0)
+    program = atk.program + _BATCH_ENTRY
+    jobs = [Job(program=program, function="batch_entry", args=[i, targets.info()], **limits) for i in range(3)]
+    results = await pool.run_batch(jobs)
+    assert targets.arrivals() == []
+    assert targets.files_written() == []
+    assert targets.canary.poll() is None, "the canary process was killed"
+    assert pool.worker_pids() == workers, "a worker died"
+    assert process_census(pool) == before, "a process of the batch survived it"
+    for r in results:
+        no_secret(r, targets)
+    assert results[0].status == "ok" and results[0].value == "fine", results[0]
+    atk.check(results[1], targets)
