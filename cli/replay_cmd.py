@@ -40,7 +40,7 @@ def _print_replay(result: ReplayResult) -> None:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     async def main() -> ReplayResult:
-        store = await open_store_arg(args.store, create=False)
+        store = await open_store_arg(args.store, create=False, readonly=True)
         try:
             run_id = await resolve_run(store, args.run)
             improver = await read_text_arg(args.improver, "--improver") if args.improver else None

@@ -80,7 +80,7 @@ class EventStore(Protocol):
 
     async def cache_get(self, key: str) -> dict[str, Any] | None: ...
 
-    async def cache_items(self) -> list[CacheEntry]:
+    async def cache_rows(self) -> list[CacheEntry]:
         """Every LM cache row, ordered by key (the audit checks each against its event)."""
         ...
 

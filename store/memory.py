@@ -121,7 +121,7 @@ class MemoryStore:
     async def cache_get(self, key: str) -> dict[str, Any] | None:
         return self._cache.get(key)
 
-    async def cache_items(self) -> list[CacheEntry]:
+    async def cache_rows(self) -> list[CacheEntry]:
         """Every LM cache row, by key (for the audit)."""
         return [CacheEntry(k, self._cache[k]) for k in sorted(self._cache)]
 

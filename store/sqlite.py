@@ -358,8 +358,6 @@ class SqliteStore:
                     err = map_sqlite_error(e, self.path)
                     if isinstance(err, _WriteFailed) and run_id is not None:
                         err.for_run(run_id)
-                    if isinstance(err, _WriteFailed):
-                        log.error("store.write_failed", path=self.path, error=str(err))
                     raise err from e
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -490,7 +488,7 @@ class SqliteStore:
         except sqlite3.Error as e:
             raise map_sqlite_error(e, self.path) from e
 
-    async def cache_items(self) -> list[CacheEntry]:
+    async def cache_rows(self) -> list[CacheEntry]:
         """Every LM cache row, by key (for the audit)."""
         rows = await self._fetch("SELECT key, value FROM lm_cache ORDER BY key")
         return [CacheEntry(k, json.loads(v)) for k, v in rows]
@@ -498,4 +496,3 @@ class SqliteStore:
     async def integrity_check(self) -> str:
         rows = await self._fetch("PRAGMA quick_check")
         return str(rows[0][0]) if rows else "unknown"
-
