@@ -4,6 +4,7 @@ private tmpfs) with its own venv there runs ``stop self-improve`` to the end."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,10 +24,12 @@ def test_clone_under_tmp_runs_self_improve(tmp_path: Path) -> None:
         clone = Path(d) / "x"
         subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=120)
         # The working tree as it is (the test runs on uncommitted changes too).
-        subprocess.run(
-            ["rsync", "-a", "--exclude", ".git", "--exclude", ".venv", "--exclude", "runs", f"{ROOT}/", f"{clone}/"],
-            check=True,
-            timeout=120,
+        shutil.copytree(
+            ROOT,
+            clone,
+            dirs_exist_ok=True,
+            symlinks=True,
+            ignore=shutil.ignore_patterns(".git", ".venv", "runs", "__pycache__", "*.egg-info", ".*_cache"),
         )
         subprocess.run([sys.executable, "-m", "venv", str(clone / ".venv")], check=True, timeout=120)
         py = clone / ".venv" / "bin" / "python"
