@@ -109,7 +109,7 @@ def test_read_only_open_with_a_live_wal(tmp_path: Path) -> None:
         w = await SqliteStore.open(db)
         root = make_event("r", RunStarted("t", 0, {}, {}), cause=None, key=0)
         await w.append([root])
-        assert os.path.exists(str(db) + "-wal")
+        assert await anyio.Path(str(db) + "-wal").exists()
         r = await SqliteStore.open(db, readonly=True)
         await w.append([make_event("r", Note("n", {}), cause=root, key=1)])
         assert len(await r.read("r")) == 2
