@@ -22,8 +22,16 @@ __all__ = ("register",)
 
 def _print_replay(result: ReplayResult) -> None:
     c = result.comparison
+    if result.unfinished:
+        print(
+            f"run {result.run_id} is unfinished (it has no run.finished or run.failed event):"
+            f" only its {c.compared} recorded event(s) were compared; continue it with: stop resume {result.run_id}"
+        )
     if result.identical:
-        print(f"identical: {c.compared} events (run {result.run_id})")
+        print(
+            f"identical: {c.compared} events (run {result.run_id})"
+            + (" (recorded prefix)" if result.unfinished else "")
+        )
         return
     d = c.first
     if d is not None:
