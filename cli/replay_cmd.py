@@ -101,6 +101,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_fork(args: argparse.Namespace) -> int:
+    from agents.fork import verify_fork_source
     from agents.runinfo import run_info
     from agents.session import RunRequest, start_and_run
 
@@ -118,6 +119,7 @@ def cmd_fork(args: argparse.Namespace) -> int:
             info = await run_info(store, source)
             config = load_config(args.config) if args.config else info.config
             config = config.with_overrides(model=args.model)
+            await verify_fork_source(store, source, at.seq or 0)
             options = {**info.options, "fork": {"run": source, "at": at.id, "at_seq": at.seq}}
             command.append(info.command)
 

@@ -85,6 +85,13 @@ def test_rewritten_cache_row_is_caught(db: Path) -> None:
     assert rc == 1 and not report["ok"]
     [problem] = report["lm_cache"]["problems"]
     assert problem["key"] == key and "text differs" in problem["problem"]
+    # A fork sharing that answer refuses to reuse it.
+    conn = sqlite3.connect(db)
+    last = conn.execute("SELECT id FROM events ORDER BY seq DESC LIMIT 1").fetchone()[0]
+    conn.close()
+    done = _stop("fork", "latest", "--at", last, "--store", str(db), "--no-progress")
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "refusing to fork" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_payload_edit_with_recomputed_chain_is_caught_by_the_head_anchor(db: Path) -> None:
