@@ -300,6 +300,10 @@ class AuditReport:
         for c in self.cache_problems:
             lines.append(f"BROKEN {c['problem']} (recorded by lm.responded {c['event']})")
         lines.append(f"head: {self.head or '-'} ({self.events} events); anchor it with: stop audit RUN --head HASH")
+        lines.append(
+            "checkpoints: unsigned (this version records no signed checkpoints; without --head a recomputed"
+            " chain or a cut tail cannot be told from an intact one)"
+        )
         if self.expected_head:
             lines.append(
                 ("OK    " if self.head_ok else "BROKEN")
