@@ -12,9 +12,11 @@ import weakref
 from typing import Any
 
 from events import Event
+from outcome import RunFailed
+from replay.cache_check import cache_row_problem
 from store.base import EventStore
 
-__all__ = ("ForkPrefix", "fork_prefix")
+__all__ = ("ForkPrefix", "fork_prefix", "verify_fork_source")
 
 _CACHE: weakref.WeakKeyDictionary[EventStore, dict[tuple[str, int], ForkPrefix]] = weakref.WeakKeyDictionary()
 
@@ -49,6 +51,7 @@ async def fork_prefix(store: EventStore, options: dict[str, Any]) -> ForkPrefix 
     key = (str(fork["run"]), int(fork["at_seq"]))
     if key not in cache:
         events = await store.read(str(fork["run"]))
+        await _verify(store, str(fork["run"]), events, int(fork["at_seq"]))
         paths = _paths(events)
         cache[key] = ForkPrefix(
             {
@@ -58,3 +61,24 @@ async def fork_prefix(store: EventStore, options: dict[str, Any]) -> ForkPrefix 
             }
         )
     return cache[key]
+
+
+async def _verify(store: EventStore, run_id: str, events: list[Event], at_seq: int) -> None:
+    by_id = {e.id: e for e in events}
+    for ev in events:
+        cause = by_id.get(ev.causation_id or "")
+        if ev.type != "lm.responded" or cause is None or (cause.seq or 0) > at_seq:
+            continue
+        problem = cache_row_problem(cause, ev, await store.cache_get(str(ev.payload.get("cache_key", ""))))
+        if problem is not None:
+            raise RunFailed(
+                f"refusing to fork run {run_id}: {problem} (answer {ev.id}); the store was changed after it was"
+                " recorded, so the fork would reuse answers the source never got",
+                hint=f"stop audit {run_id} lists every altered row",
+            )
+
+
+async def verify_fork_source(store: EventStore, run_id: str, at_seq: int) -> None:
+    """Refuse (``RunFailed``) a fork whose shared prefix holds an LM cache row that does not
+    match the event that recorded it."""
+    await _verify(store, run_id, await store.read(run_id), at_seq)

@@ -14,6 +14,7 @@ from events import Event
 from lm import CacheMode, LMBackend
 from sandbox import SandboxPool
 from store.base import EventStore
+from store.errors import StoreUnavailable
 
 __all__ = ("AGENTS", "Agents", "run_agents", "wait_for_end")
 
@@ -83,10 +84,22 @@ async def wait_for_end(store: EventStore, run_id: str) -> Event:
 
 
 async def run_agents(agents: Agents, run_id: str, names: tuple[str, ...] = AGENTS) -> Event:
-    """Run the named agents on ``run_id`` until it finishes or fails; return the final event."""
-    async with anyio.create_task_group() as tg:
-        for name in names:
-            await agents.start(tg, name, run_id)
-        final = await wait_for_end(agents.store, run_id)
-        tg.cancel_scope.cancel()
+    """Run the named agents on ``run_id`` until it finishes or fails; return the final event.
+
+    When the log itself cannot be written (disk full, I/O error), every agent stops with the
+    store's error; that one error is raised (reported once), not a group of copies of it."""
+    try:
+        async with anyio.create_task_group() as tg:
+            for name in names:
+                await agents.start(tg, name, run_id)
+            final = await wait_for_end(agents.store, run_id)
+            tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        store_errors, rest = group.split(StoreUnavailable)
+        if store_errors is not None and rest is None:
+            first: BaseException = store_errors
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            raise first from None
+        raise
     return final

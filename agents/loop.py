@@ -18,7 +18,7 @@ from events import Event, make_event
 from events.types import RunFailed
 from lm import CacheMiss
 from store.causation import ancestors
-from store.errors import ConflictError
+from store.errors import ConflictError, StoreUnavailable
 
 __all__ = ("Handler", "record_failure", "serve")
 
@@ -35,6 +35,10 @@ def _unwrap(exc: BaseException) -> BaseException:
 async def record_failure(ctx: AgentContext, ev: Event, exc: BaseException) -> None:
     """An agent bug or infrastructure failure ends the run with a clear, recorded reason."""
     exc = _unwrap(exc)
+    if isinstance(exc, StoreUnavailable):
+        # The log cannot be written (disk full, I/O error, read-only): recording the failure
+        # would fail the same way. Stop the agent with the store's one-line error instead.
+        raise exc
     if isinstance(exc, CacheMiss):  # replay left the recording: an expected outcome, no traceback
         ctx.log.warning("replay.cache_miss", event_id=ev.id, error=str(exc))
     else:

@@ -35,12 +35,16 @@ class RunRequest:
     options: dict[str, Any]
 
 
-async def new_run_id(store: EventStore, req: RunRequest) -> str:
-    """Deterministic: the command, seed and config digest, plus how many such runs exist."""
+async def new_run_id(store: EventStore, req: RunRequest, make_root: Callable[[str], Event]) -> str:
+    """Record a new run's first event, ``make_root(run_id)``, and return its id.
+
+    Deterministic: the command, seed and config digest, plus how many such runs exist. The store
+    chooses the number and appends the root in one transaction (``EventStore.start_run``), so two
+    processes starting the same run at once get different ids.
+    """
     digest = sha256_hex(canonical_json([req.command, req.seed, req.config.to_dict(), req.options]))[:10]
-    prefix = f"{req.command}-{digest}"
-    n = sum(1 for r in await store.run_ids() if r.startswith(prefix + "-"))
-    return f"{prefix}-{n}"
+    root = await store.start_run(f"{req.command}-{digest}", make_root)
+    return root.run_id
 
 
 def resolve_backend(config: RunConfig) -> tuple[RunConfig, LMBackend]:
@@ -105,8 +109,7 @@ async def start_and_run(
         print("stop: LM backend: offline, no language model (seeded program mutation)", file=sys.stderr)
     try:
         async with open_pool(config) as pool:
-            run_id = await new_run_id(store, req)
-            await store.append([_root(run_id, req, pool, backend)])
+            run_id = await new_run_id(store, req, lambda rid: _root(rid, req, pool, backend))
             if on_started is not None:
                 await on_started(run_id)
             agents = Agents(store, pool=pool, backend=backend, lease_s=config.lease_s)

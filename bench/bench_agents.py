@@ -97,9 +97,8 @@ async def _one_generation(db: Path) -> dict[str, float]:
     try:
         async with open_pool(config) as pool:
             req = RunRequest("self-improve", 0, config, {"improver": None})
-            run_id = await new_run_id(inner, req)
             start = time.perf_counter()
-            await store.append([_root(run_id, req, pool, backend)])
+            run_id = await new_run_id(inner, req, lambda rid: _root(rid, req, pool, backend))
             agents = Agents(store, pool=pool, backend=timed, lease_s=config.lease_s)
             final = await run_agents(agents, run_id)
             wall = time.perf_counter() - start

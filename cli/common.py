@@ -69,9 +69,10 @@ def emit_json(data: Any) -> None:
     sys.stdout.write("\n")
 
 
-async def open_store_arg(path: str, *, create: bool) -> DurableStore:
-    """A SQLite path or a ``postgresql://`` URL (``store.open_store`` chooses)."""
-    return await open_store(path, create=create)
+async def open_store_arg(path: str, *, create: bool, readonly: bool = False) -> DurableStore:
+    """A SQLite path or a ``postgresql://`` URL (``store.open_store`` chooses); ``readonly`` for
+    commands that only read (they never write, and refuse a missing or empty store)."""
+    return await open_store(path, create=create, readonly=readonly)
 
 
 def read_program(path: str | Path, what: str = "file") -> str:

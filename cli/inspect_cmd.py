@@ -43,6 +43,11 @@ def register(subparsers: Any) -> None:
         "was tampered with.",
     )
     _common(p)
+    p.add_argument(
+        "--head",
+        metavar="HASH",
+        help="fail (exit 1) unless the run's chain ends at this hash (the head a previous audit printed)",
+    )
     p.set_defaults(func=_cmd_audit)
 
     p = subparsers.add_parser("lineage", help="the improver/solution tree of a run")
@@ -83,7 +88,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     async def body() -> int:
         async with await _open(args.store) as store:
             run_id = await resolve_run(store, args.run)
-            report = await audit_run(store, run_id)
+            report = await audit_run(store, run_id, expected_head=args.head)
         if args.json:
             print(json.dumps(report.to_json(), indent=2, sort_keys=True))
         else:

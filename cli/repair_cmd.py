@@ -89,7 +89,7 @@ def cmd_passat(args: argparse.Namespace) -> int:
     from replay.runs import resolve_run
 
     async def main() -> tuple[str, dict[str, Any]]:
-        store = await open_store_arg(args.store, create=False)
+        store = await open_store_arg(args.store, create=False, readonly=True)
         try:
             run_id = await resolve_run(store, args.run)
             return run_id, passat_table(await load_trees(store, run_id), resamples=args.resamples, seed=args.seed)

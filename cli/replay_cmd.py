@@ -22,8 +22,16 @@ __all__ = ("register",)
 
 def _print_replay(result: ReplayResult) -> None:
     c = result.comparison
+    if result.unfinished:
+        print(
+            f"run {result.run_id} is unfinished (it has no run.finished or run.failed event):"
+            f" only its {c.compared} recorded event(s) were compared; continue it with: stop resume {result.run_id}"
+        )
     if result.identical:
-        print(f"identical: {c.compared} events (run {result.run_id})")
+        print(
+            f"identical: {c.compared} events (run {result.run_id})"
+            + (" (recorded prefix)" if result.unfinished else "")
+        )
         return
     d = c.first
     if d is not None:
@@ -40,7 +48,7 @@ def _print_replay(result: ReplayResult) -> None:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     async def main() -> ReplayResult:
-        store = await open_store_arg(args.store, create=False)
+        store = await open_store_arg(args.store, create=False, readonly=True)
         try:
             run_id = await resolve_run(store, args.run)
             improver = await read_text_arg(args.improver, "--improver") if args.improver else None
@@ -93,6 +101,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_fork(args: argparse.Namespace) -> int:
+    from agents.fork import verify_fork_source
     from agents.runinfo import run_info
     from agents.session import RunRequest, start_and_run
 
@@ -110,6 +119,7 @@ def cmd_fork(args: argparse.Namespace) -> int:
             info = await run_info(store, source)
             config = load_config(args.config) if args.config else info.config
             config = config.with_overrides(model=args.model)
+            await verify_fork_source(store, source, at.seq or 0)
             options = {**info.options, "fork": {"run": source, "at": at.id, "at_seq": at.seq}}
             command.append(info.command)
 

@@ -115,7 +115,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     async def main() -> list[dict[str, Any]]:
-        store = await open_store_arg(args.store, create=False)
+        store = await open_store_arg(args.store, create=False, readonly=True)
         try:
             if args.workers:
                 return await workers_report(store)

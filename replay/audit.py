@@ -15,6 +15,7 @@ from typing import Any
 
 from events.model import ChainReport, Event, verify_chain
 from events.stop_events import session_error_kind
+from replay.cache_check import cache_row_problem
 from replay.costs import LMCall, LMUsage, lm_calls, prices_from_config
 from replay.lineage import UNATTRIBUTED, Lineage, lineage_from_tree
 from replay.runs import RunLog, UnreadableEvent, load_run
@@ -195,11 +196,32 @@ class AuditReport:
     #: error kind (the improver's exception type, or "timeout", ...) -> failed improver sessions
     failed_sessions: Counter[str] = field(default_factory=Counter)
     status: str = ""  # finished | failed | unfinished
+    #: the run's head: the hash of its last event (what ``--head`` anchors to)
+    head: str | None = None
+    #: the head the user expects (``stop audit RUN --head H``), if any
+    expected_head: str | None = None
+    cache_checked: int = 0
+    #: LM cache rows that do not match the event that recorded them: {event, key, problem}
+    cache_problems: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def head_ok(self) -> bool:
+        """No anchor given, or the chain ends exactly at it (a prefix of the hash is enough)."""
+        if not self.expected_head:
+            return True
+        return self.head is not None and self.head.startswith(self.expected_head.lower())
 
     @property
     def ok(self) -> bool:
-        """The log is intact: chain holds, every event decodes, every blob is there and matches."""
-        return self.chain.ok and not self.unreadable and not self.blob_problems
+        """The log is intact: chain holds, every event decodes, every blob is there and matches,
+        every LM cache row matches its event, and the chain ends at the expected head."""
+        return (
+            self.chain.ok
+            and not self.unreadable
+            and not self.blob_problems
+            and not self.cache_problems
+            and self.head_ok
+        )
 
     @property
     def unsandboxing(self) -> int:
@@ -256,6 +278,8 @@ class AuditReport:
                 "total": sum(self.failed_sessions.values()),
                 "by_kind": dict(sorted(self.failed_sessions.items())),
             },
+            "head": {"hash": self.head, "events": self.events, "expected": self.expected_head, "ok": self.head_ok},
+            "lm_cache": {"checked": self.cache_checked, "problems": self.cache_problems},
         }
 
     def render(self) -> str:
@@ -269,6 +293,23 @@ class AuditReport:
         )
         for p in self.blob_problems:
             lines.append(f"BROKEN blob {p.digest} is {p.problem} (field {p.field} of {p.event_type} {p.event_id})")
+        lines.append(
+            ("OK    " if not self.cache_problems else "BROKEN")
+            + f" LM cache rows: {self.cache_checked} checked against their events, {len(self.cache_problems)} bad"
+        )
+        for c in self.cache_problems:
+            lines.append(f"BROKEN {c['problem']} (recorded by lm.responded {c['event']})")
+        lines.append(f"head: {self.head or '-'} ({self.events} events); anchor it with: stop audit RUN --head HASH")
+        lines.append(
+            "checkpoints: unsigned (this version records no signed checkpoints; without --head a recomputed"
+            " chain or a cut tail cannot be told from an intact one)"
+        )
+        if self.expected_head:
+            lines.append(
+                ("OK    " if self.head_ok else "BROKEN")
+                + f" head: expected {self.expected_head}, the chain ends at {self.head or 'nothing'}"
+                + ("" if self.head_ok else " (events were removed or the chain was rewritten)")
+            )
         t = self.lm
         lines.append(
             f"LM calls: {t.calls} (live {t.live}, cache {t.cache}, offline {t.offline}, failed {t.failed},"
@@ -409,9 +450,31 @@ def audit_log(run: RunLog, tree: CausalTree | None = None, lineage: Lineage | No
     return report
 
 
-async def audit_run(store: EventStore, run_id: str) -> AuditReport:
-    """Audit one run: chain, blobs, LM usage and cost, violations, reward hacking, budgets."""
+async def check_cache_rows(store: EventStore, events: list[Event], report: AuditReport) -> None:
+    """Every LM answer's cache row against its ``lm.responded`` event (see ``replay.cache_check``)."""
+    by_id = {e.id: e for e in events}
+    for ev in events:
+        if ev.type != "lm.responded" or ev.causation_id not in by_id:
+            continue
+        key = str(ev.payload.get("cache_key", ""))
+        try:
+            record = await store.cache_get(key)
+        except (StoreError, ValueError) as exc:
+            problem: str | None = f"cache row {key[:16]} cannot be read ({exc})"
+        else:
+            problem = cache_row_problem(by_id[ev.causation_id], ev, record)
+        report.cache_checked += 1
+        if problem is not None:
+            report.cache_problems.append({"event": ev.id, "key": key, "problem": problem})
+
+
+async def audit_run(store: EventStore, run_id: str, *, expected_head: str | None = None) -> AuditReport:
+    """Audit one run: chain, blobs, LM cache rows, head anchor, LM usage and cost, violations,
+    reward hacking, budgets."""
     run = await load_run(store, run_id)
     report = audit_log(run)
+    report.head = run.events[-1].hash if run.events else None
+    report.expected_head = expected_head
     await check_blobs(store, run.events, report)
+    await check_cache_rows(store, run.events, report)
     return report

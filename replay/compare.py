@@ -72,9 +72,15 @@ def _causes(ev: Event, index: dict[str, Event]) -> list[str]:
     return chain[::-1]
 
 
-def compare_runs(recorded: list[Event], replayed: list[Event], *, ignore_root: bool = False) -> Comparison:
+def compare_runs(
+    recorded: list[Event], replayed: list[Event], *, ignore_root: bool = False, prefix_only: bool = False
+) -> Comparison:
+    """``prefix_only`` (an unfinished recording): events the recording never reached are not
+    divergences; only the recorded prefix is compared."""
     rec = _relevant(recorded)
     new = _relevant(replayed)
+    if prefix_only:
+        new = {eid: ev for eid, ev in new.items() if eid in rec}
     index = {**rec, **new}
     bad: dict[str, Divergence] = {}
     root_id = recorded[0].id if recorded else None

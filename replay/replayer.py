@@ -37,6 +37,8 @@ class ReplayResult:
     final: Event | None
     flaky: list[dict[str, Any]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    #: the recording has no run.finished / run.failed: only its recorded prefix was compared
+    unfinished: bool = False
 
     @property
     def identical(self) -> bool:
@@ -46,6 +48,7 @@ class ReplayResult:
         return {
             "run_id": self.run_id,
             "identical": self.identical,
+            "unfinished": self.unfinished,
             "compared": self.comparison.compared,
             "final": self.final.type if self.final else None,
             "first_divergence": self.comparison.first.to_json() if self.comparison.first else None,
@@ -126,6 +129,7 @@ async def replay_run(
         with anyio.move_on_after(timeout_s if timeout_s is not None else float("inf")):
             final = await run_agents(agents, run_id)
     replayed = await scratch.read(run_id)
-    comparison = compare_runs(rec_events, replayed, ignore_root=config is not None)
+    unfinished = not any(e.type in ("run.finished", "run.failed") for e in rec_events)
+    comparison = compare_runs(rec_events, replayed, ignore_root=config is not None, prefix_only=unfinished)
     flaky = _flaky(rec_events, replayed) if re_execute_evaluations else []
-    return ReplayResult(run_id, comparison, final, flaky, replayed)
+    return ReplayResult(run_id, comparison, final, flaky, replayed, unfinished)

@@ -132,7 +132,6 @@ def make_launch(layers: LayerReport, *, python: str | None = None, seccomp_bpf: 
         argv = [
             bwrap,
             *bwrap_base_args(),
-            *_bwrap_binds(),
             "--ro-bind",
             str(GUEST_DIR),
             f"{GUEST_MOUNT}/stop_guest",
@@ -144,6 +143,8 @@ def make_launch(layers: LayerReport, *, python: str | None = None, seccomp_bpf: 
             "/proc",
             "--dev",
             "/dev",
+            # After the private /tmp, so a checkout or venv under /tmp is bound over it, not hidden.
+            *_bwrap_binds(),
             "--chdir",
             "/tmp",
         ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -39,6 +39,12 @@ class EventStore(Protocol):
         cache: Sequence[CacheEntry] = (),
     ) -> list[Event]: ...
 
+    async def start_run(self, prefix: str, make_root: Callable[[str], Event]) -> Event:
+        """Append a new run's first event, ``make_root(run_id)``, under the first free id
+        ``PREFIX-N`` (``store.planning.next_run_id``), choosing the id and appending in one
+        transaction: two processes starting runs at once never share an id."""
+        ...
+
     async def read(
         self,
         run_id: str | None = None,
@@ -73,6 +79,10 @@ class EventStore(Protocol):
     async def get_blob(self, digest: str) -> bytes: ...
 
     async def cache_get(self, key: str) -> dict[str, Any] | None: ...
+
+    async def cache_rows(self) -> list[CacheEntry]:
+        """Every LM cache row, ordered by key (the audit checks each against its event)."""
+        ...
 
     async def cache_put(self, key: str, value: dict[str, Any]) -> None: ...
 

@@ -19,7 +19,7 @@ async def open_store(target: str | os.PathLike[str], *, create: bool = True, rea
     text = os.fspath(target)
     if is_postgres_url(text):
         return await PostgresStore.open(text, create=create, readonly=readonly)
-    return await SqliteStore.open(text, create=create and not readonly)
+    return await SqliteStore.open(text, create=create and not readonly, readonly=readonly)
 
 
 def describe_store(target: str | os.PathLike[str]) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from typing import Any
 
 import anyio
@@ -12,7 +12,7 @@ from events.model import Event
 from store.base import CacheEntry, blob_bytes
 from store.errors import CorruptBlob, StoreError
 from store.follow import follow
-from store.planning import blob_rows, check_cache, plan_append
+from store.planning import blob_rows, check_cache, next_run_id, plan_append
 
 __all__ = ("MemoryStore",)
 
@@ -51,6 +51,12 @@ class MemoryStore:
             self._appended.set()
             self._appended = anyio.Event()
         return out
+
+    async def start_run(self, prefix: str, make_root: Callable[[str], Event]) -> Event:
+        """Allocate the next free run id ``PREFIX-N`` and append its first event (atomic: no
+        await between choosing the id and appending)."""
+        root = make_root(next_run_id(prefix, self._heads))
+        return (await self.append([root]))[0]
 
     async def read(
         self,
@@ -114,6 +120,10 @@ class MemoryStore:
 
     async def cache_get(self, key: str) -> dict[str, Any] | None:
         return self._cache.get(key)
+
+    async def cache_rows(self) -> list[CacheEntry]:
+        """Every LM cache row, by key (for the audit)."""
+        return [CacheEntry(k, self._cache[k]) for k in sorted(self._cache)]
 
     async def cache_put(self, key: str, value: dict[str, Any]) -> None:
         await self.append([], cache=[CacheEntry(key, value)])

@@ -5,7 +5,7 @@ Kept pure (no I/O) so the SQLite and in-memory stores cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from events.codec import canonical_json, sha256_hex
@@ -13,7 +13,7 @@ from events.model import GENESIS, Event
 from store.base import CacheEntry, blob_bytes
 from store.errors import ConflictError
 
-__all__ = ("AppendPlanner", "blob_rows", "check_cache", "plan_append")
+__all__ = ("AppendPlanner", "blob_rows", "check_cache", "next_run_id", "plan_append")
 
 
 class AppendPlanner:
@@ -87,3 +87,14 @@ def blob_rows(blobs: Sequence[bytes | str]) -> list[tuple[str, bytes]]:
         data = blob_bytes(b)
         rows[sha256_hex(data)] = data
     return sorted(rows.items())
+
+
+def next_run_id(prefix: str, taken: Collection[str]) -> str:
+    """The first free ``PREFIX-N`` (N counting from the number of runs of the prefix already
+    recorded, so ids stay dense). Call it inside the transaction that appends the run's first
+    event: that is what makes allocation atomic."""
+    ours = {r for r in taken if r.startswith(prefix + "-")}
+    n = len(ours)
+    while f"{prefix}-{n}" in ours:
+        n += 1
+    return f"{prefix}-{n}"

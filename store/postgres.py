@@ -37,7 +37,7 @@ import hashlib
 import json
 import os
 import socket
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -60,7 +60,7 @@ from store.errors import (
     StoreUnavailable,
 )
 from store.follow import follow
-from store.planning import blob_rows, check_cache, plan_append
+from store.planning import blob_rows, check_cache, next_run_id, plan_append
 
 __all__ = (
     "SCHEMA_NAME",
@@ -422,6 +422,27 @@ class PostgresStore:
         if inserted:
             self._wake()
         return out
+
+    async def start_run(self, prefix: str, make_root: Callable[[str], Event]) -> Event:
+        """Allocate the next free run id ``PREFIX-N`` and append its first event in one
+        transaction, under an advisory lock on the prefix: concurrent starts get different ids."""
+        with anyio.CancelScope(shield=True):
+            try:
+                async for attempt in _retrying():
+                    with attempt:
+                        async with self._pool.acquire() as conn, conn.transaction():
+                            await conn.execute("SELECT pg_advisory_xact_lock($1)", _lock_key("prefix:" + prefix))
+                            rows = await conn.fetch(
+                                "SELECT DISTINCT run_id FROM stop_events WHERE left(run_id, length($1)) = $1",
+                                prefix + "-",
+                            )
+                            root = make_root(next_run_id(prefix, [r[0] for r in rows]))
+                            out, inserted = await self._append_txn(conn, [root], (), ())
+            except (OSError, _LostConnection, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+                raise _map_error(e, self.path) from e
+        if inserted:
+            self._wake()
+        return out[0]
 
     async def _append_txn(
         self,

@@ -1,9 +1,18 @@
-"""SQLite event store on aiosqlite: WAL, one writer connection per process, busy retries.
+"""SQLite event store: WAL, one connection per store owned by one worker thread at a time.
+
+Every database call (a read, or a whole append transaction) is one synchronous function run in a
+worker thread through a capacity limiter of one. A cancelled task therefore never leaves a
+transaction open or half rolled back: the thread call cannot be interrupted (the task waits for
+it, then sees its cancellation), and a transaction begins, commits or rolls back inside one call.
 
 Appends run in ``BEGIN IMMEDIATE`` transactions, so sequence numbers and per-run chain heads are
 assigned while this process holds the file's write lock: several processes can append to one
 file and the order on disk is a total order consistent with every run's chain. Nothing here ever
 updates or deletes an event row.
+
+``SqliteStore.open(path, readonly=True)`` opens an existing store for reading only (SQLite
+``mode=ro``): it never creates, converts or writes anything, works in a read-only folder, and
+refuses a missing or empty file.
 """
 
 from __future__ import annotations
@@ -11,10 +20,10 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Collection, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
 
-import aiosqlite
 import anyio
 import structlog
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
@@ -24,18 +33,19 @@ from events.model import Event
 from store.base import CacheEntry, blob_bytes
 from store.errors import (
     CorruptBlob,
-    CorruptStore,
     ForeignSchema,
     SchemaTooNew,
     StoreError,
     StoreNotFound,
+    StoreReadOnly,
+    _WriteFailed,
     is_busy,
     map_sqlite_error,
 )
 from store.follow import follow
-from store.planning import blob_rows, check_cache, plan_append
+from store.planning import blob_rows, check_cache, next_run_id, plan_append
 
-__all__ = ("SCHEMA_NAME", "SCHEMA_VERSION", "SqliteStore", "open_store")
+__all__ = ("SCHEMA_NAME", "SCHEMA_VERSION", "SqliteStore")
 
 log = structlog.get_logger("store")
 
@@ -67,6 +77,11 @@ _COLUMNS = "seq, id, run_id, type, version, causation_id, key, payload, prev_has
 _INSERT = f"INSERT INTO events ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
 _POLL_SECONDS = 0.05
 _CHUNK = 500
+#: How long one thread call waits for another process's write lock. Short, because the call
+#: cannot be cancelled while it waits; longer waits are retries, which can be.
+_BUSY_TIMEOUT_MS = 1000
+
+T = TypeVar("T")
 
 
 def _row_to_event(row: Sequence[Any]) -> Event:
@@ -99,15 +114,107 @@ def _event_row(ev: Event) -> tuple[Any, ...]:
     )
 
 
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:  # SQLite already rolled back (e.g. after SQLITE_FULL)
+            pass
+
+
+def _head_hash(conn: sqlite3.Connection, run_id: str) -> str | None:
+    row = conn.execute("SELECT hash FROM events WHERE run_id = ? ORDER BY seq DESC LIMIT 1", (run_id,)).fetchone()
+    return row[0] if row else None
+
+
+def _cache_row(conn: sqlite3.Connection, key: str) -> dict[str, Any] | None:
+    row = conn.execute("SELECT value FROM lm_cache WHERE key = ?", (key,)).fetchone()
+    return json.loads(row[0]) if row else None
+
+
+def _append_txn(
+    conn: sqlite3.Connection,
+    events: Sequence[Event],
+    blobs: Sequence[bytes | str],
+    cache: Sequence[CacheEntry],
+    check_existing: bool,
+) -> tuple[list[Event], int]:
+    """The body of one append transaction (the caller began it and commits it).
+
+    Without ``check_existing`` it is optimistic: the UNIQUE index on ids raises IntegrityError
+    if any event exists, and the caller retries with the check."""
+    existing: dict[str, Event] = {}
+    ids = list(dict.fromkeys(e.id for e in events)) if check_existing else []
+    for i in range(0, len(ids), _CHUNK):
+        chunk = ids[i : i + _CHUNK]
+        rows = conn.execute(f"SELECT {_COLUMNS} FROM events WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+        existing.update((r[1], _row_to_event(r)) for r in rows)
+    heads = {run_id: _head_hash(conn, run_id) for run_id in dict.fromkeys(e.run_id for e in events)}
+    last = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+    inserts, out = plan_append(events, existing, heads.__getitem__, last + 1)
+    if inserts:
+        conn.executemany(_INSERT, [_event_row(e) for e in inserts])
+    new_blobs = blob_rows(blobs)
+    if new_blobs:
+        conn.executemany("INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)", new_blobs)
+    if cache:
+        prior = {e.key: got for e in cache if (got := _cache_row(conn, e.key)) is not None}
+        new = check_cache(cache, prior)
+        if new:
+            conn.executemany(
+                "INSERT INTO lm_cache (key, value) VALUES (?, ?)", [(c.key, canonical_json(c.value)) for c in new]
+            )
+    return out, len(inserts)
+
+
+def _in_txn(conn: sqlite3.Connection, body: Callable[[], T]) -> T:
+    """``body`` inside BEGIN IMMEDIATE ... COMMIT; any failure rolls the whole of it back."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = body()
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+    return result
+
+
+def _append_sync(
+    conn: sqlite3.Connection,
+    events: Sequence[Event],
+    blobs: Sequence[bytes | str],
+    cache: Sequence[CacheEntry],
+) -> tuple[list[Event], int]:
+    try:
+        return _in_txn(conn, lambda: _append_txn(conn, events, blobs, cache, False))
+    except sqlite3.IntegrityError:
+        # Some id already exists (a re-append, e.g. on resume): redo the transaction
+        # comparing each event with what is stored.
+        return _in_txn(conn, lambda: _append_txn(conn, events, blobs, cache, True))
+
+
+def _ro_uri(path: str, *, immutable: bool) -> str:
+    return Path(path).resolve().as_uri() + ("?mode=ro&immutable=1" if immutable else "?mode=ro")
+
+
 class SqliteStore:
     """Use ``await SqliteStore.open(path)`` (or ``open_store``); close with ``aclose``."""
 
-    def __init__(self, conn: aiosqlite.Connection, path: str, *, poll_seconds: float) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: str, *, poll_seconds: float, readonly: bool = False) -> None:
         self._conn = conn
         self.path = path
-        self._write_lock = anyio.Lock()
+        self.readonly = readonly
+        #: One thread at a time owns the connection: every call goes through this limiter.
+        self._owner = anyio.CapacityLimiter(1)
         self._appended = anyio.Event()
         self._poll = poll_seconds
+        self._closed = False
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` in the connection's thread; not interruptible once started."""
+        if self._closed:
+            raise StoreError(f"store {self.path} is closed")
+        return await anyio.to_thread.run_sync(fn, self._conn, *args, limiter=self._owner)
 
     # ---- opening -------------------------------------------------------------------------
     @classmethod
@@ -116,44 +223,74 @@ class SqliteStore:
         path: str | os.PathLike[str],
         *,
         create: bool = True,
+        readonly: bool = False,
         synchronous: str = "FULL",
         poll_seconds: float = _POLL_SECONDS,
     ) -> SqliteStore:
+        """Open (by default creating) a store; ``readonly=True`` opens an existing one for reads."""
         p = anyio.Path(path)
         spath = str(p)
         if not await p.exists():
-            if not create:
+            if readonly or not create:
                 raise StoreNotFound(f"no store at {spath} (run a command that records a run first)")
-            await p.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                await p.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StoreReadOnly(f"cannot create the folder of store {spath}: {e.strerror}") from e
         elif await p.is_dir():
             raise StoreError(f"{spath} is a directory, not a store file")
+        elif readonly and (await p.stat()).st_size == 0:
+            raise StoreNotFound(f"{spath} is an empty file (0 bytes), not a STOP store")
+        if readonly:
+            conn = await anyio.to_thread.run_sync(cls._connect_ro, spath)
+        else:
+            try:
+                conn = await anyio.to_thread.run_sync(
+                    lambda: sqlite3.connect(spath, isolation_level=None, check_same_thread=False)
+                )
+            except sqlite3.Error as e:
+                raise map_sqlite_error(e, spath) from e
+        store = cls(conn, spath, poll_seconds=poll_seconds, readonly=readonly)
         try:
-            conn = await aiosqlite.connect(spath, isolation_level=None)
-        except sqlite3.Error as e:
-            raise map_sqlite_error(e, spath) from e
-        store = cls(conn, spath, poll_seconds=poll_seconds)
-        try:
-            await store._setup(synchronous)
+            await anyio.to_thread.run_sync(store._setup, synchronous, limiter=store._owner)
         except BaseException:
-            await conn.close()
+            conn.close()
             raise
         return store
 
-    async def _setup(self, synchronous: str) -> None:
+    @staticmethod
+    def _connect_ro(path: str) -> sqlite3.Connection:
+        """A read-only connection. A WAL store in a read-only folder whose WAL is gone (closed
+        cleanly) cannot get its shared-memory file; it is then complete in the main file and
+        nothing can write to it, so it is opened as immutable."""
         try:
-            await self._conn.execute("PRAGMA busy_timeout = 10000")
-            tables = {
-                r[0] async for r in await self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-            }
+            conn = sqlite3.connect(_ro_uri(path, immutable=False), uri=True, check_same_thread=False)
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            return conn
+        except sqlite3.OperationalError as e:
+            if os.path.exists(path + "-wal") or "unable to open" not in str(e):
+                raise map_sqlite_error(e, path) from e
+        except sqlite3.Error as e:
+            raise map_sqlite_error(e, path) from e
+        try:
+            conn = sqlite3.connect(_ro_uri(path, immutable=True), uri=True, check_same_thread=False)
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            return conn
+        except sqlite3.Error as e:
+            raise map_sqlite_error(e, path) from e
+
+    def _setup(self, synchronous: str) -> None:
+        conn = self._conn
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if tables and "meta" not in tables:
                 raise ForeignSchema(
                     f"{self.path} is a SQLite database of another program (tables: "
                     f"{', '.join(sorted(tables)[:5])}); refusing to touch it"
                 )
             if tables:
-                meta: dict[str, str] = {
-                    k: v for k, v in await self._conn.execute_fetchall("SELECT key, value FROM meta")
-                }
+                meta: dict[str, str] = dict(conn.execute("SELECT key, value FROM meta").fetchall())
                 if meta.get("schema") != SCHEMA_NAME:
                     raise ForeignSchema(f"{self.path} holds schema {meta.get('schema')!r}, not {SCHEMA_NAME!r}")
                 version = int(meta.get("schema_version", "0"))
@@ -162,26 +299,35 @@ class SqliteStore:
                         f"{self.path} was written by a newer STOP (schema {version}, this code reads"
                         f" up to {SCHEMA_VERSION}); upgrade the code to open it"
                     )
-            mode = next(iter(await self._conn.execute_fetchall("PRAGMA journal_mode = WAL")))[0]
+            elif self.readonly:
+                raise StoreNotFound(f"{self.path} holds no STOP store (an empty SQLite database)")
+            if self.readonly:
+                return
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode.lower() != "wal":
                 log.warning("store.no_wal", path=self.path, journal_mode=mode)
-            await self._conn.execute(f"PRAGMA synchronous = {synchronous}")
+            conn.execute(f"PRAGMA synchronous = {synchronous}")
             if not tables:
-                await self._conn.execute("BEGIN IMMEDIATE")
-                for stmt in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
-                    await self._conn.execute(stmt)
-                await self._conn.executemany(
-                    "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
-                    [("schema", SCHEMA_NAME), ("schema_version", str(SCHEMA_VERSION))],
-                )
-                await self._conn.execute("COMMIT")
+
+                def create() -> None:
+                    for stmt in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
+                        conn.execute(stmt)
+                    conn.executemany(
+                        "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
+                        [("schema", SCHEMA_NAME), ("schema_version", str(SCHEMA_VERSION))],
+                    )
+
+                _in_txn(conn, create)
         except sqlite3.Error as e:
-            if self._conn.in_transaction:
-                await self._conn.execute("ROLLBACK")
+            _rollback(conn)
             raise map_sqlite_error(e, self.path) from e
 
     async def aclose(self) -> None:
-        await self._conn.close()
+        if self._closed:
+            return
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self._conn.close, limiter=self._owner)
+        self._closed = True
 
     async def __aenter__(self) -> SqliteStore:
         return self
@@ -190,6 +336,31 @@ class SqliteStore:
         await self.aclose()
 
     # ---- writing -------------------------------------------------------------------------
+    def _refuse_if_readonly(self) -> None:
+        if self.readonly:
+            raise StoreReadOnly(f"store {self.path} was opened read-only; nothing was written")
+
+    async def _write(self, fn: Callable[..., T], *args: Any, run_id: str | None = None) -> T:
+        """One write transaction with bounded, jittered retries while another process holds the lock."""
+        self._refuse_if_readonly()
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(is_busy),
+            wait=wait_random_exponential(multiplier=0.02, max=1.0),
+            stop=stop_after_attempt(30),
+            reraise=True,
+        ):
+            with attempt:
+                try:
+                    return await self._call(fn, *args)
+                except sqlite3.Error as e:
+                    if is_busy(e):
+                        raise
+                    err = map_sqlite_error(e, self.path)
+                    if isinstance(err, _WriteFailed) and run_id is not None:
+                        err.for_run(run_id)
+                    raise err from e
+        raise AssertionError("unreachable")  # pragma: no cover
+
     async def append(
         self,
         events: Sequence[Event],
@@ -197,86 +368,34 @@ class SqliteStore:
         blobs: Sequence[bytes | str] = (),
         cache: Sequence[CacheEntry] = (),
     ) -> list[Event]:
-        async with self._write_lock:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception(is_busy),
-                wait=wait_random_exponential(multiplier=0.02, max=1.0),
-                stop=stop_after_attempt(30),
-                reraise=True,
-            ):
-                with attempt:
-                    try:
-                        try:
-                            out, inserted = await self._append_txn(events, blobs, cache, False)
-                        except sqlite3.IntegrityError:
-                            # Some id already exists (a re-append, e.g. on resume): redo the
-                            # transaction comparing each one with what is stored.
-                            await self._conn.execute("ROLLBACK")
-                            out, inserted = await self._append_txn(events, blobs, cache, True)
-                    except sqlite3.Error as e:
-                        if self._conn.in_transaction:
-                            await self._conn.execute("ROLLBACK")
-                        if is_busy(e):
-                            raise
-                        raise map_sqlite_error(e, self.path) from e
-                    except BaseException:
-                        if self._conn.in_transaction:
-                            with anyio.CancelScope(shield=True):
-                                await self._conn.execute("ROLLBACK")
-                        raise
+        run_id = events[0].run_id if events else None
+        out, inserted = await self._write(_append_sync, list(events), list(blobs), list(cache), run_id=run_id)
         if inserted:
             self._appended.set()
             self._appended = anyio.Event()
         return out
 
-    async def _append_txn(
-        self,
-        events: Sequence[Event],
-        blobs: Sequence[bytes | str],
-        cache: Sequence[CacheEntry],
-        check_existing: bool,
-    ) -> tuple[list[Event], int]:
-        """One transaction. Without ``check_existing`` it is optimistic: the UNIQUE index on
-        ids raises IntegrityError if any event exists, and the caller retries with the check."""
-        conn = self._conn
-        await conn.execute("BEGIN IMMEDIATE")
-        existing: dict[str, Event] = {}
-        ids = list(dict.fromkeys(e.id for e in events)) if check_existing else []
-        for i in range(0, len(ids), _CHUNK):
-            chunk = ids[i : i + _CHUNK]
-            rows = await conn.execute_fetchall(
-                f"SELECT {_COLUMNS} FROM events WHERE id IN ({','.join('?' * len(chunk))})", chunk
-            )
-            existing.update((r[1], _row_to_event(r)) for r in rows)
-        heads: dict[str, str | None] = {}
-        for run_id in dict.fromkeys(e.run_id for e in events if e.id not in existing):
-            row = list(
-                await conn.execute_fetchall(
-                    "SELECT hash FROM events WHERE run_id = ? ORDER BY seq DESC LIMIT 1", (run_id,)
-                )
-            )
-            heads[run_id] = row[0][0] if row else None
-        last = next(iter(await conn.execute_fetchall("SELECT COALESCE(MAX(seq), 0) FROM events")))[0]
-        inserts, out = plan_append(events, existing, heads.__getitem__, last + 1)
-        if inserts:
-            await conn.executemany(_INSERT, [_event_row(e) for e in inserts])
-        new_blobs = blob_rows(blobs)
-        if new_blobs:
-            await conn.executemany("INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)", new_blobs)
-        if cache:
-            prior: dict[str, dict[str, Any]] = {}
-            for entry in cache:
-                got = await self._cache_row(entry.key)
-                if got is not None:
-                    prior[entry.key] = got
-            new = check_cache(cache, prior)
-            if new:
-                await conn.executemany(
-                    "INSERT INTO lm_cache (key, value) VALUES (?, ?)",
-                    [(c.key, canonical_json(c.value)) for c in new],
-                )
-        await conn.execute("COMMIT")
-        return out, len(inserts)
+    async def start_run(self, prefix: str, make_root: Callable[[str], Event]) -> Event:
+        """Allocate the next free run id ``PREFIX-N`` and append its first event, atomically:
+        two processes starting runs of the same prefix get different ids."""
+
+        def txn(conn: sqlite3.Connection) -> tuple[list[Event], int]:
+            def body() -> tuple[list[Event], int]:
+                like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "-%"
+                taken = [
+                    r[0]
+                    for r in conn.execute("SELECT DISTINCT run_id FROM events WHERE run_id LIKE ? ESCAPE '\\'", (like,))
+                ]
+                root = make_root(next_run_id(prefix, taken))
+                return _append_txn(conn, [root], (), (), True)
+
+            return _in_txn(conn, body)
+
+        out, inserted = await self._write(txn, run_id=prefix)
+        if inserted:
+            self._appended.set()
+            self._appended = anyio.Event()
+        return out[0]
 
     async def put_blob(self, data: bytes | str) -> str:
         raw = blob_bytes(data)
@@ -289,7 +408,7 @@ class SqliteStore:
     # ---- reading -------------------------------------------------------------------------
     async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         try:
-            return list(await self._conn.execute_fetchall(sql, params))
+            return await self._call(lambda conn: conn.execute(sql, params).fetchall())
         except sqlite3.Error as e:
             raise map_sqlite_error(e, self.path) from e
 
@@ -363,23 +482,17 @@ class SqliteStore:
     async def blob_digests(self) -> list[str]:
         return [r[0] for r in await self._fetch("SELECT hash FROM blobs ORDER BY hash")]
 
-    async def _cache_row(self, key: str) -> dict[str, Any] | None:
-        rows = list(await self._conn.execute_fetchall("SELECT value FROM lm_cache WHERE key = ?", (key,)))
-        return json.loads(rows[0][0]) if rows else None
-
     async def cache_get(self, key: str) -> dict[str, Any] | None:
         try:
-            return await self._cache_row(key)
+            return await self._call(_cache_row, key)
         except sqlite3.Error as e:
             raise map_sqlite_error(e, self.path) from e
+
+    async def cache_rows(self) -> list[CacheEntry]:
+        """Every LM cache row, by key (for the audit)."""
+        rows = await self._fetch("SELECT key, value FROM lm_cache ORDER BY key")
+        return [CacheEntry(k, json.loads(v)) for k, v in rows]
 
     async def integrity_check(self) -> str:
         rows = await self._fetch("PRAGMA quick_check")
         return str(rows[0][0]) if rows else "unknown"
-
-
-async def open_store(path: str | os.PathLike[str], *, create: bool = True) -> SqliteStore:
-    try:
-        return await SqliteStore.open(path, create=create)
-    except sqlite3.DatabaseError as e:  # pragma: no cover - mapped inside open
-        raise CorruptStore(str(e)) from e
