@@ -181,8 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if _interrupt_in(exc):
                 return _interrupted(signals)
             raise
-        for err in dict.fromkeys(errors):
-            print(err.render(), file=sys.stderr)
+        for text in dict.fromkeys(err.render() for err in errors):  # e.g. every worker failed alike
+            print(text, file=sys.stderr)
         return int(max(err.exit_code for err in errors))
     finally:
         signals.restore()

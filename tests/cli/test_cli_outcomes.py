@@ -244,3 +244,21 @@ def test_a_wrong_key_fails_the_improvement_naming_the_variable(tmp_path: Path) -
     frames = [line for line in done.stderr.splitlines() if line.strip().startswith('File "')]
     assert frames and all('File "<candidate>"' in line for line in frames), done.stderr
     assert "a-wrong-key" not in done.stdout + done.stderr
+
+
+def test_no_sandbox_is_exit_3_with_one_line_and_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A machine where neither bubblewrap nor Landlock works (the real probe, those two layers
+    reported missing): no traceback, exit 3, the message says what to install."""
+    import sandbox._pool as pool_mod
+
+    real = pool_mod.detect_layers
+    monkeypatch.setattr(
+        pool_mod, "detect_layers", lambda: real().without("bubblewrap", "landlock", reason="not on this machine")
+    )
+    prog = tmp_path / "p.py"
+    prog.write_text("def f():\n    return 1\n")
+    code, _, err = run_main(capsys, "sandbox", "run", str(prog), "--function", "f")
+    assert code == 3 and "Traceback" not in err, err
+    assert "Install bubblewrap" in err and "stop doctor" in err and len(err.strip().splitlines()) == 2
