@@ -66,18 +66,29 @@ if hasattr(signal, "SIGHUP"):
 
 
 class _Signals:
-    """SIGTERM and SIGHUP are turned into SIGINT, so every interrupt takes the one graceful path
-    (asyncio's runner cancels the run's task tree; ``KeyboardInterrupt`` reaches :func:`main`);
-    the first signal's number decides the exit code. SIGINT keeps Python's own handler, which
-    the asyncio runner relies on to install its graceful one."""
+    """SIGINT, SIGTERM and SIGHUP all take SIGINT's graceful path; the first one's number decides
+    the exit code.
+
+    During start-up (imports, parsing) a signal is only recorded: an exception raised in the
+    middle of an import can land in a callback that swallows it. :meth:`go_live` then raises it
+    at a safe point, or hands SIGINT back to Python's handler, which the asyncio runner replaces
+    with its own (it cancels the run's task tree, then raises ``KeyboardInterrupt``); SIGTERM and
+    SIGHUP are forwarded to whatever handles SIGINT at that moment."""
 
     def __init__(self) -> None:
         self.received: int | None = None
         self._previous: dict[int, Any] = {}
 
     def install(self) -> None:
-        # Also when started with SIGINT ignored (``cmd &`` in a script): it carries the others.
         self._previous = {signum: signal.getsignal(signum) for signum in _SIGNAL_EXIT}
+        for signum in _SIGNAL_EXIT:
+            signal.signal(signum, self._record)
+
+    def go_live(self) -> None:
+        """Start-up is over: deliver a signal that came during it, and handle the next at once."""
+        if self.received is not None:
+            raise KeyboardInterrupt
+        # Also when started with SIGINT ignored (``cmd &`` in a script): it carries the others.
         signal.signal(signal.SIGINT, signal.default_int_handler)
         for signum in _SIGNAL_EXIT:
             if signum != signal.SIGINT:
@@ -88,9 +99,16 @@ class _Signals:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
+    def _record(self, signum: int, frame: FrameType | None) -> None:
+        self.received = self.received or signum
+
     def _forward(self, signum: int, frame: FrameType | None) -> None:
         self.received = self.received or signum
-        signal.raise_signal(signal.SIGINT)
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:
+            signal.default_int_handler(signal.SIGINT, frame)
 
     def exit_code(self) -> int:
         return int(_SIGNAL_EXIT.get(signal.Signals(self.received or signal.SIGINT), ExitCode.INTERRUPTED))
@@ -154,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signals = _Signals()
     signals.install()
     try:
-        return _main(argv)
+        return _main(argv, signals)
     except KeyboardInterrupt:
         return _interrupted(signals)
     except BaseException as exc:
@@ -163,14 +181,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             if _interrupt_in(exc):
                 return _interrupted(signals)
             raise
-        for err in dict.fromkeys(errors):
-            print(err.render(), file=sys.stderr)
+        for text in dict.fromkeys(err.render() for err in errors):  # e.g. every worker failed alike
+            print(text, file=sys.stderr)
         return int(max(err.exit_code for err in errors))
     finally:
         signals.restore()
 
 
-def _main(argv: Sequence[str] | None) -> int:
+def _main(argv: Sequence[str] | None, signals: _Signals) -> int:
     from cli.logs import configure_logging
 
     parser = build_parser()
@@ -179,6 +197,7 @@ def _main(argv: Sequence[str] | None) -> int:
         if getattr(args, name, None) is None:
             setattr(args, name, default)
     configure_logging(args.log_format, args.verbose)
+    signals.go_live()
     handler = getattr(args, "handler", None) or getattr(args, "func", None)
     if handler is None:
         parser.print_help()

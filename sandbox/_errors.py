@@ -23,6 +23,9 @@ class SandboxError(Exception):
 class SandboxUnavailable(SandboxError, EnvironmentProblem):
     """Raised by ``SandboxPool`` when it cannot isolate untrusted code on this machine (exit 3)."""
 
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint or "`stop doctor` shows which isolation layers work here and why")
+
 
 class BridgeError(SandboxError):
     """Raised by a session's ``on_request`` handler to refuse one request (e.g. budget spent)."""
