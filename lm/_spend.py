@@ -147,7 +147,7 @@ class CapHit:
     limit: float
     spent: Spend
 
-    def message(self) -> str:
+    def message(self, run_id: str = "RUN") -> str:
         s = self.spent
         used = {
             "max_cost_usd": f"${s.cost_usd:.4f} spent",
@@ -157,7 +157,7 @@ class CapHit:
         flag = "--" + self.cap.replace("_", "-")
         return (
             f"spend cap {self.cap}={self.limit:g} reached: {used} ({s.calls} calls, {s.tokens} tokens, "
-            f"${s.cost_usd:.4f}); continue with `stop resume RUN {flag} HIGHER`"
+            f"${s.cost_usd:.4f}); continue with `stop resume {run_id} {flag} HIGHER`"
         )
 
 
