@@ -182,3 +182,24 @@ def test_cost_cap_stops_the_run_and_resume_goes_past_it(srv: FakeOpenAIServer, t
     requested = [e for e in events if e.type == "lm.requested"]
     answered = {e.causation_id for e in events if e.type == "lm.responded"}
     assert {e.id for e in requested} <= answered
+
+
+def test_length_limited_empty_reply_is_recorded_and_audited(srv: FakeOpenAIServer, tmp_path: Path) -> None:
+    """An empty reply that hit the token limit (a reasoning model) is its own outcome in the
+    log and in ``stop audit``; the endpoint's observed parameters are recorded once."""
+    srv.inject(Fault.length_empty())
+    _, out, _ = _improve(tmp_path, _config(tmp_path, srv))
+    run_id = out["run_id"]
+    events = _events(tmp_path, run_id)
+    reasons = [c["finish_reason"] for e in events if e.type == "lm.responded" for c in e.payload["completions"]]
+    assert "length" in reasons
+    proc = subprocess.run(
+        [sys.executable, "-m", "cli.main", "audit", run_id, "--store", str(tmp_path / "stop.db"), "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    audit = json.loads(proc.stdout)
+    assert audit["lm_outcomes"]["length"] == reasons.count("length")
+    assert len([e for e in events if e.type == "lm.endpoint"]) == 1
