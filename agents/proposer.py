@@ -165,6 +165,8 @@ async def answer_request(
     req = LMRequest.from_canonical(p["request"])
     service = LMService(backend, cache, mode, namespace=p["namespace"])
     live = mode is not CacheMode.REPLAY
+    if not live and await _replay_failure(ctx, cache, work):
+        return True
     ledger = await _ledger(ctx, state, work.run_id) if live else None
     if ledger is not None:
         kids = await ctx.store.children(work.id, _DONE)
@@ -189,6 +191,22 @@ async def answer_request(
             ledger.release(work.id)
             await _maybe_exhausted(ctx, ledger, work.run_id)
             await _record_endpoint(ctx, state, backend, work.run_id)
+
+
+async def _replay_failure(ctx: AgentContext, recorded: EventStore, work: Event) -> bool:
+    """Replay: a request the recording answered with ``lm.failed`` fails the same way (and a
+    fatal one fails the run the same way), so a run with LM failures replays identically."""
+    failed = await recorded.children(work.id, {"lm.failed"})
+    if not failed:
+        return False
+    data = failed[0].decode(LMFailed)
+    await _fail(ctx, work, data)
+    if data.fatal:
+        root = await _root(ctx, work.run_id)
+        ends = await recorded.children(root.id, {"run.failed"})
+        if ends:
+            await append_once(ctx.store, [make_event(work.run_id, ends[0].decode(RunFailed), cause=root, key="failed")])
+    return True
 
 
 async def _answer(

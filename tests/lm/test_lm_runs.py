@@ -203,3 +203,22 @@ def test_length_limited_empty_reply_is_recorded_and_audited(srv: FakeOpenAIServe
     audit = json.loads(proc.stdout)
     assert audit["lm_outcomes"]["length"] == reasons.count("length")
     assert len([e for e in events if e.type == "lm.endpoint"]) == 1
+
+
+def test_run_with_lm_failures_replays_identically(srv: FakeOpenAIServer, tmp_path: Path) -> None:
+    """Failed requests (retries exhausted) and the endpoint facts recorded live replay offline
+    as recorded: the replay fails those requests the same way. (A run that failed on a fatal
+    error is cut short while work is in flight, so its replay may get further.)"""
+    srv.inject(*[Fault.empty_choices()] * 40)
+    code, out, _ = _improve(tmp_path, _config(tmp_path, srv))
+    assert code == 1
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "cli.main", "replay", out["run_id"], "--store", str(tmp_path / "stop.db"), "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
