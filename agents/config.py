@@ -47,6 +47,11 @@ class RunConfig:
     unsafe_no_sandbox: bool = False
     #: Leases on work (seconds) before another worker may take it over.
     lease_s: float = 30.0
+    #: Whole-run spend caps (None: none). Committed spend (spent + in-flight worst case) never
+    #: crosses them: the run stops with status budget_exhausted and resumes with a raised cap.
+    max_cost_usd: float | None = None
+    max_tokens_total: int | None = None
+    max_lm_calls: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.generations, int) or isinstance(self.generations, bool) or self.generations < 1:
@@ -70,6 +75,7 @@ class RunConfig:
                 raise ConfigError(f"{name} must be a positive number, got {v!r}")
         if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
             raise ConfigError(f"max_tokens must be a positive integer, got {self.max_tokens!r}")
+        _check_caps(self)
 
     @property
     def improver(self) -> ImproverBudget:
@@ -114,6 +120,17 @@ class RunConfig:
             else:
                 data[key] = value
         return RunConfig.from_dict(data)
+
+
+def _check_caps(cfg: RunConfig) -> None:
+    if cfg.max_cost_usd is not None and (
+        isinstance(cfg.max_cost_usd, bool) or not isinstance(cfg.max_cost_usd, (int, float)) or cfg.max_cost_usd < 0
+    ):
+        raise ConfigError(f"max_cost_usd must be a number of USD >= 0, got {cfg.max_cost_usd!r}")
+    for name in ("max_tokens_total", "max_lm_calls"):
+        v = getattr(cfg, name)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            raise ConfigError(f"{name} must be an integer >= 0, got {v!r}")
 
 
 #: The main job of ``make run``: offline model, 2 generations, small budgets (minutes, not hours).

@@ -19,7 +19,8 @@ from store.errors import StoreUnavailable
 __all__ = ("AGENTS", "Agents", "run_agents", "wait_for_end")
 
 AGENTS = ("proposer", "sandbox-runner", "evaluator", "meta-evaluator")
-_END = {"run.finished", "run.failed"}
+#: A run's end: finished, failed, or stopped at a spend cap (resumable with a raised cap).
+_END = {"run.finished", "run.failed", "budget.exhausted"}
 
 
 class Agents:
@@ -77,14 +78,16 @@ class Agents:
             raise ValueError(f"unknown agent {name!r}; agents: {', '.join(AGENTS)}")
 
 
-async def wait_for_end(store: EventStore, run_id: str) -> Event:
-    async for ev in store.subscribe(run_id, types=_END):
+async def wait_for_end(store: EventStore, run_id: str, after: int = 0) -> Event:
+    """The run's first end event after sequence number ``after`` (a resume's starting point)."""
+    async for ev in store.subscribe(run_id, types=_END, after=after):
         return ev
     raise RuntimeError("subscription ended")  # pragma: no cover
 
 
-async def run_agents(agents: Agents, run_id: str, names: tuple[str, ...] = AGENTS) -> Event:
-    """Run the named agents on ``run_id`` until it finishes or fails; return the final event.
+async def run_agents(agents: Agents, run_id: str, names: tuple[str, ...] = AGENTS, *, after: int = 0) -> Event:
+    """Run the named agents on ``run_id`` until it finishes, fails or reaches a spend cap; the
+    final event.
 
     When the log itself cannot be written (disk full, I/O error), every agent stops with the
     store's error; that one error is raised (reported once), not a group of copies of it."""
@@ -92,7 +95,7 @@ async def run_agents(agents: Agents, run_id: str, names: tuple[str, ...] = AGENT
         async with anyio.create_task_group() as tg:
             for name in names:
                 await agents.start(tg, name, run_id)
-            final = await wait_for_end(agents.store, run_id)
+            final = await wait_for_end(agents.store, run_id, after=after)
             tg.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         store_errors, rest = group.split(StoreUnavailable)

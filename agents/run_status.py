@@ -152,12 +152,15 @@ async def _session_errors(store: EventStore, events: list[Event]) -> list[RunErr
 async def run_outcome(store: EventStore, run_id: str, final: Event | None) -> RunOutcome:
     """The truthful outcome of a run from its log (``final``: its end event, None if it has none)."""
     events = await store.read(run_id)
-    errors = await _session_errors(store, events)
+    # a spend cap raised afterwards (``stop resume --max-cost-usd``) supersedes the stop at it
+    raised_at = max((e.seq or 0 for e in events if e.type == "budget.raised"), default=-1)
+    superseded = {e.id for e in events if e.type in RUN_LEVEL_STATUS and (e.seq or 0) < raised_at}
+    errors = [e for e in await _session_errors(store, events) if e.event_id not in superseded]
     if final is None:
         return RunOutcome(Status.INTERRUPTED, "interrupted before it ended; `stop resume` continues it", errors)
     for ev in events:
         status = RUN_LEVEL_STATUS.get(ev.type)
-        if status is not None:
+        if status is not None and ev.id not in superseded:
             why = next((e.message for e in errors if e.event_id == ev.id), ev.type)
             return RunOutcome(status, why, errors)
     if final.type == "run.failed":

@@ -16,13 +16,23 @@ from agents.config import RunConfig
 from agents.launch import AGENTS, Agents, run_agents
 from agents.progress import report_progress
 from events import Event, canonical_json, make_event, sha256_hex
+from events.lm_events import BudgetRaised
 from events.types import RunStarted
-from lm import LMBackend, backend_from_config
-from outcome import ConfigError
+from lm import LMBackend, backend_from_config, price_snapshot
+from outcome import ConfigError, UsageError
 from sandbox import SandboxConfig, SandboxPool
 from store.base import EventStore
 
-__all__ = ("RunRequest", "new_run_id", "open_pool", "resolve_backend", "resume_run", "start_and_run")
+__all__ = (
+    "RunRequest",
+    "new_run_id",
+    "open_pool",
+    "raise_caps",
+    "resolve_backend",
+    "resume_run",
+    "snapshot_prices",
+    "start_and_run",
+)
 
 log = structlog.get_logger("run")
 
@@ -56,6 +66,23 @@ def resolve_backend(config: RunConfig) -> tuple[RunConfig, LMBackend]:
     return config, backend
 
 
+def snapshot_prices(config: RunConfig) -> RunConfig:
+    """The run's price table written into its config (so a resume bills the same); a cost cap
+    on a model with no known price is refused before anything runs."""
+    model = config.lm.get("model")
+    if not model:
+        return config
+    prices = price_snapshot(str(model), config.lm.get("prices"))
+    if config.max_cost_usd is not None and str(model) not in prices:
+        raise ConfigError(
+            f"max_cost_usd is set but model {model!r} has no known price; add "
+            f'lm.prices = {{"{model}": [usd_per_1k_prompt, usd_per_1k_completion]}} to the run config'
+        )
+    if not prices or prices == config.lm.get("prices"):
+        return config
+    return RunConfig.from_dict({**config.to_dict(), "lm": {**config.lm, "prices": prices}})
+
+
 def open_pool(config: RunConfig) -> SandboxPool:
     if config.unsafe_no_sandbox:
         log.warning(
@@ -86,11 +113,11 @@ def _root(run_id: str, req: RunRequest, pool: SandboxPool, backend: LMBackend) -
     )
 
 
-async def _drive(store: EventStore, agents: Agents, run_id: str, progress: bool) -> Event:
+async def _drive(store: EventStore, agents: Agents, run_id: str, progress: bool, after: int = 0) -> Event:
     async with anyio.create_task_group() as tg:
         if progress:
             tg.start_soon(report_progress, store, run_id)
-        final = await run_agents(agents, run_id)
+        final = await run_agents(agents, run_id, after=after)
         tg.cancel_scope.cancel()
     return final
 
@@ -104,6 +131,7 @@ async def start_and_run(
 ) -> Event:
     """Record a new run and work on it until it ends; returns ``run.finished`` or ``run.failed``."""
     config, backend = resolve_backend(req.config)
+    config = snapshot_prices(config)
     req = RunRequest(req.command, req.seed, config, req.options)
     if backend.offline:
         print("stop: LM backend: offline, no language model (seeded program mutation)", file=sys.stderr)
@@ -125,13 +153,56 @@ async def _close(backend: LMBackend) -> None:
             await close()
 
 
+async def raise_caps(store: EventStore, run_id: str, changes: dict[str, Any]) -> Event | None:
+    """Record ``budget.raised`` with the new caps (None values: unchanged); None if nothing changes."""
+    from agents.proposer import run_caps
+    from agents.runinfo import run_info
+
+    caps, raised = await run_caps(store, run_id)
+    new = caps.raised(changes)
+    if new == caps:
+        return None
+    info = await run_info(store, run_id)
+    ev = make_event(
+        run_id,
+        BudgetRaised(caps=new.to_dict(), previous=caps.to_dict(), index=raised),
+        cause=info.root,
+        key=f"budget.raised/{raised}",
+    )
+    return (await store.append([ev]))[0]
+
+
+async def _resume_point(store: EventStore, run_id: str, caps: dict[str, Any] | None) -> int:
+    """The sequence number after which the resumed run's end is looked for; refuses to resume a
+    run stopped at a spend cap without raising the cap (it would stop again at once)."""
+    ends = await store.read(run_id, types={"budget.exhausted", "budget.raised"})
+    raised = await raise_caps(store, run_id, dict(caps or {}))
+    if raised is not None:
+        return raised.seq or 0
+    if ends and ends[-1].type == "budget.exhausted":
+        p = ends[-1].payload
+        flag = "--" + str(p["cap"]).replace("_", "-")
+        raise UsageError(
+            f"run {run_id} stopped at its spend cap: {p['message']}",
+            hint=f"resume with a higher cap, e.g. `stop resume {run_id} {flag} {float(p['limit']) * 2:g}`",
+        )
+    return 0
+
+
 async def resume_run(
-    store: EventStore, run_id: str, *, progress: bool = True, names: tuple[str, ...] = AGENTS
+    store: EventStore,
+    run_id: str,
+    *,
+    progress: bool = True,
+    names: tuple[str, ...] = AGENTS,
+    caps: dict[str, Any] | None = None,
 ) -> Event:
-    """Continue a run from its log: the agents redo whatever was asked and not answered."""
+    """Continue a run from its log: the agents redo whatever was asked and not answered.
+    ``caps`` raises the run's spend caps (recorded as ``budget.raised``)."""
     from agents.runinfo import run_info
 
     info = await run_info(store, run_id)
+    after = await _resume_point(store, run_id, caps)
     config, backend = resolve_backend(info.config)
     if config.lm.get("model") != info.config.lm.get("model"):
         raise ConfigError(
@@ -141,6 +212,6 @@ async def resume_run(
     try:
         async with open_pool(info.config) as pool:
             agents = Agents(store, pool=pool, backend=backend, lease_s=info.config.lease_s)
-            return await _drive(store, agents, run_id, progress)
+            return await _drive(store, agents, run_id, progress, after=after)
     finally:
         await _close(backend)

@@ -22,6 +22,7 @@ from store.factory import DurableStore
 __all__ = (
     "DEFAULT_STORE",
     "add_run_options",
+    "add_spend_caps",
     "add_store",
     "emit_json",
     "execute_run",
@@ -31,6 +32,7 @@ __all__ = (
     "read_text_arg",
     "report_interrupted",
     "report_outcome",
+    "spend_caps",
 )
 
 DEFAULT_STORE = "runs/stop.db"
@@ -57,11 +59,31 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--json", action="store_true", help="print a machine-readable summary (with run_id) on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    add_spend_caps(p)
     p.add_argument(
         "--unsafe-no-sandbox",
         action="store_true",
         help="DEVELOPMENT ONLY: run untrusted code without isolation (recorded in the run's events)",
     )
+
+
+def add_spend_caps(p: argparse.ArgumentParser) -> None:
+    """Whole-run spend caps (config keys of the same names; ``stop resume`` raises them)."""
+    g = p.add_argument_group("spend caps (whole run; committed spend never crosses them)")
+    g.add_argument("--max-cost-usd", type=float, metavar="USD", help="stop the run before it can spend more USD")
+    g.add_argument(
+        "--max-tokens-total", type=int, metavar="N", help="stop before the run's prompt+completion tokens pass N"
+    )
+    g.add_argument("--max-lm-calls", type=int, metavar="N", help="stop before the run makes more than N LM requests")
+
+
+def spend_caps(args: argparse.Namespace) -> dict[str, Any]:
+    """The caps given on the command line (None: not given)."""
+    return {
+        "max_cost_usd": getattr(args, "max_cost_usd", None),
+        "max_tokens_total": getattr(args, "max_tokens_total", None),
+        "max_lm_calls": getattr(args, "max_lm_calls", None),
+    }
 
 
 def emit_json(data: Any) -> None:

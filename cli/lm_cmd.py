@@ -10,13 +10,14 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import anyio
 
 from cli.common import read_program
-from lm import LMError, LMRequest, LMService, OpenAICompatibleBackend, backend_from_config
+from lm import LMError, LMRequest, LMService, OpenAICompatibleBackend, RetryPolicy, backend_from_config
 from outcome import RunFailed
 from store import MemoryStore
 
@@ -28,8 +29,12 @@ def register(subparsers: Any) -> None:
     _common(lm_p)
     lm_p.set_defaults(func=_cmd_show)
     sub = lm_p.add_subparsers(dest="lm_command", metavar="{check,propose}")
-    check_p = sub.add_parser("check", help="ask the configured endpoint for its model list (one request)")
+    check_p = sub.add_parser(
+        "check",
+        help="one tiny chat completion to the model: latency, n honoured, usage, seed (exit 1 on failure)",
+    )
     _common(check_p)
+    check_p.add_argument("--json", action="store_true", help="the report as JSON on stdout")
     check_p.set_defaults(func=_cmd_check)
     prop_p = sub.add_parser("propose", help="ask the backend for improved versions of a program file")
     _common(prop_p)
@@ -63,23 +68,56 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    """One tiny chat completion (n=2, a seed, 16 tokens) to the named model: what works."""
     backend = _backend(args)
     if not isinstance(backend, OpenAICompatibleBackend):
         print("offline, no language model: nothing to check")
         return 0
+    model = backend.default_model or ""
+    backend.retry = RetryPolicy(max_attempts=2, initial_backoff=0.2, max_backoff=1.0)
 
-    async def check() -> list[str]:
+    async def check() -> dict[str, Any]:
+        req = LMRequest(
+            model=model,
+            messages=[{"role": "user", "content": "Reply with the single word: ok"}],
+            temperature=0.0,
+            max_tokens=16,
+            n=2,
+            seed=1,
+        )
         async with backend:
-            models = await backend._get_client().models.list()
-            return [m.id for m in models.data]
+            start = time.perf_counter()
+            out = await backend.complete(req)
+            latency = time.perf_counter() - start
+        params = backend.params(model)
+        return {
+            "ok": True,
+            "endpoint": backend.describe()["base_url"],
+            "model": model,
+            "latency_s": round(latency, 3),
+            "http_calls": backend.http_calls,
+            "n_honoured": params.n_honoured,
+            "usage_reported": all(c.usage_note is None for c in out),
+            "seed_accepted": params.seed,
+            "temperature_accepted": params.temperature,
+            "token_param": params.token_param,
+            "reply": out[0].text[:80],
+            "finish_reason": out[0].finish_reason,
+        }
 
     try:
-        names = anyio.run(check)
-    except Exception as e:
-        raise RunFailed(f"{backend.describe()['label']}: {type(e).__name__}: {e}") from e
-    print(f"ok: {backend.describe()['label']}; {len(names)} models")
-    for n in names[:50]:
-        print(f"  {n}")
+        report = anyio.run(check)
+    except LMError as e:
+        if args.json:
+            print(json.dumps({"ok": False, "model": model, "error": str(e)}, indent=2))
+        raise RunFailed(f"{backend.describe()['label']}: {e}") from e
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"ok: {backend.describe()['label']}")
+    for key in ("latency_s", "n_honoured", "usage_reported", "seed_accepted", "temperature_accepted", "token_param"):
+        print(f"  {key:<21} {report[key]}")
+    print(f"  {'reply':<21} {report['reply']!r} ({report['finish_reason']})")
     return 0
 
 

@@ -123,7 +123,17 @@ def _subparsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentPa
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cli import inspect_cmd, lm_cmd, repair_cmd, replay_cmd, run_cmd, sandbox_cmd, store_cmd, tasks_cmd
+    from cli import (
+        estimate_cmd,
+        inspect_cmd,
+        lm_cmd,
+        repair_cmd,
+        replay_cmd,
+        run_cmd,
+        sandbox_cmd,
+        store_cmd,
+        tasks_cmd,
+    )
 
     parser = argparse.ArgumentParser(
         prog="stop", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -132,7 +142,17 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument(*flags, **kwargs)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     # Subcommands add subparsers with ``register(subparsers)``, in help order.
-    for module in (run_cmd, repair_cmd, replay_cmd, inspect_cmd, tasks_cmd, sandbox_cmd, lm_cmd, store_cmd):
+    for module in (
+        run_cmd,
+        repair_cmd,
+        replay_cmd,
+        inspect_cmd,
+        tasks_cmd,
+        sandbox_cmd,
+        lm_cmd,
+        estimate_cmd,
+        store_cmd,
+    ):
         module.register(sub)
     for child in _subparsers(parser):
         for flags, kwargs in _GLOBAL_OPTIONS:

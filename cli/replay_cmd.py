@@ -11,7 +11,16 @@ import anyio
 from agents.config import load_config
 from agents.run_status import RunOutcome, run_outcome
 from agents.session import resume_run
-from cli.common import add_store, emit_json, open_store_arg, read_text_arg, report_interrupted, report_outcome
+from cli.common import (
+    add_spend_caps,
+    add_store,
+    emit_json,
+    open_store_arg,
+    read_text_arg,
+    report_interrupted,
+    report_outcome,
+    spend_caps,
+)
 from events import Event
 from outcome import UsageError
 from replay.replayer import ReplayResult, replay_run
@@ -83,7 +92,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
                 final = done[0]
             else:
                 print(f"stop: resuming {run_id}", file=sys.stderr)
-                final = await resume_run(store, run_id, progress=not args.no_progress)
+                final = await resume_run(store, run_id, progress=not args.no_progress, caps=spend_caps(args))
             return run_id, command, final, await run_outcome(store, run_id, final)
         finally:
             with anyio.CancelScope(shield=True):
@@ -182,6 +191,7 @@ def register(sub: Any) -> None:
     add_store(p)
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-progress", action="store_true")
+    add_spend_caps(p)
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser(

@@ -12,7 +12,16 @@ from agents.config import RunConfig, load_config
 from agents.launch import AGENTS, Agents
 from agents.session import open_pool, resolve_backend
 from agents.workers import workers_report
-from cli.common import add_run_options, add_store, emit_json, execute_run, fmt, open_store_arg, read_text_arg
+from cli.common import (
+    add_run_options,
+    add_store,
+    emit_json,
+    execute_run,
+    fmt,
+    open_store_arg,
+    read_text_arg,
+    spend_caps,
+)
 from outcome import UsageError
 from store.base import EventStore
 from tasks import task_names
@@ -23,7 +32,10 @@ __all__ = ("register",)
 def _config(args: argparse.Namespace, **overrides: Any) -> RunConfig:
     config = load_config(args.config)
     return config.with_overrides(
-        model=args.model, unsafe_no_sandbox=True if args.unsafe_no_sandbox else None, **overrides
+        model=args.model,
+        unsafe_no_sandbox=True if args.unsafe_no_sandbox else None,
+        **spend_caps(args),
+        **overrides,
     )
 
 

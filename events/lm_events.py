@@ -9,7 +9,11 @@ from typing import Any
 
 from events.registry import Payload, payload
 
-__all__ = ("BudgetExhausted", "BudgetRaised", "LMEndpointObserved")
+__all__ = ("LIVE_ONLY_TYPES", "BudgetExhausted", "BudgetRaised", "LMEndpointObserved")
+
+#: Facts of a live session with an endpoint (what it accepted, where spend caps stopped and were
+#: raised): an offline replay does not re-create them, so replay does not compare them.
+LIVE_ONLY_TYPES = frozenset({"lm.endpoint", "budget.exhausted", "budget.raised"})
 
 
 @payload("budget.exhausted")

@@ -147,7 +147,7 @@ class CapHit:
     limit: float
     spent: Spend
 
-    def message(self) -> str:
+    def message(self, run_id: str = "RUN") -> str:
         s = self.spent
         used = {
             "max_cost_usd": f"${s.cost_usd:.4f} spent",
@@ -157,7 +157,7 @@ class CapHit:
         flag = "--" + self.cap.replace("_", "-")
         return (
             f"spend cap {self.cap}={self.limit:g} reached: {used} ({s.calls} calls, {s.tokens} tokens, "
-            f"${s.cost_usd:.4f}); continue with `stop resume RUN {flag} HIGHER`"
+            f"${s.cost_usd:.4f}); continue with `stop resume {run_id} {flag} HIGHER`"
         )
 
 
@@ -187,35 +187,47 @@ class SpendLedger:
     raised: int = 0
     #: set after a fatal endpoint error: the run asks the model nothing more
     fatal: str | None = None
+    #: running sums of the in-flight worst cases (calls, tokens, cost): O(1) per request
+    _flight_calls: int = 0
+    _flight_tokens: int = 0
+    _flight_cost: float = 0.0
 
     def committed(self) -> Spend:
-        total = self.spent
-        for s in self.in_flight.values():
-            total = total.plus(s)
-        return total
+        return self.spent.plus(Spend(self._flight_calls, self._flight_tokens, 0, self._flight_cost))
+
+    def _hold(self, key: str, worst: Spend) -> None:
+        self.in_flight[key] = worst
+        self._flight_calls += worst.calls
+        self._flight_tokens += worst.tokens
+        self._flight_cost += worst.cost_usd
+
+    def _drop(self, key: str) -> None:
+        worst = self.in_flight.pop(key, None)
+        if worst is not None:
+            self._flight_calls -= worst.calls
+            self._flight_tokens -= worst.tokens
+            self._flight_cost -= worst.cost_usd
 
     def reserve(self, key: str, req: LMRequest) -> CapHit | None:
         """Reserve the worst case of ``req`` under ``key``; the cap it would cross, if any."""
         prompt, completion = worst_case_tokens(req)
         worst = Spend(1, prompt, completion, cost_of(prompt, completion, price_for(req.model, self.prices)))
-        c = self.caps
-        if c.any:
-            after = self.committed().plus(worst)
-            for cap, value, limit in (
-                ("max_lm_calls", after.calls, c.max_lm_calls),
-                ("max_tokens_total", after.tokens, c.max_tokens_total),
-                ("max_cost_usd", after.cost_usd, c.max_cost_usd),
-            ):
-                if limit is not None and value > limit + 1e-12:
-                    hit = CapHit(cap, float(limit), self.spent)
-                    self.hit = self.hit or hit
-                    return hit
-        self.in_flight[key] = worst
+        c, s = self.caps, self.spent
+        for cap, value, limit in (
+            ("max_lm_calls", s.calls + self._flight_calls + 1, c.max_lm_calls),
+            ("max_tokens_total", s.tokens + self._flight_tokens + worst.tokens, c.max_tokens_total),
+            ("max_cost_usd", s.cost_usd + self._flight_cost + worst.cost_usd, c.max_cost_usd),
+        ):
+            if limit is not None and value > limit + 1e-12:
+                hit = CapHit(cap, float(limit), self.spent)
+                self.hit = self.hit or hit
+                return hit
+        self._hold(key, worst)
         return None
 
     def settle(self, key: str, model: str, prompt_tokens: int, completion_tokens: int) -> None:
         """The request under ``key`` was answered (or failed: zero tokens, still a call)."""
-        self.in_flight.pop(key, None)
+        self._drop(key)
         self.spent = self.spent.plus(
             Spend(
                 1,
@@ -227,7 +239,7 @@ class SpendLedger:
 
     def release(self, key: str) -> None:
         """The request under ``key`` was never sent."""
-        self.in_flight.pop(key, None)
+        self._drop(key)
 
     def raise_caps(self, caps: SpendCaps) -> None:
         self.caps = caps

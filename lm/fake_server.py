@@ -41,11 +41,13 @@ Replies = Sequence[str] | Callable[[dict[str, Any]], "Sequence[str] | str"] | No
 class Fault:
     """One injected misbehaviour, applied to one chat-completions request."""
 
-    kind: str  # "status" | "slow" | "drop" | "malformed" | "ignore_n"
+    kind: str  # "status" | "slow" | "drop" | "malformed" | "ignore_n" | "body" | "truncate" | "hang"
     status: int = 0
     retry_after: float | None = None
     delay: float = 0.0
     message: str = ""
+    body: bytes = b""
+    content_type: str = "application/json"
 
     @classmethod
     def rate_limit(cls, retry_after: float | None = 0.05) -> Fault:
@@ -91,6 +93,70 @@ class Fault:
         return cls("malformed")
 
     @classmethod
+    def raw(cls, body: bytes | Any, content_type: str = "application/json") -> Fault:
+        """HTTP 200 with exactly this body (bytes, or any JSON value)."""
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return cls("body", body=raw, content_type=content_type)
+
+    @classmethod
+    def html(cls) -> Fault:
+        """HTTP 200 with an HTML error page (a proxy in front of the endpoint)."""
+        return cls.raw(b"<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html")
+
+    @classmethod
+    def empty_choices(cls) -> Fault:
+        return cls.raw({"id": "x", "object": "chat.completion", "choices": [], "usage": None})
+
+    @classmethod
+    def wrong_types(cls) -> Fault:
+        """``choices`` is a string."""
+        return cls.raw({"id": "x", "object": "chat.completion", "choices": "nope"})
+
+    @classmethod
+    def null_content(cls) -> Fault:
+        return cls.raw(
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": None}, "finish_reason": "stop"}],
+            }
+        )
+
+    @classmethod
+    def length_empty(cls) -> Fault:
+        """A reasoning model that spent its token budget: empty content, finish_reason "length"."""
+        return cls.raw(
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": ""}, "finish_reason": "length"}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 64},
+            }
+        )
+
+    @classmethod
+    def bad_usage(cls, prompt: Any = -5, completion: Any = 10**12) -> Fault:
+        """A correct reply whose ``usage`` is negative / absurd."""
+        return cls.raw(
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": prompt, "completion_tokens": completion},
+            }
+        )
+
+    @classmethod
+    def truncate(cls) -> Fault:
+        """Send the headers and half of the body, then close the connection."""
+        return cls("truncate")
+
+    @classmethod
+    def hang(cls, delay: float = 3600.0) -> Fault:
+        """Accept the request and never answer (until ``delay`` or the server stops)."""
+        return cls("hang", delay=delay)
+
+    @classmethod
     def ignore_n(cls) -> Fault:
         """Answer this one request with a single choice whatever ``n`` was."""
         return cls("ignore_n")
@@ -113,6 +179,7 @@ class _State:
     ignore_n: bool
     api_key: str | None
     models: frozenset[str] | None
+    reject_params: frozenset[str] = frozenset()
     faults: deque[Fault] = field(default_factory=deque)
     received: list[ReceivedRequest] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -238,11 +305,47 @@ class _Handler(BaseHTTPRequestHandler):
             if fault.kind == "malformed":
                 self._send(200, b'{"id": "chatcmpl-broken", "choices": [ {"index": 0,, <<garbled')
                 return
+            if fault.kind == "body":
+                self.send_response(200)
+                self.send_header("Content-Type", fault.content_type)
+                self.send_header("Content-Length", str(len(fault.body)))
+                self.end_headers()
+                self.wfile.write(fault.body)
+                self.wfile.flush()
+                return
+            if fault.kind == "truncate":
+                raw = json.dumps({"id": "x", "choices": [{"index": 0, "message": {"content": "x" * 400}}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw[: len(raw) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                try:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                return
+            if fault.kind == "hang":
+                deadline = time.monotonic() + fault.delay
+                while time.monotonic() < deadline and not self.server.stopping:
+                    time.sleep(0.05)
+                return
             if fault.kind == "slow":
                 time.sleep(fault.delay)
         if not self._auth_ok():
             self._error(401, "Incorrect API key provided (fake)", "invalid_api_key")
             return
+        for param in st.reject_params:
+            if param in body:
+                hint = " Use 'max_completion_tokens' instead." if param == "max_tokens" else ""
+                self._error(
+                    400,
+                    f"Unsupported parameter: '{param}' is not supported with this model.{hint}",
+                    "invalid_request_error",
+                )
+                return
         model = body.get("model")
         if st.models is not None and model not in st.models:
             self._error(404, f"The model `{model}` does not exist (fake)", "model_not_found")
@@ -279,6 +382,7 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, state: _State) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.state = state
+        self.stopping = False
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Clients that hang up early (timeouts, the drop fault) are expected; stay quiet."""
@@ -317,13 +421,17 @@ class FakeOpenAIServer:
         ignore_n: bool = False,
         api_key: str | None = None,
         models: Iterable[str] | None = None,
+        reject_params: Iterable[str] = (),
     ) -> None:
+        """``reject_params``: request fields answered with a 400 naming them (as reasoning
+        models refuse ``max_tokens`` and ``temperature``)."""
         self._state = _State(
             replies=replies,
             latency=latency,
             ignore_n=ignore_n,
             api_key=api_key,
             models=frozenset(models) if models is not None else None,
+            reject_params=frozenset(reject_params),
         )
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -337,6 +445,7 @@ class FakeOpenAIServer:
 
     def stop(self) -> None:
         if self._server is not None:
+            self._server.stopping = True
             self._server.shutdown()
             self._server.server_close()
             self._server = None

@@ -195,6 +195,11 @@ class AuditReport:
     budget_overruns: list[dict[str, Any]] = field(default_factory=list)
     #: error kind (the improver's exception type, or "timeout", ...) -> failed improver sessions
     failed_sessions: Counter[str] = field(default_factory=Counter)
+    #: per completion: its finish reason ("stop", "length": the token limit hit, an empty reply
+    #: from a reasoning model that spent it all); per failed request "failed:<kind>"; usage notes
+    lm_outcomes: Counter[str] = field(default_factory=Counter)
+    #: spend caps reached (budget.exhausted) and raised (budget.raised), in log order
+    spend_caps: list[dict[str, Any]] = field(default_factory=list)
     status: str = ""  # finished | failed | unfinished
     #: the run's head: the hash of its last event (what ``--head`` anchors to)
     head: str | None = None
@@ -274,6 +279,8 @@ class AuditReport:
             },
             "reward_hacking": self.reward_hacking,
             "budget_overruns": self.budget_overruns,
+            "lm_outcomes": dict(sorted(self.lm_outcomes.items())),
+            "spend_caps": self.spend_caps,
             "failed_sessions": {
                 "total": sum(self.failed_sessions.values()),
                 "by_kind": dict(sorted(self.failed_sessions.items())),
@@ -336,6 +343,11 @@ class AuditReport:
         lines.append(f"reward-hacking flags: {len(self.reward_hacking)}")
         for r in self.reward_hacking[:20]:
             lines.append(f"  {r['event'][:12]} {r['task']}/{r['split']}: {r['signals']}")
+        if self.lm_outcomes:
+            outcomes = ", ".join(f"{k} {n}" for k, n in sorted(self.lm_outcomes.items()))
+            lines.append(f"LM outcomes: {outcomes}")
+        for c in self.spend_caps:
+            lines.append(f"spend cap {c['type']}: {c['detail']}")
         lines.append(f"budget overruns: {len(self.budget_overruns)}")
         for b in self.budget_overruns[:20]:
             lines.append(f"  {b['event'][:12]} {b['resource']}: used {b['used']} of {b['limit']} {b['detail']}")
@@ -434,19 +446,29 @@ def audit_log(run: RunLog, tree: CausalTree | None = None, lineage: Lineage | No
                         "signals": signals,
                     }
                 )
-        elif ev.type in ("budget.exceeded", "lm.budget_exceeded"):
+        elif ev.type == "budget.exceeded":
             report.budget_overruns.append(
                 {
                     "event": ev.id,
                     "type": ev.type,
-                    "resource": p.get("resource", p.get("limit")),
+                    "resource": p.get("resource"),
                     "used": p.get("used"),
-                    "limit": p.get("limit", p.get("limit_value"))
-                    if ev.type == "budget.exceeded"
-                    else p.get("limit_value"),
-                    "detail": p.get("detail", p.get("message", "")),
+                    "limit": p.get("limit"),
+                    "detail": p.get("detail", ""),
                 }
             )
+        elif ev.type == "lm.responded":
+            for c in p.get("completions") or []:
+                reason = str(c.get("finish_reason") or "unknown")
+                report.lm_outcomes[reason] += 1
+                if c.get("usage_note"):
+                    report.lm_outcomes[f"usage {c['usage_note']}"] += 1
+        elif ev.type == "lm.failed":
+            report.lm_outcomes[f"failed:{p.get('kind')}"] += 1
+        elif ev.type == "budget.exhausted":
+            report.spend_caps.append({"event": ev.id, "type": ev.type, "detail": p.get("message", "")})
+        elif ev.type == "budget.raised":
+            report.spend_caps.append({"event": ev.id, "type": ev.type, "detail": f"caps now {p.get('caps')}"})
     return report
 
 

@@ -1,6 +1,6 @@
 """Comparing a replayed run with its recording, by identity and causal structure.
 
-Scheduling events (leases) and volatile fields (wall-clock times, host facts) are left out.
+Scheduling events (leases), live-only LM facts (``lm.endpoint``, spend caps) and volatile fields (wall-clock times, host facts) are left out.
 The first divergence is the one no other divergence caused (walking up its causes), earliest
 in the replay's own order; a run's end is reported only when nothing else differs.
 """
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from events import Event
+from events.lm_events import LIVE_ONLY_TYPES
 from events.stop_events import SCHEDULING_TYPES
 
 __all__ = ("Comparison", "Divergence", "compare_runs")
@@ -60,7 +61,7 @@ class Comparison:
 
 
 def _relevant(events: list[Event]) -> dict[str, Event]:
-    return {e.id: e for e in events if e.type not in SCHEDULING_TYPES}
+    return {e.id: e for e in events if e.type not in SCHEDULING_TYPES and e.type not in LIVE_ONLY_TYPES}
 
 
 def _causes(ev: Event, index: dict[str, Event]) -> list[str]:

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from lmtest_helpers import PROGRAMS
 
 from cli import lm_cmd
 from lm.fake_server import FakeOpenAIServer
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -46,7 +53,39 @@ def test_check_and_propose_against_fake_endpoint(
             ]
         )
         assert args.func(args) == 0
-        assert srv.counts() == {"/v1/models": 1, "/v1/chat/completions": 1}
+        assert srv.counts() == {"/v1/chat/completions": 2}
     captured = capsys.readouterr()
     assert "ok:" in captured.out and "proposal 1" in captured.out
     assert "sk-cli-secret" not in captured.out + captured.err
+
+
+def _stop_lm_check(base_url: str, model: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    env["OPENAI_API_KEY"] = "sk-cli-secret"
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", "lm", "check", "--base-url", base_url, "--model", model, "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+
+
+def test_check_calls_chat_completions_and_reports_what_works() -> None:
+    with FakeOpenAIServer(models=["fake-model"], ignore_n=True) as srv:
+        proc = _stop_lm_check(srv.base_url, "fake-model")
+        bodies = srv.bodies
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["ok"] is True and report["n_honoured"] is False and report["usage_reported"] is True
+    assert report["seed_accepted"] is True and report["latency_s"] > 0
+    assert bodies[0]["n"] == 2 and bodies[0]["seed"] == 1 and bodies[0]["model"] == "fake-model"
+
+
+def test_check_unknown_model_fails_with_the_endpoints_error() -> None:
+    with FakeOpenAIServer(models=["fake-model"]) as srv:
+        proc = _stop_lm_check(srv.base_url, "nosuch")
+    assert proc.returncode == 1
+    assert "The model `nosuch` does not exist (fake)" in proc.stderr and "HTTP 404" in proc.stderr
+    assert "Traceback" not in proc.stderr and "sk-cli-secret" not in proc.stderr + proc.stdout
