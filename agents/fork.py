@@ -69,7 +69,8 @@ async def _verify(store: EventStore, run_id: str, events: list[Event], at_seq: i
         cause = by_id.get(ev.causation_id or "")
         if ev.type != "lm.responded" or cause is None or (cause.seq or 0) > at_seq:
             continue
-        problem = cache_row_problem(cause, ev, await store.cache_get(str(ev.payload.get("cache_key", ""))))
+        record = await store.cache_get(str(ev.payload.get("cache_key", "")))
+        problem = None if record is None else cache_row_problem(cause, ev, record)
         if problem is not None:
             raise RunFailed(
                 f"refusing to fork run {run_id}: {problem} (answer {ev.id}); the store was changed after it was"

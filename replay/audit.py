@@ -206,6 +206,8 @@ class AuditReport:
     #: the head the user expects (``stop audit RUN --head H``), if any
     expected_head: str | None = None
     cache_checked: int = 0
+    #: answers whose cache row is gone (not an alteration: replaying them stops with a cache miss)
+    cache_missing: int = 0
     #: LM cache rows that do not match the event that recorded them: {event, key, problem}
     cache_problems: list[dict[str, str]] = field(default_factory=list)
 
@@ -286,7 +288,7 @@ class AuditReport:
                 "by_kind": dict(sorted(self.failed_sessions.items())),
             },
             "head": {"hash": self.head, "events": self.events, "expected": self.expected_head, "ok": self.head_ok},
-            "lm_cache": {"checked": self.cache_checked, "problems": self.cache_problems},
+            "lm_cache": {"checked": self.cache_checked, "missing": self.cache_missing, "problems": self.cache_problems},
         }
 
     def render(self) -> str:
@@ -303,6 +305,7 @@ class AuditReport:
         lines.append(
             ("OK    " if not self.cache_problems else "BROKEN")
             + f" LM cache rows: {self.cache_checked} checked against their events, {len(self.cache_problems)} bad"
+            + (f", {self.cache_missing} answers without a row (replay of them stops)" if self.cache_missing else "")
         )
         for c in self.cache_problems:
             lines.append(f"BROKEN {c['problem']} (recorded by lm.responded {c['event']})")
@@ -484,6 +487,9 @@ async def check_cache_rows(store: EventStore, events: list[Event], report: Audit
         except (StoreError, ValueError) as exc:
             problem: str | None = f"cache row {key[:16]} cannot be read ({exc})"
         else:
+            if record is None:  # deleted: nothing altered can be served; replay of it would stop
+                report.cache_missing += 1
+                continue
             problem = cache_row_problem(by_id[ev.causation_id], ev, record)
         report.cache_checked += 1
         if problem is not None:

@@ -24,10 +24,14 @@ def cache_row_problem(requested: Event, responded: Event, record: Mapping[str, A
     rq, rs = requested.payload, responded.payload
     key = str(rs.get("cache_key", ""))
     try:
-        derived = cache_key(LMRequest.from_canonical(rq["request"]), int(rq["ordinal"]), str(rq.get("namespace", "")))
-    except (KeyError, TypeError, ValueError) as exc:
-        return f"request event {requested.id} cannot be read ({exc})"
-    if key != derived or rq.get("cache_key", key) != key:
+        derived: str | None = cache_key(
+            LMRequest.from_canonical(rq["request"]), int(rq["ordinal"]), str(rq.get("namespace", ""))
+        )
+    except (KeyError, TypeError, ValueError):  # not a request this code can re-key: compare the rest
+        derived = None
+    if rq.get("cache_key", key) != key:
+        return f"cache key {key[:16]} is not the key the request event names ({str(rq.get('cache_key'))[:16]})"
+    if derived is not None and key != derived:
         return f"cache key {key[:16]} is not the key of the recorded request ({derived[:16]})"
     if record is None:
         return f"cache row {key[:16]} is missing"
