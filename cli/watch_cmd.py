@@ -9,8 +9,8 @@ from typing import Any
 import anyio
 
 from agents.progress import follow_progress
-from cli.common import add_store, handle_errors, open_store_arg
-from outcome import Status, exit_code_for
+from cli.common import add_store, open_store_arg
+from outcome import Status, UsageError, exit_code_for
 
 __all__ = ("register",)
 
@@ -21,14 +21,13 @@ async def _resolve(store: Any, ref: str) -> str:
         return str(ids[-1])
     matches = [r for r in ids if r.startswith(ref)]
     if len(matches) != 1:
-        raise LookupError(f"{'no' if not matches else 'more than one'} run matches {ref!r} (see stop runs)")
+        raise UsageError(f"{'no' if not matches else 'more than one'} run matches {ref!r} (see stop runs)")
     return str(matches[0])
 
 
-@handle_errors
 def cmd_watch(args: argparse.Namespace) -> int:
     async def main() -> str:
-        store = await open_store_arg(args.store, create=False)
+        store = await open_store_arg(args.store, create=False, readonly=True)
         try:
             run_id = await _resolve(store, args.run)
             print(f"stop: watching run {run_id} (store {args.store}; Ctrl-C to stop watching)", file=sys.stderr)
