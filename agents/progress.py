@@ -115,7 +115,14 @@ class RunProgress:
             self.refused += 1
             if t == "budget.exhausted":
                 self.status = "budget_exhausted"
-                self._error(t, str(p.get("detail") or p.get("resource") or ""), ev)
+                self._error(t, str(p.get("message") or p.get("cap") or ""), ev)
+        elif t == "budget.raised":
+            names = {"max_cost_usd": "cost_usd", "max_tokens_total": "tokens", "max_lm_calls": "calls"}
+            for key, value in (p.get("caps") or {}).items():
+                if key in names and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self.caps[names[key]] = float(value)
+            if self.status == "budget_exhausted":
+                self.status = "running"
         elif t == "improver.decided":
             self.decisions.append(
                 {
@@ -149,10 +156,11 @@ class RunProgress:
         self._prices = prices_from_config(config)
         budget = lm.get("budget") if isinstance(lm.get("budget"), Mapping) else {}
         assert isinstance(budget, Mapping)
-        for key in ("max_cost_usd", "max_tokens", "max_calls", "cost_usd", "tokens", "calls"):
-            value = budget.get(key, lm.get(key))
+        names = {"max_cost_usd": "cost_usd", "max_tokens_total": "tokens", "max_lm_calls": "calls"}
+        for key, name in names.items():
+            value = config.get(key, budget.get(key, lm.get(key)))
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                self.caps[key.removeprefix("max_")] = float(value)
+                self.caps[name] = float(value)
 
     def _usage(self, ev: Event) -> None:
         model = "?"
@@ -237,7 +245,11 @@ class RunProgress:
         parts.append(f"sessions {self.sessions_done}/{self.sessions_requested}{more}")
         parts.append(f"batches {self.batches_done}/{self.batches_requested}")
         cap = self.caps.get("cost_usd")
-        parts.append(f"lm {self.lm_calls} calls {self.tokens} tok ${self.cost_usd:.4f}" + (f"/{cap:g}" if cap else ""))
+        tcap, ccap = self.caps.get("tokens"), self.caps.get("calls")
+        parts.append(
+            f"lm {self.lm_calls}{f'/{ccap:g}' if ccap else ''} calls {self.tokens}{f'/{tcap:g}' if tcap else ''} tok "
+            f"${self.cost_usd:.4f}" + (f"/{cap:g}" if cap else "")
+        )
         failures = self.sessions_failed + self.lm_failed
         parts.append(f"failures {failures}")
         parts.append(f"elapsed {_dur(self.elapsed_s(now))}")
