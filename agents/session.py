@@ -14,6 +14,7 @@ import structlog
 
 from agents.config import RunConfig
 from agents.launch import AGENTS, Agents, run_agents
+from agents.notify import run_notifier, send
 from agents.progress import report_progress
 from events import Event, canonical_json, make_event, sha256_hex
 from events.lm_events import BudgetRaised
@@ -24,6 +25,7 @@ from sandbox import SandboxConfig, SandboxPool
 from store.base import EventStore
 
 __all__ = (
+    "Notify",
     "RunRequest",
     "new_run_id",
     "open_pool",
@@ -113,12 +115,48 @@ def _root(run_id: str, req: RunRequest, pool: SandboxPool, backend: LMBackend) -
     )
 
 
-async def _drive(store: EventStore, agents: Agents, run_id: str, progress: bool, after: int = 0) -> Event:
-    async with anyio.create_task_group() as tg:
-        if progress:
-            tg.start_soon(report_progress, store, run_id)
-        final = await run_agents(agents, run_id, after=after)
-        tg.cancel_scope.cancel()
+@dataclass(frozen=True)
+class Notify:
+    """``--notify CMD``: the command and the silence (seconds) that counts as a stall."""
+
+    cmd: str
+    stall_s: float = 1800.0
+
+
+async def _drive(
+    store: EventStore, agents: Agents, run_id: str, progress: bool, after: int = 0, notify: Notify | None = None
+) -> Event:
+    notified = anyio.Event()
+
+    async def notifier() -> None:
+        assert notify is not None
+        try:
+            await run_notifier(store, run_id, notify.cmd, stall_s=notify.stall_s)
+        finally:
+            notified.set()
+
+    try:
+        async with anyio.create_task_group() as tg:
+            if progress:
+                tg.start_soon(report_progress, store, run_id)
+            if notify is not None:
+                tg.start_soon(notifier)
+            final = await run_agents(agents, run_id, after=after)
+            if notify is not None:
+                with anyio.move_on_after(40):
+                    await notified.wait()
+            tg.cancel_scope.cancel()
+    except (KeyboardInterrupt, anyio.get_cancelled_exc_class()):
+        if notify is not None and not notified.is_set():
+            doc = {
+                "event": "interrupted",
+                "run_id": run_id,
+                "status": "interrupted",
+                "message": f"run {run_id} interrupted (stop resume {run_id})",
+            }
+            with anyio.CancelScope(shield=True):
+                await send(notify.cmd, doc)
+        raise
     return final
 
 
@@ -128,6 +166,7 @@ async def start_and_run(
     *,
     progress: bool = True,
     on_started: Callable[[str], Awaitable[None]] | None = None,
+    notify: Notify | None = None,
 ) -> Event:
     """Record a new run and work on it until it ends; returns ``run.finished`` or ``run.failed``."""
     config, backend = resolve_backend(req.config)
@@ -141,7 +180,7 @@ async def start_and_run(
             if on_started is not None:
                 await on_started(run_id)
             agents = Agents(store, pool=pool, backend=backend, lease_s=config.lease_s)
-            return await _drive(store, agents, run_id, progress)
+            return await _drive(store, agents, run_id, progress, notify=notify)
     finally:
         await _close(backend)
 

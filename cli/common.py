@@ -13,7 +13,7 @@ import anyio
 
 from agents.config import RunConfig
 from agents.run_status import RunOutcome, run_outcome
-from agents.session import RunRequest, start_and_run
+from agents.session import Notify, RunRequest, start_and_run
 from events import Event
 from outcome import Status, UsageError
 from store import open_store
@@ -60,6 +60,19 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print a machine-readable summary (with run_id) on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     add_spend_caps(p)
+    p.add_argument(
+        "--notify",
+        metavar="CMD",
+        help="run CMD (sh -c) with a JSON document on stdin when the run finishes, fails, is "
+        "interrupted, stalls, crosses 80%% of a spend cap or records a sandbox violation",
+    )
+    p.add_argument(
+        "--notify-stall-s",
+        type=float,
+        default=1800.0,
+        metavar="S",
+        help="with --notify: no event for S seconds counts as a stall (default 1800)",
+    )
     p.add_argument(
         "--unsafe-no-sandbox",
         action="store_true",
@@ -210,6 +223,7 @@ def execute_run(
                 RunRequest(command, args.seed, config, options),
                 progress=not args.no_progress,
                 on_started=started,
+                notify=Notify(args.notify, args.notify_stall_s) if getattr(args, "notify", None) else None,
             )
             return final, await run_outcome(store, run_ids[0], final)
         finally:

@@ -133,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         sandbox_cmd,
         store_cmd,
         tasks_cmd,
+        watch_cmd,
     )
 
     parser = argparse.ArgumentParser(
@@ -152,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
         lm_cmd,
         estimate_cmd,
         store_cmd,
+        watch_cmd,
     ):
         module.register(sub)
     for child in _subparsers(parser):
