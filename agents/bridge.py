@@ -117,7 +117,7 @@ class SessionBridge:
             key=f"{key}/refused",
         )
         await self.ctx.store.append([ev])
-        return BridgeError(f"budget exceeded: {detail}")
+        return BridgeError(f"Error: You have exceeded your call budget: {detail}")
 
     async def _utility(self, body: dict[str, Any], key: str) -> float:
         limit = int(self.p["utility_calls"])
@@ -127,11 +127,15 @@ class SessionBridge:
                 "utility_calls",
                 self.utility_calls,
                 limit,
-                f"utility was already called {limit} times (its budget)",
+                f"utility.budget is {limit} calls, all used",
             )
         solution = body.get("solution")
         if not isinstance(solution, str):
             raise BridgeError("utility() takes the solution's program text (str)")
+        if body.get("mode", "val") not in ("val", "train"):
+            raise BridgeError("utility(mode=...): only 'val' (or 'train') is available to improvers")
+        if not solution:
+            return 0.0  # no program scores 0 without a run or a use (the reference's rule)
         self.utility_calls += 1
         raw = solution.encode("utf-8")
         req = make_event(
@@ -158,7 +162,7 @@ class SessionBridge:
                 "lm_calls",
                 self.lm_calls,
                 limit,
-                f"the language model was already called {limit} times (its budget)",
+                f"language_model.budget is {limit} calls, all used",
             )
         expertise = str(body.get("expertise", ""))
         temperature = float(body.get("temperature", 0.7))
@@ -175,7 +179,7 @@ class SessionBridge:
                 "responses_per_call",
                 len(messages),
                 per_call,
-                f"{len(messages)} responses asked in one call; at most {per_call}",
+                f"{len(messages)} responses asked in one call; language_model.max_responses_per_call is {per_call}",
             )
         self.lm_calls += 1
         requests: list[tuple[Event, list[int]]] = []

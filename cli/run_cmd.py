@@ -210,7 +210,9 @@ def register(sub: Any) -> None:
         help="the STOP loop: an improver improves itself over generations",
         description="Each generation runs the current improver on its own source with the "
         "meta-utility (mean held-out utility of its outputs on downstream tasks); the "
-        "new improver is adopted unless it failed or scored 0.",
+        "new improver is adopted unless it failed or scored 0. The paper's protocol (6 "
+        "responses x 4 LM calls, utility budget 25, 5 meta-utility runs on parity_noise, 6 "
+        "generations, max tokens 1024): --config configs/paper.toml.",
     )
     p.add_argument("--generations", type=int, help="number of generations (default from config: 3)")
     p.add_argument("--tasks", nargs="+", choices=task_names(), help="downstream tasks of the meta-utility")

@@ -42,6 +42,8 @@ class UtilityProxy:
 
     description: str
     budget: int
+    #: The visible utility's program text (``utility.str``); empty: the description.
+    text: str = ""
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ GUEST_DIR = Path(__file__).resolve().parent / "stop_guest"
 GUEST_MOUNT = "/opt/stop"
 BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from stop_guest.worker import main; main()"
 PRELOAD = (
+    "helpers",
     "numpy",
     "numpy.random",
     "numpy.linalg",

@@ -67,7 +67,7 @@ class _Pickler(pickle.Pickler):
     def persistent_id(self, obj: Any) -> Any:
         if isinstance(obj, UtilityProxy):
             self.proxies += 1
-            return ("stop.utility", {"description": obj.description, "budget": obj.budget})
+            return ("stop.utility", {"description": obj.description, "budget": obj.budget, "text": obj.text})
         if isinstance(obj, LanguageModelProxy):
             self.proxies += 1
             return ("stop.language_model", {"budget": obj.budget, "max_responses_per_call": obj.max_responses_per_call})

@@ -81,74 +81,150 @@ class Channel:
 
 
 class Utility:
-    """``utility(solution_text) -> float``, evaluated by the host on training instances."""
+    """``utility(solution_text, mode="val") -> float``, evaluated by the host on training instances.
 
-    def __init__(self, channel: Channel, description: str, budget: int) -> None:
-        self.__channel = channel
-        self.__description = description
-        self.__remaining = budget
+    As in the STOP reference: ``budget`` is the fixed total, ``uses`` the calls made (the host's
+    count), ``remaining`` their difference. All are read-only here; the host keeps and enforces
+    the real count, so nothing written in the guest changes what the host allows.
+    """
+
+    __slots__ = ("_budget", "_channel", "_description", "_text", "_uses")
+    _budget: int
+    _channel: Channel
+    _description: _Str
+    _text: _Str
+    _uses: int
+
+    def __init__(self, channel: Channel, description: str, budget: int, text: str = "") -> None:
+        object.__setattr__(self, "_channel", channel)
+        object.__setattr__(self, "_description", description)
+        object.__setattr__(self, "_text", text or description)
+        object.__setattr__(self, "_budget", int(budget))
+        object.__setattr__(self, "_uses", 0)
+
+    def __setattr__(self, name: _Str, value: Any) -> None:
+        raise AttributeError(f"utility.{name} is read-only: budgets are kept by the host")
+
+    def __delattr__(self, name: _Str) -> None:
+        raise AttributeError(f"utility.{name} is read-only: budgets are kept by the host")
 
     @property
-    def description(self) -> str:
-        return self.__description
+    def description(self) -> _Str:
+        return self._description
 
     @property
-    def str(self) -> str:  # the STOP reference exposes the utility's source text as ``.str``
-        return self.__description
+    def str(self) -> _Str:  # the STOP reference exposes the visible utility's program text as ``.str``
+        return self._text
 
     @property
     def budget(self) -> int:
-        """Remaining calls as seen from here (the host keeps the real count)."""
-        return self.__remaining
+        """The total number of calls allowed (fixed)."""
+        return self._budget
 
-    def __call__(self, solution: _Str) -> float:
-        if not isinstance(solution, str):
+    @property
+    def uses(self) -> int:
+        """Calls the host has counted so far."""
+        return self._uses
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self._budget - self._uses)
+
+    def __call__(self, solution: Any, mode: _Str = "val") -> float:
+        if mode not in ("val", "train"):
+            raise ValueError(f"utility(mode={mode!r}): only 'val' (or 'train') is available to improvers")
+        if solution is None or solution == "":
+            return 0.0  # the reference's rule: no program scores 0, without a run or a use
+        if not isinstance(solution, _Str):
             raise TypeError("utility() takes the solution's program text (str)")
-        self.__remaining = max(0, self.__remaining - 1)
-        return float(self.__channel.request("utility", {"solution": solution}))
+        value = self._channel.request("utility", {"solution": solution})
+        object.__setattr__(self, "_uses", self._uses + 1)
+        return float(value)
 
     def __repr__(self) -> _Str:
-        return f"<utility: {self.__description[:60]!r}>"
+        return f"<utility: budget {self._budget}, {self._uses} used>"
 
 
 class LanguageModel:
-    """``prompt``/``batch_prompt`` as in the STOP reference interface."""
+    """``prompt``/``batch_prompt`` as in the STOP reference interface.
+
+    ``budget`` is the fixed total of calls, ``times_used`` the calls the host counted,
+    ``remaining`` their difference; a refused call (past the budget, too many responses) or an
+    empty batch is not counted, here as on the host.
+    """
+
+    __slots__ = ("_budget", "_channel", "_max", "_used")
+    _budget: int
+    _channel: Channel
+    _max: int
+    _used: int
 
     def __init__(self, channel: Channel, budget: int, max_responses_per_call: int) -> None:
-        self.__channel = channel
-        self.__remaining = budget
-        self.__max = max_responses_per_call
+        object.__setattr__(self, "_channel", channel)
+        object.__setattr__(self, "_budget", int(budget))
+        object.__setattr__(self, "_max", int(max_responses_per_call))
+        object.__setattr__(self, "_used", 0)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"language_model.{name} is read-only: budgets are kept by the host")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"language_model.{name} is read-only: budgets are kept by the host")
 
     @property
     def budget(self) -> int:
-        return self.__remaining
+        return self._budget
+
+    @property
+    def times_used(self) -> int:
+        return self._used
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self._budget - self._used)
 
     @property
     def max_responses_per_call(self) -> int:
-        return self.__max
+        return self._max
+
+    def _count(self) -> None:
+        object.__setattr__(self, "_used", self._used + 1)
 
     def prompt(self, expertise: str, message: str, n_responses: int = 1, temperature: float = 0.7) -> list[str]:
-        self.__remaining = max(0, self.__remaining - 1)
-        data = self.__channel.request(
+        n = int(n_responses)
+        data = self._channel.request(
             "lm.prompt",
             {
                 "expertise": str(expertise),
                 "message": str(message),
-                "n_responses": int(n_responses),
+                "n_responses": n,
                 "temperature": float(temperature),
             },
         )
+        if n > 0:
+            self._count()
         return [str(x) for x in data]
 
-    def batch_prompt(self, expertise: str, messages: list[str], temperature: float = 0.7) -> list[str]:
-        if isinstance(messages, str):
-            messages = [messages]
-        self.__remaining = max(0, self.__remaining - 1)
-        data = self.__channel.request(
+    def batch_prompt(
+        self, expertise: str, message_batch: Any = None, temperature: float = 0.7, *, messages: Any = None
+    ) -> list[str]:
+        batch = message_batch if message_batch is not None else messages
+        if batch is None:
+            return []
+        if isinstance(batch, str):
+            batch = [batch]
+        try:
+            batch = [str(m) for m in batch]
+        except TypeError:
+            return []
+        if not batch:
+            return []
+        data = self._channel.request(
             "lm.batch_prompt",
-            {"expertise": str(expertise), "messages": [str(m) for m in messages], "temperature": float(temperature)},
+            {"expertise": str(expertise), "messages": batch, "temperature": float(temperature)},
         )
+        self._count()
         return [str(x) for x in data]
 
     def __repr__(self) -> str:
-        return "<language_model>"
+        return f"<language_model: budget {self._budget}, {self._used} used>"

@@ -191,7 +191,9 @@ class _Unpickler(pickle.Unpickler):
         if self.channel is None:
             raise pickle.UnpicklingError("bridge proxies are only available in sessions")
         if kind == "stop.utility":
-            return bridge.Utility(self.channel, str(params["description"]), int(params["budget"]))
+            return bridge.Utility(
+                self.channel, str(params["description"]), int(params["budget"]), str(params.get("text", ""))
+            )
         if kind == "stop.language_model":
             return bridge.LanguageModel(self.channel, int(params["budget"]), int(params["max_responses_per_call"]))
         raise pickle.UnpicklingError(f"unknown persistent id {kind!r}")
