@@ -1,6 +1,7 @@
 """A run recorded before batches existed (one sandbox job per instance) still replays.
 
-``tests/fixtures/quickstart_1gen_before_batch.db`` was recorded with main's code before the
+``tests/fixtures/quickstart_1gen_before_batch.jsonl.gz`` (the events, blobs and cache rows of a
+store, in the golden-log format of ``tests/golden``) was recorded with main's code before the
 batch change: ``stop self-improve --config configs/quickstart.json --generations 1``. Its events
 keep their shape (a batch's blob is still one result per instance), so no upcaster is needed;
 replaying it, and re-executing its evaluations through batches, must be identical.
@@ -8,7 +9,7 @@ replaying it, and re-executing its evaluations through batches, must be identica
 
 from __future__ import annotations
 
-import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,10 @@ import pytest
 from replay.replayer import ReplayResult, replay_run
 from store import SqliteStore
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "quickstart_1gen_before_batch.db"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "golden"))
+from golden_log import load
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "quickstart_1gen_before_batch.jsonl.gz"
 
 
 def _replay(db: Path, **kw: Any) -> ReplayResult:
@@ -36,7 +40,12 @@ def _replay(db: Path, **kw: Any) -> ReplayResult:
 @pytest.fixture
 def recorded(tmp_path: Path) -> Path:
     db = tmp_path / "before.db"
-    shutil.copy(FIXTURE, db)
+
+    async def main() -> None:
+        async with await SqliteStore.open(db) as store:
+            await load(store, FIXTURE)
+
+    anyio.run(main)
     return db
 
 
