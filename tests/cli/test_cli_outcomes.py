@@ -240,9 +240,11 @@ def test_a_wrong_key_fails_the_improvement_naming_the_variable(tmp_path: Path) -
     assert js["status"] == "failed"
     assert any("OPENAI_API_KEY" in e["message"] for e in js["errors"])
     assert "OPENAI_API_KEY" in done.stderr
-    # The only traceback shown is the improver's own (where its LM call failed), not the host's.
+    # The run stops at the first fatal LM error: no host traceback (at most the improver's own).
     frames = [line for line in done.stderr.splitlines() if line.strip().startswith('File "')]
-    assert frames and all('File "<candidate>"' in line for line in frames), done.stderr
+    assert "Traceback" not in done.stderr or frames, done.stderr
+    assert all('File "<candidate>"' in line for line in frames), done.stderr
+    assert "the language model is unusable" in done.stderr
     assert "a-wrong-key" not in done.stdout + done.stderr
 
 
