@@ -277,41 +277,21 @@ def _execute(h: dict[str, Any], payload: bytes, channel: bridge.Channel | None, 
     module.__file__ = "<candidate>"
     sys.modules[name] = module
     linecache.cache["<candidate>"] = (len(program), None, program.splitlines(True), "<candidate>")
-    call_timeout = h.get("call_timeout_s")
-
-    def on_alarm(signum: int, frame: Any) -> None:
-        raise CallTimeout()
-
-    started = 0.0
+    fn: Any
     try:
         code = compile(program, "<candidate>", "exec")
         if function is None:
-            reporter.send({"t": "start"})
-            started = time.perf_counter()
-            _arm(call_timeout, on_alarm)
-            exec(code, module.__dict__)
-            value = None
+
+            def fn() -> None:  # the program itself is the timed call
+                exec(code, module.__dict__)
+
+            args, kwargs = (), {}
         else:
             exec(code, module.__dict__)
             fn = module.__dict__.get(function)
             if not callable(fn):
                 raise NameError(f"the program defines no function {function!r}")
-            reporter.send({"t": "start"})
-            started = time.perf_counter()
-            _arm(call_timeout, on_alarm)
-            value = fn(*args, **kwargs)
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        elapsed = time.perf_counter() - started if started else None
-    except CallTimeout:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        return {
-            "t": "result",
-            "status": "call_timeout",
-            "call_time_s": time.perf_counter() - started,
-            "error": f"CallTimeout: the call took longer than {call_timeout} s",
-        }
     except BaseException as exc:
-        signal.setitimer(signal.ITIMER_REAL, 0)
         message, tb = _describe(exc)
         return {
             "t": "result",
@@ -319,15 +299,9 @@ def _execute(h: dict[str, Any], payload: bytes, channel: bridge.Channel | None, 
             "error": message,
             "traceback": tb,
             "memory": isinstance(exc, MemoryError),
-            "call_time_s": (time.perf_counter() - started) if started else None,
+            "call_time_s": None,
         }
-    try:
-        text = encode.dumps(value, int(h["result_limit_bytes"]))
-    except CallTimeout:
-        return {"t": "result", "status": "call_timeout", "error": "CallTimeout while encoding"}
-    except BaseException as exc:
-        return {"t": "result", "status": "invalid_output", "error": _describe(exc)[0], "call_time_s": elapsed}
-    return {"t": "result", "status": "ok", "value_json": text.decode(), "call_time_s": elapsed}
+    return _call(fn, args, kwargs, h.get("call_timeout_s"), int(h["result_limit_bytes"]), reporter, None)
 
 
 def _execute_batch(h: dict[str, Any], payload: bytes, reporter: _Reporter) -> None:
@@ -356,7 +330,7 @@ def _execute_batch(h: dict[str, Any], payload: bytes, reporter: _Reporter) -> No
         # Loading failed: every instance fails the same way a separate job would.
         message, tb = _describe(exc)
         for i in range(start, len(items)):
-            reporter.send({"t": "start", "i": i})
+            reporter.send({"t": "start"} if i is None else {"t": "start", "i": i})
             reporter.send(
                 {
                     "t": "result",
@@ -394,16 +368,16 @@ def _call(
     call_timeout: float | None,
     result_limit: int,
     reporter: _Reporter,
-    i: int,
+    i: int | None,
 ) -> dict[str, Any]:
-    """One instance's call, timed and encoded exactly as a single job's."""
+    """One timed, encoded call: a single job's (``i`` None) or one instance of a batch."""
 
     def on_alarm(signum: int, frame: Any) -> None:
         raise CallTimeout()
 
     started = 0.0
     try:
-        reporter.send({"t": "start", "i": i})
+        reporter.send({"t": "start"} if i is None else {"t": "start", "i": i})
         started = time.perf_counter()
         _arm(call_timeout, on_alarm)
         value = fn(*args, **kwargs)
