@@ -20,7 +20,7 @@ from sandbox import BridgeError, Job, LanguageModelProxy, UtilityProxy
 from tasks import get_task
 from tasks.meta import MetaTask
 
-__all__ = ("SessionBridge", "utility_description")
+__all__ = ("SessionBridge", "utility_description", "utility_text")
 
 _LM_KINDS = ("lm.prompt", "lm.batch_prompt")
 _ANSWERS = {"lm.responded", "lm.failed"}
@@ -30,6 +30,13 @@ def utility_description(task: str, info: RunInfo) -> str:
     if task == "meta":
         return MetaTask(info.config.meta_utility).description
     return get_task(task).description
+
+
+def utility_text(task: str, info: RunInfo) -> str:
+    """The visible utility program the guest's ``utility.str`` returns."""
+    if task == "meta":
+        return MetaTask(info.config.meta_utility).utility_text
+    return get_task(task).utility_text
 
 
 def _groups(messages: list[str]) -> list[tuple[str, int, list[int]]]:
@@ -94,7 +101,11 @@ class SessionBridge:
             function="improve_algorithm",
             args=(
                 initial_solution,
-                UtilityProxy(description=utility_description(p["utility_task"], self.info), budget=p["utility_calls"]),
+                UtilityProxy(
+                    description=utility_description(p["utility_task"], self.info),
+                    budget=p["utility_calls"],
+                    text=utility_text(p["utility_task"], self.info),
+                ),
                 LanguageModelProxy(budget=p["lm_calls"], max_responses_per_call=p["responses_per_call"]),
             ),
             wall_timeout_s=float(p["timeout_s"]),

@@ -26,9 +26,17 @@ def register(subparsers: Any) -> None:
     tasks_p = subparsers.add_parser("tasks", help="list the downstream tasks, or show one")
     tasks_p.set_defaults(func=_cmd_list)
     tasks_sub = tasks_p.add_subparsers(dest="tasks_command", metavar="{show}")
-    show_p = tasks_sub.add_parser("show", help="the text an improver sees, the splits, the limits")
-    show_p.add_argument("name", help="task name (see `stop tasks`)")
-    show_p.add_argument("--json", action="store_true", help="print JSON")
+    show_p = tasks_sub.add_parser(
+        "show",
+        help="what an improver is shown (utility.str, utility.description), the splits, the limits",
+        description="Print exactly what an improver's `utility` shows for this task: `utility.str` (the "
+        "visible utility program) and `utility.description` (the prose), plus the splits and limits. "
+        "For meta_improver the texts carry the budgets of --config (default: the reference's).",
+    )
+    show_p.add_argument("name", help="task name (see `stop tasks`), or meta_improver")
+    show_p.add_argument("--json", action="store_true", help="print JSON (utility_str and description verbatim)")
+    show_p.add_argument("--str", action="store_true", dest="only_str", help="print only utility.str, verbatim")
+    show_p.add_argument("--config", metavar="FILE", help="run config whose meta-utility budgets to show")
     show_p.set_defaults(func=_cmd_show)
 
     score_p = subparsers.add_parser("score", help="score a solution file in the sandbox")
@@ -56,15 +64,20 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _lookup(name: str) -> Task | MetaTask:
+def _lookup(name: str, config: str | None) -> Task | MetaTask:
     if name == MetaTask.name:
-        return MetaTask()
+        from agents.config import load_config
+
+        return MetaTask(load_config(config).meta_utility)
     return get_task(name)
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    task = _lookup(args.name)
+    task = _lookup(args.name, args.config)
     info = task.info()
+    if args.only_str:
+        sys.stdout.write(info["utility_str"])
+        return 0
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -76,8 +89,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
         print(f"job wall timeout: {info['wall_timeout_s']:g} s")
     if "config" in info:
         print("config: " + json.dumps(info["config"]))
-    print()
-    print(info["description"])
+    for title, key in (("utility.str", "utility_str"), ("utility.description", "description")):
+        print()
+        print(f"---- {title} " + "-" * (70 - len(title)))
+        sys.stdout.write(info[key] if info[key].endswith("\n") else info[key] + "\n")
     return 0
 
 

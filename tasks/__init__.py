@@ -24,16 +24,11 @@ from tasks.registry import UnknownTaskError as UnknownTaskError
 from tasks.registry import all_tasks as all_tasks
 from tasks.registry import get_task as get_task
 from tasks.registry import task_names as task_names
-from tasks.utility import BudgetExceeded as BudgetExceeded
-from tasks.utility import HostUtility as HostUtility
-from tasks.utility import UtilityBudget as UtilityBudget
 
 __all__ = (
     "SPLIT_SEEDS",
-    "BudgetExceeded",
     "ConfigError",
     "Evaluation",
-    "HostUtility",
     "ImproverBudget",
     "Instance",
     "InstanceOutcome",
@@ -43,7 +38,6 @@ __all__ = (
     "Task",
     "TaskOptions",
     "UnknownTaskError",
-    "UtilityBudget",
     "all_tasks",
     "evaluate",
     "get_task",

@@ -9,6 +9,7 @@ import numpy as np
 from tasks import checks
 from tasks._types import Instance
 from tasks.base import Task
+from tasks.visible import VisibleParts
 
 __all__ = ("N_BITS", "N_TEST", "N_TRAIN", "ParityTask")
 
@@ -28,12 +29,50 @@ def algorithm(train_samples, train_parity, test_samples):
 '''
 
 
+_GENERATE = """\
+def generate(seed):
+    rng = np.random.RandomState(seed)
+    true_bits = rng.binomial(1, P_TRUE, N_BITS)  # the secret subset of the bits
+    samples = rng.binomial(1, 0.5, (N_TRAIN + N_TEST, N_BITS))
+    parity = np.sum(samples * true_bits, axis=1) % 2
+    train_parity = parity[:N_TRAIN]
+"""
+_NOISE = """\
+    flips = rng.binomial(1, NOISE, N_TRAIN)  # label noise, on the training labels only
+    train_parity = (train_parity + flips) % 2
+"""
+_SCORE = """\
+    inputs = (samples[:N_TRAIN], train_parity, samples[N_TRAIN:])
+    return inputs, parity[N_TRAIN:]
+
+
+def score(inputs, test_parity, output):
+    prediction = np.asarray(output)
+    if prediction.shape != (N_TEST,) or not np.isin(prediction, (0, 1)).all():
+        return 0.0  # invalid: exactly N_TEST labels in {0, 1}, nothing else
+    return float(np.mean(prediction == test_parity))
+"""
+
+
 class ParityTask(Task):
     """Learning a parity of an unknown subset of 10 bits from 100 labelled samples."""
 
     noise: ClassVar[float]
     seed_solution = SEED_SOLUTION
     default_time_limit_s = 2.0
+    visible_tests = 3
+
+    def visible_parts(self) -> VisibleParts:
+        constants: dict[str, Any] = {"N_BITS": N_BITS, "P_TRUE": P_TRUE, "N_TRAIN": N_TRAIN, "N_TEST": N_TEST}
+        if self.noise:
+            constants["NOISE"] = self.noise
+        return VisibleParts(
+            title="Learning parity with noise" if self.noise else "Learning parity (no label noise)",
+            signature="algorithm(train_samples, train_parity, test_samples)",
+            constants=constants,
+            definitions=_GENERATE + (_NOISE if self.noise else "") + _SCORE,
+            imports=("random", "time"),
+        )
 
     def generate(self, index: int, seed: int) -> Instance:
         # Draw order of the reference: true bits, all 120 samples, then (noisy task) the flips.

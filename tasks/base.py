@@ -25,6 +25,7 @@ import numpy as np
 
 from sandbox import Job, JobResult
 from tasks._types import Evaluation, Instance, InstanceOutcome
+from tasks.visible import VisibleParts, render
 
 __all__ = ("SPLIT_SEEDS", "WALL_SLACK_S", "Task", "TaskOptions", "instance_digest", "job_seed")
 
@@ -113,6 +114,8 @@ class Task(ABC):
     seed_solution: ClassVar[str]
     split_sizes: ClassVar[Mapping[str, int]]
     default_time_limit_s: ClassVar[float]
+    #: Instances the visible utility program (``utility.str``) draws when run as shown.
+    visible_tests: ClassVar[int]
     function_name: ClassVar[str] = "algorithm"
 
     def __init__(self, options: TaskOptions | None = None) -> None:
@@ -137,6 +140,21 @@ class Task(ABC):
     @property
     def splits(self) -> tuple[str, ...]:
         return tuple(self.split_sizes)
+
+    @abstractmethod
+    def visible_parts(self) -> VisibleParts:
+        """This task's part of the visible utility program (see :mod:`tasks.visible`)."""
+
+    @property
+    def utility_text(self) -> str:
+        """The visible utility program an improver is shown as ``utility.str``."""
+        return render(
+            self.visible_parts(),
+            tests=self.visible_tests,
+            time_limit_s=self.time_limit_s,
+            val_instances=self.split_sizes["val"],
+            fail_zeroes=self.options.fail_zeroes,
+        )
 
     # -- generation -------------------------------------------------------------------------
 
@@ -277,4 +295,5 @@ class Task(ABC):
             "time_limit_s": self.time_limit_s,
             "wall_timeout_s": self.time_limit_s + WALL_SLACK_S,
             "description": self.description,
+            "utility_str": self.utility_text,
         }

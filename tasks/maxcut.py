@@ -17,6 +17,7 @@ import numpy.typing as npt
 from tasks import checks
 from tasks._types import Instance
 from tasks.base import Task
+from tasks.visible import VisibleParts
 
 __all__ = ("MaxCut", "cut_weight")
 
@@ -56,6 +57,29 @@ are available; there is no network and no file access.
 """
 
 
+VISIBLE_DEFINITIONS = """\
+def generate(seed):
+    rng = random.Random(seed)
+    n = rng.randint(MIN_NODES, MAX_NODES)
+    adjacency = np.zeros((n, n))
+    for i in range(n):
+        for j in range(i + 1, n):
+            if rng.random() < P_EDGE:
+                adjacency[i, j] = adjacency[j, i] = rng.randint(1, MAX_WEIGHT)
+    return (adjacency,), None
+
+
+def score(inputs, answer, output):
+    (adjacency,) = inputs
+    labels = np.asarray(output)
+    if labels.shape != (len(adjacency),) or not np.isin(labels, (0, 1)).all():
+        return 0.0  # invalid: exactly n labels in {0, 1}
+    cut = float(np.sum(adjacency[labels[:, None] != labels[None, :]])) / 2.0
+    total = float(np.sum(adjacency)) / 2.0
+    return cut / total if total > 0 else 0.0
+"""
+
+
 def cut_weight(adjacency: npt.NDArray[np.float64], labels: npt.NDArray[np.int64]) -> float:
     differ = labels[:, None] != labels[None, :]
     return float(np.sum(adjacency[differ])) / 2.0
@@ -67,6 +91,15 @@ class MaxCut(Task):
     seed_solution: ClassVar[str] = SEED_SOLUTION
     split_sizes: ClassVar[dict[str, int]] = {"val": 100, "test": 100}
     default_time_limit_s: ClassVar[float] = 0.1
+    visible_tests: ClassVar[int] = 3
+
+    def visible_parts(self) -> VisibleParts:
+        return VisibleParts(
+            title="Maximum cut",
+            signature="algorithm(adjacency_matrix)",
+            constants={"MIN_NODES": MIN_NODES, "MAX_NODES": MAX_NODES, "P_EDGE": P_EDGE, "MAX_WEIGHT": MAX_WEIGHT},
+            definitions=VISIBLE_DEFINITIONS,
+        )
 
     def generate(self, index: int, seed: int) -> Instance:
         # Only `random` is drawn from; the matrix is float64 as in the reference.

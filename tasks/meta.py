@@ -12,6 +12,7 @@ of 25, and 5 runs on parity_noise.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -202,6 +203,54 @@ no file access; its only ways out are the `utility` and `language_model` objects
 """
 
 
+def _utility_text(config: MetaUtilityConfig) -> str:
+    """The meta-utility's visible program (``utility.str`` of an improver's improver), with the
+    run's real budgets. The host objects it names are described, not importable."""
+    b = config.improver
+    return f'''\
+"""The meta-utility: how an improver, `improve_algorithm(initial_solution, utility,
+language_model)`, is scored.
+
+meta_utility(improve_str) runs the improver {config.runs} times on the seed solution of each
+downstream task ({", ".join(config.tasks)}). Every run gets a fresh `utility` for that task
+(its val instances, at most UTILITY_BUDGET calls) and a fresh `language_model` (at most
+LM_CALL_BUDGET calls, each with at most MAX_RESPONSES_PER_CALL responses). The program a run
+returns is scored on that task's {config.selection_split} instances; a run that raises, times out or returns
+no program scores 0. The meta-utility is the mean over all runs (the held-out
+{config.report_split} scores are recorded for reports, never returned). It can only be called
+META_UTILITY_BUDGET times: a call past that raises an error. Budgets are kept by the host, outside
+your program: nothing your program does changes them.
+
+`downstream_utility`, `language_model_with_budget`, `seed_solution` and `task_utility`
+stand for what the host provides; they are not importable.
+"""
+
+DOWNSTREAM_TASKS = {json.dumps(list(config.tasks))}
+RUNS = {config.runs}
+UTILITY_BUDGET = {b.utility_calls}
+LM_CALL_BUDGET = {b.lm_calls}
+MAX_RESPONSES_PER_CALL = {b.responses_per_call}
+META_UTILITY_BUDGET = {config.meta_utility_budget}
+
+
+def meta_utility(improve_str: str) -> float:
+    namespace = {{}}
+    exec(improve_str, namespace)
+    improve_algorithm = namespace["improve_algorithm"]
+    scores = []
+    for task in DOWNSTREAM_TASKS:
+        for run in range(RUNS):
+            utility = downstream_utility(task, budget=UTILITY_BUDGET)
+            language_model = language_model_with_budget(LM_CALL_BUDGET, MAX_RESPONSES_PER_CALL)
+            try:
+                improved = improve_algorithm(seed_solution(task), utility, language_model)
+                scores.append(task_utility(task, improved, split={config.selection_split!r}))
+            except Exception:
+                scores.append(0.0)
+    return sum(scores) / len(scores)
+'''
+
+
 class MetaTask:
     """The meta-utility task: solutions are improvers (``improve_algorithm``)."""
 
@@ -216,10 +265,16 @@ class MetaTask:
     def description(self) -> str:
         return _description(self.config)
 
+    @property
+    def utility_text(self) -> str:
+        """The visible meta-utility program an improver is shown as ``utility.str``."""
+        return _utility_text(self.config)
+
     def info(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "function": self.function_name,
             "config": self.config.to_dict(),
             "description": self.description,
+            "utility_str": self.utility_text,
         }

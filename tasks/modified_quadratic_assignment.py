@@ -31,6 +31,7 @@ import numpy.typing as npt
 from tasks import checks
 from tasks._types import Instance
 from tasks.base import Task
+from tasks.visible import VisibleParts
 
 __all__ = ("ModifiedQuadraticAssignment", "cost", "expected_random_cost", "lower_bound")
 
@@ -91,6 +92,48 @@ not a permutation of range({N}) scores 0. The utility is the mean over 10 instan
 
 FloatArray = npt.NDArray[np.float64]
 
+VISIBLE_DEFINITIONS = """\
+def cost(F, D, P, a):
+    \"\"\"The cost to minimise.\"\"\"
+    return float(np.sum(F * D[np.ix_(a, a)]) - LAMBDA * np.sum(P[np.arange(len(a)), a]))
+
+
+def offdiag(M):
+    return M[~np.eye(len(M), dtype=bool)]
+
+
+def expected_random_cost(F, D, P):
+    \"\"\"The exact mean cost over all permutations.\"\"\"
+    diag = float(np.trace(F)) * float(np.mean(np.diag(D)))
+    off = float(np.sum(offdiag(F))) * float(np.mean(offdiag(D)))
+    return diag + off - LAMBDA * float(np.sum(P)) / len(F)
+
+
+def lower_bound(F, D, P):
+    \"\"\"No permutation costs less (rearrangement inequality); not reachable in general.\"\"\"
+    off = float(np.dot(np.sort(offdiag(F)), np.sort(offdiag(D))[::-1]))
+    diag = float(np.dot(np.sort(np.diag(F)), np.sort(np.diag(D))[::-1]))
+    return off + diag - LAMBDA * float(np.sum(np.max(P, axis=1)))
+
+
+def generate(seed):
+    rng = np.random.RandomState(seed)
+    F = rng.rand(N, N)  # flows between facilities
+    D = rng.rand(N, N)  # distances between locations
+    P = rng.rand(N, N)  # preference of facility i for location k
+    return (F, D, P), None
+
+
+def score(inputs, answer, output):
+    F, D, P = inputs
+    a = np.asarray(output)
+    if a.shape != (N,) or sorted(a.tolist()) != list(range(N)):
+        return 0.0  # invalid: a permutation of range(N)
+    a = a.astype(int)
+    mean, bound = expected_random_cost(F, D, P), lower_bound(F, D, P)
+    return min(1.0, max(0.0, (mean - cost(F, D, P, a)) / (mean - bound)))
+"""
+
 
 def cost(F: FloatArray, D: FloatArray, P: FloatArray, a: npt.NDArray[np.int64]) -> float:
     """The objective (lower is better)."""
@@ -123,6 +166,19 @@ class ModifiedQuadraticAssignment(Task):
     seed_solution: ClassVar[str] = SEED_SOLUTION
     split_sizes: ClassVar[dict[str, int]] = {"val": 10, "test": 10}
     default_time_limit_s: ClassVar[float] = 0.5
+    visible_tests: ClassVar[int] = 5
+
+    def visible_parts(self) -> VisibleParts:
+        return VisibleParts(
+            title="Modified quadratic assignment",
+            signature="algorithm(F, D, P)",
+            constants={"N": N, "LAMBDA": LAMBDA},
+            definitions=VISIBLE_DEFINITIONS,
+            notes=(
+                "Lower cost scores more: a uniformly random permutation scores about 0, no permutation "
+                "above 1; run time is not part of the score.",
+            ),
+        )
 
     def generate(self, index: int, seed: int) -> Instance:
         rng = np.random.RandomState(seed)

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from tasks import checks
 from tasks._types import Instance
 from tasks.base import Task
+from tasks.visible import VisibleParts
 
 __all__ = ("StrGridDist", "grid_dist")
 
@@ -45,6 +46,33 @@ library is needed; there is no network and no file access.
 """
 
 
+VISIBLE_DEFINITIONS = """\
+def grid_dist(s, t):
+    hamming = sum(a != b for a, b in zip(s, t))
+    changes_s = sum(s[i] != s[i + 1] for i in range(len(s) - 1))
+    changes_t = sum(t[i] != t[i + 1] for i in range(len(t) - 1))
+    return hamming + changes_s + changes_t
+
+
+def generate(seed):
+    rng = random.Random(seed)
+    length = rng.randint(1, MAX_LEN)
+    t = "".join(rng.choice(ALPHABET) for _ in range(length))
+    s = "".join(rng.choice(ALPHABET) for _ in range(length))
+    return (t, grid_dist(s, t)), None
+
+
+def score(inputs, answer, output):
+    t, dist = inputs
+    if type(output) is not str or len(output) != len(t) or set(output) - set(ALPHABET):
+        return 0.0  # invalid: a str of len(t) over ALPHABET
+    d = grid_dist(output, t)
+    if d == dist:
+        return 1.0
+    return max(0.0, 0.5 - abs(d - dist) / (6 * len(t)))
+"""
+
+
 def grid_dist(s: str, t: str) -> int:
     """Hamming(s, t) + adjacent changes within s + adjacent changes within t."""
     if len(s) != len(t):
@@ -59,6 +87,16 @@ class StrGridDist(Task):
     seed_solution: ClassVar[str] = SEED_SOLUTION
     split_sizes: ClassVar[dict[str, int]] = {"val": 50, "test": 50}
     default_time_limit_s: ClassVar[float] = 0.1
+    visible_tests: ClassVar[int] = 10
+
+    def visible_parts(self) -> VisibleParts:
+        return VisibleParts(
+            title="String grid distance",
+            signature="algorithm(t: str, dist: int) -> str",
+            constants={"ALPHABET": ALPHABET, "MAX_LEN": MAX_LEN},
+            definitions=VISIBLE_DEFINITIONS,
+            numpy=False,
+        )
 
     def generate(self, index: int, seed: int) -> Instance:
         # Only `random` is drawn from (the reference also seeds numpy but never uses it here).

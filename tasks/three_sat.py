@@ -15,6 +15,7 @@ import numpy as np
 from tasks import checks
 from tasks._types import Instance
 from tasks.base import Task
+from tasks.visible import VisibleParts
 
 __all__ = ("ThreeSat", "generate_formula", "satisfies")
 
@@ -69,6 +70,35 @@ non-boolean assignment, or one that leaves a clause unsatisfied scores 0 on that
 """
 
 
+VISIBLE_DEFINITIONS = """\
+def generate(seed):
+    # A random formula with a planted solution: only clauses the plant satisfies are kept.
+    rng = random.Random(seed)
+    n = rng.randint(MIN_N, MAX_N)
+    m = CLAUSE_RATIO * n
+    planted = [False] + [rng.random() < 0.5 for _ in range(n)]
+    formula = []
+    for _ in range(m * m):
+        variables = rng.sample(range(1, n + 1), 3)
+        clause = [v if rng.random() < 0.5 else -v for v in variables]
+        if any(planted[abs(lit)] == (lit > 0) for lit in clause):
+            formula.append(clause)
+        if len(formula) == m:
+            break
+    rng.shuffle(formula)
+    return (formula,), n
+
+
+def score(inputs, n, output):
+    (formula,) = inputs
+    assignment = np.asarray(output)
+    if assignment.shape != (n + 1,) or not np.isin(assignment, (0, 1)).all():
+        return 0.0  # invalid: n + 1 booleans (or 0/1), indexed by variable
+    satisfied = all(any(bool(assignment[abs(lit)]) == (lit > 0) for lit in clause) for clause in formula)
+    return 1.0 if satisfied else 0.0
+"""
+
+
 def generate_formula(rng: random.Random, n: int, m: int) -> tuple[list[list[int]], list[bool]]:
     """The reference's planted generator: draw clauses, keep those the plant satisfies."""
     planted = [False] + [rng.random() < 0.5 for _ in range(n)]
@@ -94,6 +124,15 @@ class ThreeSat(Task):
     seed_solution: ClassVar[str] = SEED_SOLUTION
     split_sizes: ClassVar[dict[str, int]] = {"val": 30, "test": 30}
     default_time_limit_s: ClassVar[float] = 0.1
+    visible_tests: ClassVar[int] = 10
+
+    def visible_parts(self) -> VisibleParts:
+        return VisibleParts(
+            title="Random 3-SAT (satisfiable)",
+            signature="algorithm(formula)",
+            constants={"MIN_N": MIN_N, "MAX_N": MAX_N, "CLAUSE_RATIO": CLAUSE_RATIO},
+            definitions=VISIBLE_DEFINITIONS,
+        )
 
     def generate(self, index: int, seed: int) -> Instance:
         rng = random.Random(seed)
