@@ -44,7 +44,7 @@ def expected_counts(command: str, config: Mapping[str, Any], options: Mapping[st
     if command == "improve":
         return {"sessions": 1}
     if command == "transfer":
-        return {"sessions": 2 * len(options.get("tasks") or [])}
+        return {"sessions": 2 * len(options.get("tasks") or []) * int(options.get("runs") or 1)}
     return {}
 
 

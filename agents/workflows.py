@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agents import transfer
 from agents.context import AgentContext
 from agents.identity import seed_from
 from agents.metautility import SPLITS
@@ -274,43 +275,50 @@ async def progress_transfer(ctx: AgentContext, info: RunInfo) -> None:
     root = info.root
     improved, _ = _improver_source(info)
     seed_improver, seed_raw = put_text(SEED_IMPROVER)
+    n_runs = int(info.options.get("runs") or 1)
     rows: list[dict[str, Any]] = []
     complete = True
     for name in info.options["tasks"]:
         task = get_task(name)
         solution, solution_raw = put_text(task.seed_solution)
-        row: dict[str, Any] = {
-            "task": name,
-            "seed_solution": await _scores(
-                ctx, root.run_id, root, solution, name, f"{name}/seed/", blobs=[solution_raw]
-            ),
-        }
-        for label, improver in (("seed_improver", seed_improver), ("improved_improver", improved)):
-            _, done = await _session(
-                ctx,
-                info,
-                root,
-                f"{name}/{label}",
-                purpose="improve",
-                improver=improver,
-                initial=solution,
-                utility_task=name,
-                blobs=[seed_raw] if improver == seed_improver else [],
+        runs: dict[str, list[dict[str, Any]]] = {column: [] for column in transfer.COLUMNS}
+        for r in range(n_runs):
+            run = "" if r == 0 else f"/{r}"  # run 0 keeps the keys of single-run transfers
+            seed_scores = await _scores(
+                ctx, root.run_id, root, solution, name, f"{name}/seed{run}/", blobs=[solution_raw]
             )
-            if done is None:
+            if seed_scores is None:
                 complete = False
-                continue
-            outcome = done.decode(SessionCompleted)
-            if outcome.solution is None:
-                row[label] = {"val": 0.0, "test": 0.0, "status": outcome.status}
             else:
-                row[label] = await _scores(ctx, root.run_id, done, outcome.solution, name, "")
-        complete = complete and all(
-            row.get(k) is not None for k in ("seed_solution", "seed_improver", "improved_improver")
-        )
-        rows.append(row)
+                runs["seed_solution"].append(seed_scores)
+            for label, improver in (("seed_improver", seed_improver), ("improved_improver", improved)):
+                _, done = await _session(
+                    ctx,
+                    info,
+                    root,
+                    f"{name}/{label}{run}",
+                    purpose="improve",
+                    improver=improver,
+                    initial=solution,
+                    utility_task=name,
+                    blobs=[seed_raw] if improver == seed_improver else [],
+                )
+                if done is None:
+                    complete = False
+                    continue
+                outcome = done.decode(SessionCompleted)
+                if outcome.solution is None:
+                    runs[label].append({"val": 0.0, "test": 0.0, "status": outcome.status})
+                    continue
+                scores = await _scores(ctx, root.run_id, done, outcome.solution, name, "")
+                if scores is None:
+                    complete = False
+                else:
+                    runs[label].append(scores)
+        if complete:
+            rows.append(transfer.transfer_row(name, runs))
     if complete:
-        await _finish(ctx, info, {"improver": improved, "tasks": rows})
+        await _finish(ctx, info, transfer.summary(improved, n_runs, rows))
 
 
 WORKFLOWS = {

@@ -22,7 +22,7 @@ __all__ = ("estimate", "register")
 _COMMANDS = ("self-improve", "improve", "transfer")
 
 
-def _sessions(command: str, cfg: Any, generations: int, n_tasks: int) -> tuple[int, int]:
+def _sessions(command: str, cfg: Any, generations: int, n_tasks: int, runs: int = 1) -> tuple[int, int]:
     """(improver sessions per generation, generations) at most."""
     mc = cfg.meta_utility
     meta = len(mc.tasks) * mc.runs  # sessions per meta-utility call
@@ -32,12 +32,15 @@ def _sessions(command: str, cfg: Any, generations: int, n_tasks: int) -> tuple[i
         return 1 + (mc.meta_utility_budget + 2) * meta, generations
     if command == "improve":
         return 1, 1
-    return 2 * n_tasks, 1  # transfer: the seed and the given improver on every task
+    return 2 * n_tasks * runs, 1  # transfer: the seed and the given improver on every task, `runs` times
 
 
-def estimate(command: str, cfg: Any, *, generations: int, n_tasks: int, prompt_tokens: int) -> dict[str, Any]:
+def estimate(
+    command: str, cfg: Any, *, generations: int, n_tasks: int, prompt_tokens: int, runs: int = 1
+) -> dict[str, Any]:
+    """``runs``: transfer's runs per task and improver (other commands take runs from ``cfg``)."""
     b = cfg.improver
-    sessions, gens = _sessions(command, cfg, generations, n_tasks)
+    sessions, gens = _sessions(command, cfg, generations, n_tasks, runs)
     calls = sessions * b.lm_calls
     completions = calls * b.responses_per_call
     requests = completions  # a call asks at most responses_per_call distinct messages
@@ -62,6 +65,7 @@ def estimate(command: str, cfg: Any, *, generations: int, n_tasks: int, prompt_t
         "model": model,
         "price_per_1k": list(price) if price is not None else None,
         "generations": gens,
+        **({"runs": runs} if command == "transfer" else {}),
         "assumed_prompt_tokens_per_request": prompt_tokens,
         "per_generation": per_gen,
         "total": total,
@@ -89,12 +93,15 @@ def _cmd(args: argparse.Namespace) -> int:
     known, _ = rest.parse_known_args(args.rest)
     args.json = args.json or known.json
     cfg = load_config(known.config or args.config)
-    transfer_tasks = known.tasks if args.run_command == "transfer" else None
+    transfer = args.run_command == "transfer"
+    transfer_tasks = known.tasks if transfer else None
+    if transfer and known.runs is not None and known.runs < 1:
+        raise UsageError(f"--runs must be >= 1, got {known.runs}")
     cfg = cfg.with_overrides(
         model=known.model,
         generations=known.generations,
-        tasks=None if args.run_command == "transfer" else known.tasks,
-        runs=known.runs,
+        tasks=None if transfer else known.tasks,
+        runs=None if transfer else known.runs,  # transfer's --runs is its own (below), not the meta-utility's
         max_cost_usd=known.max_cost_usd,
         max_tokens_total=known.max_tokens_total,
         max_lm_calls=known.max_lm_calls,
@@ -105,6 +112,7 @@ def _cmd(args: argparse.Namespace) -> int:
         generations=cfg.generations,
         n_tasks=len(transfer_tasks or ()),
         prompt_tokens=args.prompt_tokens,
+        runs=(known.runs or 1) if transfer else 1,
     )
     if args.json:
         print(json.dumps(out, indent=2, sort_keys=True))

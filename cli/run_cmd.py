@@ -87,14 +87,37 @@ def _render_self_improve(s: dict[str, Any]) -> None:
     print(f"final improver: {s['final_improver'][:16]}")
 
 
+def _cell(mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return "-"
+    return fmt(mean) + (f" ± {fmt(std)}" if std is not None else "")
+
+
 def _render_transfer(s: dict[str, Any]) -> None:
-    print(f"improved improver {s['improver'][:12]} (test utility; val in --json)")
-    print(f"{'task':<30} {'u(seed solution)':>16} {'seed improver':>14} {'improved':>9}")
+    runs = int(s.get("runs") or 1)
+    what = "mean ± sample std over runs" if runs > 1 else "one run"
+    print(
+        f"improved improver {s['improver'][:12]}: {runs} run(s) per task and improver (test utility, {what}; val in --json)"
+    )
+    heads = ("u(seed solution)", "seed improver I0", "improved I_T")
+    print((f"{'':<30} " + "  ".join(f"{h:<22}" for h in heads)).rstrip())
+    print(f"{'task':<30} " + "  ".join(f"{'ours':<15} {'paper':>6}" for _ in heads))
     for row in s["tasks"]:
-        print(
-            f"{row['task']:<30} {fmt(row['seed_solution']['test']):>16} "
-            f"{fmt(row['seed_improver']['test']):>14} {fmt(row['improved_improver']['test']):>9}"
-        )
+        mean, std, paper = row.get("mean"), row.get("std"), row.get("paper") or {}
+        cells = []
+        for column in ("seed_solution", "seed_improver", "improved_improver"):
+            m = mean[column]["test"] if mean else row[column]["test"]
+            d = std[column]["test"] if std else None
+            p = paper.get(column)
+            cells.append(f"{_cell(m, d):<15} {fmt(p) if p is not None else '-':>6}")
+        print(f"{row['task']:<30} " + "  ".join(cells))
+    if any(row.get("paper") for row in s["tasks"]):
+        print(f"paper: {s.get('paper_source', 'the STOP paper, Table 1')}; not run here.")
+        other = s.get("paper_other_scale") or []
+        if other:
+            print(
+                f"       its {', '.join(other)} figures come from the reference's scorers, which ours fix: not on our scale."
+            )
 
 
 # ---- handlers ------------------------------------------------------------------------------------
@@ -121,7 +144,9 @@ def cmd_self_improve(args: argparse.Namespace) -> int:
 
 def cmd_transfer(args: argparse.Namespace) -> int:
     config = _config(args)
-    options = {"tasks": list(args.tasks), "improver_ref": args.improver}
+    if args.runs < 1:
+        raise UsageError(f"--runs must be >= 1, got {args.runs}")
+    options = {"tasks": list(args.tasks), "improver_ref": args.improver, "runs": args.runs}
     return execute_run(args, "transfer", config, options, _render_transfer, prepare=_resolve_options)
 
 
@@ -222,9 +247,17 @@ def register(sub: Any) -> None:
     add_run_options(p)
     p.set_defaults(func=cmd_self_improve)
 
-    p = sub.add_parser("transfer", help="apply an improver to tasks it was never scored on (the paper's Table 1)")
+    p = sub.add_parser(
+        "transfer",
+        help="apply an improver to tasks it was never scored on (the paper's Table 1)",
+        description="On each task: u(seed solution), the seed improver I0 and the given improver I_T, "
+        "each run --runs times (distinct seeds derived from the log); the table shows the mean and "
+        "sample standard deviation of the test utility beside the STOP paper's Table 1 figures "
+        "(labelled as the paper's; one GPT-4 run each).",
+    )
     p.add_argument("--improver", required=True, help="program hash (prefix) of the improved improver, or 'seed'")
     p.add_argument("--tasks", nargs="+", required=True, choices=task_names())
+    p.add_argument("--runs", type=int, default=1, help="runs per task and improver (default 1)")
     add_run_options(p)
     p.set_defaults(func=cmd_transfer)
 
