@@ -60,7 +60,7 @@ class ParityTask(Task):
     noise: ClassVar[float]
     seed_solution = SEED_SOLUTION
     default_time_limit_s = 2.0
-    visible_tests = 3
+    visible_instances = 3
 
     def visible_parts(self) -> VisibleParts:
         constants: dict[str, Any] = {"N_BITS": N_BITS, "P_TRUE": P_TRUE, "N_TRAIN": N_TRAIN, "N_TEST": N_TEST}

@@ -115,7 +115,7 @@ class Task(ABC):
     split_sizes: ClassVar[Mapping[str, int]]
     default_time_limit_s: ClassVar[float]
     #: Instances the visible utility program (``utility.str``) draws when run as shown.
-    visible_tests: ClassVar[int]
+    visible_instances: ClassVar[int]
     function_name: ClassVar[str] = "algorithm"
 
     def __init__(self, options: TaskOptions | None = None) -> None:
@@ -150,7 +150,7 @@ class Task(ABC):
         """The visible utility program an improver is shown as ``utility.str``."""
         return render(
             self.visible_parts(),
-            tests=self.visible_tests,
+            tests=self.visible_instances,
             time_limit_s=self.time_limit_s,
             val_instances=self.split_sizes["val"],
             fail_zeroes=self.options.fail_zeroes,

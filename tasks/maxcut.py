@@ -91,7 +91,7 @@ class MaxCut(Task):
     seed_solution: ClassVar[str] = SEED_SOLUTION
     split_sizes: ClassVar[dict[str, int]] = {"val": 100, "test": 100}
     default_time_limit_s: ClassVar[float] = 0.1
-    visible_tests: ClassVar[int] = 3
+    visible_instances: ClassVar[int] = 3
 
     def visible_parts(self) -> VisibleParts:
         return VisibleParts(

@@ -166,7 +166,7 @@ class ModifiedQuadraticAssignment(Task):
     seed_solution: ClassVar[str] = SEED_SOLUTION
     split_sizes: ClassVar[dict[str, int]] = {"val": 10, "test": 10}
     default_time_limit_s: ClassVar[float] = 0.5
-    visible_tests: ClassVar[int] = 5
+    visible_instances: ClassVar[int] = 5
 
     def visible_parts(self) -> VisibleParts:
         return VisibleParts(

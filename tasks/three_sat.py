@@ -124,7 +124,7 @@ class ThreeSat(Task):
     seed_solution: ClassVar[str] = SEED_SOLUTION
     split_sizes: ClassVar[dict[str, int]] = {"val": 30, "test": 30}
     default_time_limit_s: ClassVar[float] = 0.1
-    visible_tests: ClassVar[int] = 10
+    visible_instances: ClassVar[int] = 10
 
     def visible_parts(self) -> VisibleParts:
         return VisibleParts(

@@ -52,12 +52,12 @@ def load_algorithm(algorithm_str):
 
 
 def utility(algorithm_str: str, seed: int | None = None) -> float:
-    """Mean score of the program over N_TESTS instances drawn from a random seed."""
+    """Mean score of the program over N_INSTANCES instances drawn from a random seed."""
     algorithm = load_algorithm(algorithm_str)
     if seed is None:
         seed = random.randrange(2**31)
     scores = []
-    for i in range(N_TESTS):
+    for i in range(N_INSTANCES):
         inputs, answer = generate(seed + i)
         start = time.perf_counter()
         try:
@@ -84,6 +84,7 @@ def render(
     """The whole visible program text of a task."""
     plural = "instance" if tests == 1 else "instances"
     paragraphs = [
+        f"How `{parts.signature}` is scored. "
         f"utility(algorithm_str) below draws {tests} {plural} from a random seed and returns the mean "
         f"score. The utility you can call scores the same way on {val_instances} instances drawn by this "
         "`generate` from fixed seeds, running the program in a sandbox (no network, no files; numpy and "
@@ -94,14 +95,14 @@ def render(
     ]
     if fail_zeroes:
         paragraphs.append("With this task's fail_zeroes option, one failed instance zeroes the whole utility.")
-    doc = [f'"""{parts.title}: how `{parts.signature}` is scored.']
+    doc = [f'"""{parts.title}.']
     for paragraph in paragraphs:
         doc += ["", textwrap.fill(paragraph, width=_WIDTH)]
     doc.append('"""')
     imports = [f"import {name}" for name in sorted(parts.imports)]
     if parts.numpy:
         imports += ["", "import numpy as np"]
-    constants = {**parts.constants, "N_TESTS": tests, "TIME_LIMIT_S": float(time_limit_s)}
+    constants = {**parts.constants, "N_INSTANCES": tests, "TIME_LIMIT_S": float(time_limit_s)}
     consts = [f"{name} = {_literal(value)}" for name, value in constants.items()]
     body = [
         "\n".join(doc),

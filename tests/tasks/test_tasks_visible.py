@@ -127,9 +127,10 @@ def test_visible_text_states_the_tasks_numbers(name: str) -> None:
     task = get_task(name)
     text = task.utility_text
     ns = visible(task)
-    assert ns["TIME_LIMIT_S"] == task.time_limit_s and ns["N_TESTS"] == task.visible_tests
-    assert f"TIME_LIMIT_S = {task.time_limit_s:g} s" in text
-    assert f"on {task.split_sizes['val']} instances" in text
+    assert ns["TIME_LIMIT_S"] == task.time_limit_s and ns["N_INSTANCES"] == task.visible_instances
+    words = " ".join(text.split())
+    assert f"TIME_LIMIT_S = {task.time_limit_s:g} s" in words
+    assert f"on {task.split_sizes['val']} instances" in words
     for leak in ("5678", "4321", "secret_utility", "hidden["):
         assert leak not in text
     relaxed = task.with_options(time_limit_s=7.5)
@@ -150,7 +151,7 @@ def test_visible_utility_of_the_seeds_scores_like_the_sandboxed_val_utility() ->
     """Run as shown (in-process, limits relaxed on both sides so load cannot decide) against the
     same first val instances in the sandbox: equal for deterministic seeds, same scale else."""
     relaxed = [t.with_options(time_limit_s=30.0) for t in TASKS]
-    evals = evaluate_many([(t, t.seed_solution, "val", list(range(t.visible_tests))) for t in relaxed])
+    evals = evaluate_many([(t, t.seed_solution, "val", list(range(t.visible_instances))) for t in relaxed])
     for task, ev in zip(relaxed, evals, strict=True):
         ns = visible(task)
         random.seed(0)
@@ -166,7 +167,7 @@ def test_visible_utility_of_the_seeds_scores_like_the_sandboxed_val_utility() ->
 
 def test_visible_utility_enforces_its_time_limit_and_catches_errors() -> None:
     task = get_task("str_grid_dist")
-    ns = visible(task, N_TESTS=2)
+    ns = visible(task, N_INSTANCES=2)
     slow = f"import time\n\ndef algorithm(t, dist):\n    time.sleep({task.time_limit_s * 1.5})\n    return t\n"
     assert ns["utility"](slow) == 0.0
     assert ns["utility"]("def algorithm(t, dist):\n    raise ValueError\n") == 0.0
