@@ -118,6 +118,8 @@ def _cmd(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2, sort_keys=True))
         return 0
     print(f"stop {args.run_command} with model {out['model']}: at most (upper bounds from the budgets)")
+    if "runs" in out:
+        print(f"({out['runs']} run(s) per task and improver)")
     print(f"{'':<20} {'per generation':>16} {'total':>16}")
     for key in ("improver_sessions", "lm_calls", "lm_requests", "completions", "tokens", "cost_usd"):
         g, t = out["per_generation"][key], out["total"][key]
