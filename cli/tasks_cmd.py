@@ -31,12 +31,12 @@ def register(subparsers: Any) -> None:
         help="what an improver is shown (utility.str, utility.description), the splits, the limits",
         description="Print exactly what an improver's `utility` shows for this task: `utility.str` (the "
         "visible utility program) and `utility.description` (the prose), plus the splits and limits. "
-        "For meta_improver the texts carry the budgets of --config (default: the reference's).",
+        "The budgets (and, for meta_improver, the texts) are those of --config (default: the reference's).",
     )
     show_p.add_argument("name", help="task name (see `stop tasks`), or meta_improver")
     show_p.add_argument("--json", action="store_true", help="print JSON (utility_str and description verbatim)")
     show_p.add_argument("--str", action="store_true", dest="only_str", help="print only utility.str, verbatim")
-    show_p.add_argument("--config", metavar="FILE", help="run config whose meta-utility budgets to show")
+    show_p.add_argument("--config", metavar="FILE", help="run config whose budgets to show")
     show_p.set_defaults(func=_cmd_show)
 
     score_p = subparsers.add_parser("score", help="score a solution file in the sandbox")
@@ -64,17 +64,17 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _lookup(name: str, config: str | None) -> Task | MetaTask:
-    if name == MetaTask.name:
-        from agents.config import load_config
-
-        return MetaTask(load_config(config).meta_utility)
-    return get_task(name)
-
-
 def _cmd_show(args: argparse.Namespace) -> int:
-    task = _lookup(args.name, args.config)
+    from agents.config import load_config
+
+    mc = load_config(args.config).meta_utility
+    task: Task | MetaTask = MetaTask(mc) if args.name == MetaTask.name else get_task(args.name)
     info = task.info()
+    # The numbers the guest's objects carry in a session of this task (improve, transfer and the
+    # meta-utility's runs use the improver budget; an improver of improvers the meta-utility's).
+    info["utility_budget"] = mc.meta_utility_budget if isinstance(task, MetaTask) else mc.improver.utility_calls
+    info["language_model_budget"] = mc.improver.lm_calls
+    info["max_responses_per_call"] = mc.improver.responses_per_call
     if args.only_str:
         sys.stdout.write(info["utility_str"])
         return 0
@@ -89,6 +89,11 @@ def _cmd_show(args: argparse.Namespace) -> int:
         print(f"job wall timeout: {info['wall_timeout_s']:g} s")
     if "config" in info:
         print("config: " + json.dumps(info["config"]))
+    print(
+        f"utility.budget {info['utility_budget']}, language_model.budget {info['language_model_budget']}, "
+        f"language_model.max_responses_per_call {info['max_responses_per_call']}"
+        + ("" if args.config else " (the reference's; --config for a run's)")
+    )
     for title, key in (("utility.str", "utility_str"), ("utility.description", "description")):
         print()
         print(f"---- {title} " + "-" * (70 - len(title)))

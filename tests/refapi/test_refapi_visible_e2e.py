@@ -74,11 +74,14 @@ def test_the_guest_is_shown_exactly_what_stop_tasks_show_prints(
     seen = anyio.run(shown, db)
     assert set(seen) == {"parity_noise", "maxcut", "meta"}, seen.keys()
     for name, key in (("parity_noise", "parity_noise"), ("maxcut", "maxcut"), ("meta_improver", "meta")):
-        extra = ["--config", str(config)] if key == "meta" else []
+        extra = ["--config", str(config)]
         info = json.loads(show(capsys, name, "--json", *extra))
         for got in seen[key]:
             assert got["str"] == info["utility_str"], key
             assert got["description"] == info["description"], key
+            assert got["budget"] == info["utility_budget"], key
+            assert got["lm_budget"] == info["language_model_budget"] == 1, key
+            assert got["max_responses_per_call"] == info["max_responses_per_call"] == 2, key
         assert show(capsys, name, "--str", *extra) == info["utility_str"]
         assert info["utility_str"] in show(capsys, name, *extra)
     # The meta-utility's text carries this run's budgets, and so does the guest's utility.budget.
