@@ -11,7 +11,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ("COLUMNS", "PAPER_SOURCE", "PAPER_TABLE1", "summary", "transfer_row")
+__all__ = ("COLUMNS", "PAPER_SOURCE", "PAPER_TABLE1", "single_run_summary", "summary", "transfer_row")
 
 #: The table's columns: u(seed solution), the seed improver I_0, the improved improver I_T.
 COLUMNS = ("seed_solution", "seed_improver", "improved_improver")
@@ -73,4 +73,16 @@ def summary(improver: str, n_runs: int, rows: Sequence[Mapping[str, Any]]) -> di
         "tasks": [dict(r) for r in rows],
         "paper_source": PAPER_SOURCE,
         "paper_other_scale": [r["task"] for r in rows if r["task"] in PAPER_OTHER_SCALE],
+    }
+
+
+def single_run_summary(improver: str, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The summary as recorded before ``--runs`` existed: each column holds its one run's scores.
+
+    A transfer whose options have no ``runs`` key was recorded then; replaying it must produce
+    the summary it recorded, so its shape is kept (the runs, mean, std and paper are left out).
+    """
+    return {
+        "improver": improver,
+        "tasks": [{"task": r["task"], **{column: dict(r["runs"][column][0]) for column in COLUMNS}} for r in rows],
     }

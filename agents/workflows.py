@@ -318,7 +318,14 @@ async def progress_transfer(ctx: AgentContext, info: RunInfo) -> None:
         if complete:
             rows.append(transfer.transfer_row(name, runs))
     if complete:
-        await _finish(ctx, info, transfer.summary(improved, n_runs, rows))
+        recorded_before_runs = "runs" not in info.options
+        await _finish(
+            ctx,
+            info,
+            transfer.single_run_summary(improved, rows)
+            if recorded_before_runs
+            else transfer.summary(improved, n_runs, rows),
+        )
 
 
 WORKFLOWS = {
