@@ -177,6 +177,12 @@ def map_sqlite_error(exc: sqlite3.Error, path: str) -> StoreError:
     ):
         return CorruptStore(f"{path} is not a readable STOP store ({exc}); it was not modified")
     if code == sqlite3.SQLITE_CANTOPEN or "unable to open" in msg:
+        folder = os.path.dirname(os.path.abspath(path)) or "."
+        if os.path.isdir(folder) and not os.access(folder, os.W_OK):
+            return StoreReadOnly(
+                f"store {path} is in a read-only folder ({folder}): writing needs the file and its"
+                " journal beside it; use a --store in a writable place (read commands work here)"
+            )
         return StoreUnavailable(f"cannot open store {path}: {exc}")
     if is_busy(exc):
         return StoreUnavailable(f"store {path} stayed locked by another process: {exc}")

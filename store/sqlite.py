@@ -1,14 +1,20 @@
-"""SQLite event store: WAL, one connection per store owned by one worker thread at a time.
+"""SQLite event store on aiosqlite: WAL, one connection per store with one owner at a time.
 
-Every database call (a read, or a whole append transaction) is one synchronous function run in a
-worker thread through a capacity limiter of one. A cancelled task therefore never leaves a
-transaction open or half rolled back: the thread call cannot be interrupted (the task waits for
-it, then sees its cancellation), and a transaction begins, commits or rolls back inside one call.
+The connection is an ``aiosqlite.Connection`` (its own thread runs every statement). Every
+database step (a read, or a whole append transaction from ``BEGIN IMMEDIATE`` to ``COMMIT`` or
+``ROLLBACK``) holds the store's lock (one owner of the connection) inside a shielded cancel
+scope. aiosqlite runs a statement to the end even when the awaiting task is cancelled, so an
+unshielded transaction could be left open (the next one then fails with "cannot start a
+transaction within a transaction") or be rolled back while another task's statements run on the
+same connection. Shielded, a cancelled task finishes its step first, then sees its cancellation;
+the waits that can be long (for the lock, and between busy retries) stay cancellable, and each
+statement waits at most ``_BUSY_TIMEOUT_MS`` for another process's write lock.
 
 Appends run in ``BEGIN IMMEDIATE`` transactions, so sequence numbers and per-run chain heads are
 assigned while this process holds the file's write lock: several processes can append to one
 file and the order on disk is a total order consistent with every run's chain. Nothing here ever
-updates or deletes an event row.
+updates or deletes an event row. What a transaction writes is planned by pure functions
+(``store.planning``); only the statements go through aiosqlite.
 
 ``SqliteStore.open(path, readonly=True)`` opens an existing store for reading only (SQLite
 ``mode=ro``): it never creates, converts or writes anything, works in a read-only folder, and
@@ -20,10 +26,12 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiosqlite
 import anyio
 import structlog
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
@@ -77,8 +85,8 @@ _COLUMNS = "seq, id, run_id, type, version, causation_id, key, payload, prev_has
 _INSERT = f"INSERT INTO events ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
 _POLL_SECONDS = 0.05
 _CHUNK = 500
-#: How long one thread call waits for another process's write lock. Short, because the call
-#: cannot be cancelled while it waits; longer waits are retries, which can be.
+#: How long one statement waits for another process's write lock. Short, because a transaction
+#: is shielded from cancellation while it waits; longer waits are retries, which can be cancelled.
 _BUSY_TIMEOUT_MS = 1000
 
 T = TypeVar("T")
@@ -114,26 +122,39 @@ def _event_row(ev: Event) -> tuple[Any, ...]:
     )
 
 
-def _rollback(conn: sqlite3.Connection) -> None:
+Conn = aiosqlite.Connection
+
+
+async def _rows(conn: Conn, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    return list(await conn.execute_fetchall(sql, params))
+
+
+async def _rollback(conn: Conn) -> None:
     if conn.in_transaction:
         try:
-            conn.execute("ROLLBACK")
+            await conn.execute("ROLLBACK")
         except sqlite3.Error:  # SQLite already rolled back (e.g. after SQLITE_FULL)
             pass
 
 
-def _head_hash(conn: sqlite3.Connection, run_id: str) -> str | None:
-    row = conn.execute("SELECT hash FROM events WHERE run_id = ? ORDER BY seq DESC LIMIT 1", (run_id,)).fetchone()
-    return row[0] if row else None
+async def _head_hash(conn: Conn, run_id: str) -> str | None:
+    rows = await _rows(conn, "SELECT hash FROM events WHERE run_id = ? ORDER BY seq DESC LIMIT 1", (run_id,))
+    return rows[0][0] if rows else None
 
 
-def _cache_row(conn: sqlite3.Connection, key: str) -> dict[str, Any] | None:
-    row = conn.execute("SELECT value FROM lm_cache WHERE key = ?", (key,)).fetchone()
-    return json.loads(row[0]) if row else None
+async def _cache_values(conn: Conn, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The stored LM cache records among ``keys``."""
+    found: dict[str, dict[str, Any]] = {}
+    unique = list(dict.fromkeys(keys))
+    for i in range(0, len(unique), _CHUNK):
+        chunk = unique[i : i + _CHUNK]
+        sql = f"SELECT key, value FROM lm_cache WHERE key IN ({','.join('?' * len(chunk))})"
+        found.update((k, json.loads(v)) for k, v in await _rows(conn, sql, chunk))
+    return found
 
 
-def _append_txn(
-    conn: sqlite3.Connection,
+async def _append_txn(
+    conn: Conn,
     events: Sequence[Event],
     blobs: Sequence[bytes | str],
     cache: Sequence[CacheEntry],
@@ -142,79 +163,142 @@ def _append_txn(
     """The body of one append transaction (the caller began it and commits it).
 
     Without ``check_existing`` it is optimistic: the UNIQUE index on ids raises IntegrityError
-    if any event exists, and the caller retries with the check."""
+    if any event exists, and the caller retries with the check. The rows are planned by the
+    pure ``plan_append``/``blob_rows``/``check_cache``; only the statements run here."""
     existing: dict[str, Event] = {}
     ids = list(dict.fromkeys(e.id for e in events)) if check_existing else []
     for i in range(0, len(ids), _CHUNK):
         chunk = ids[i : i + _CHUNK]
-        rows = conn.execute(f"SELECT {_COLUMNS} FROM events WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+        rows = await _rows(conn, f"SELECT {_COLUMNS} FROM events WHERE id IN ({','.join('?' * len(chunk))})", chunk)
         existing.update((r[1], _row_to_event(r)) for r in rows)
-    heads = {run_id: _head_hash(conn, run_id) for run_id in dict.fromkeys(e.run_id for e in events)}
-    last = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+    heads = {run_id: await _head_hash(conn, run_id) for run_id in dict.fromkeys(e.run_id for e in events)}
+    last = (await _rows(conn, "SELECT COALESCE(MAX(seq), 0) FROM events"))[0][0] if events else 0
     inserts, out = plan_append(events, existing, heads.__getitem__, last + 1)
     if inserts:
-        conn.executemany(_INSERT, [_event_row(e) for e in inserts])
+        await conn.executemany(_INSERT, [_event_row(e) for e in inserts])
     new_blobs = blob_rows(blobs)
     if new_blobs:
-        conn.executemany("INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)", new_blobs)
+        await conn.executemany("INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)", new_blobs)
     if cache:
-        prior = {e.key: got for e in cache if (got := _cache_row(conn, e.key)) is not None}
-        new = check_cache(cache, prior)
+        new = check_cache(cache, await _cache_values(conn, [e.key for e in cache]))
         if new:
-            conn.executemany(
+            await conn.executemany(
                 "INSERT INTO lm_cache (key, value) VALUES (?, ?)", [(c.key, canonical_json(c.value)) for c in new]
             )
     return out, len(inserts)
 
 
-def _in_txn(conn: sqlite3.Connection, body: Callable[[], T]) -> T:
-    """``body`` inside BEGIN IMMEDIATE ... COMMIT; any failure rolls the whole of it back."""
-    conn.execute("BEGIN IMMEDIATE")
+async def _in_txn(conn: Conn, body: Callable[[], Awaitable[T]]) -> T:
+    """``body`` inside BEGIN IMMEDIATE ... COMMIT; any failure rolls the whole of it back.
+
+    Call it only while owning the connection, shielded (``SqliteStore._owned``)."""
+    await conn.execute("BEGIN IMMEDIATE")
     try:
-        result = body()
-        conn.execute("COMMIT")
+        result = await body()
+        await conn.execute("COMMIT")
     except BaseException:
-        _rollback(conn)
+        await _rollback(conn)
         raise
     return result
 
 
-def _append_sync(
-    conn: sqlite3.Connection,
+async def _append(
+    conn: Conn,
     events: Sequence[Event],
     blobs: Sequence[bytes | str],
     cache: Sequence[CacheEntry],
 ) -> tuple[list[Event], int]:
     try:
-        return _in_txn(conn, lambda: _append_txn(conn, events, blobs, cache, False))
+        return await _in_txn(conn, lambda: _append_txn(conn, events, blobs, cache, False))
     except sqlite3.IntegrityError:
         # Some id already exists (a re-append, e.g. on resume): redo the transaction
         # comparing each event with what is stored.
-        return _in_txn(conn, lambda: _append_txn(conn, events, blobs, cache, True))
+        return await _in_txn(conn, lambda: _append_txn(conn, events, blobs, cache, True))
 
 
 def _ro_uri(path: str, *, immutable: bool) -> str:
     return Path(path).resolve().as_uri() + ("?mode=ro&immutable=1" if immutable else "?mode=ro")
 
 
+def _connect_rw(path: str) -> sqlite3.Connection:
+    try:
+        return sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as e:
+        raise map_sqlite_error(e, path) from e
+
+
+def _connect_ro(path: str) -> sqlite3.Connection:
+    """A read-only connection. A WAL store in a read-only folder whose WAL is gone (closed
+    cleanly) cannot get its shared-memory file; it is then complete in the main file and
+    nothing can write to it, so it is opened as immutable."""
+    try:
+        conn = sqlite3.connect(_ro_uri(path, immutable=False), uri=True, check_same_thread=False)
+        try:
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+    except sqlite3.OperationalError as e:
+        if os.path.exists(path + "-wal") or "unable to open" not in str(e):
+            raise map_sqlite_error(e, path) from e
+    except sqlite3.Error as e:
+        raise map_sqlite_error(e, path) from e
+    try:
+        conn = sqlite3.connect(_ro_uri(path, immutable=True), uri=True, check_same_thread=False)
+        try:
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+    except sqlite3.Error as e:
+        raise map_sqlite_error(e, path) from e
+
+
+async def _adopt(raw: sqlite3.Connection) -> Conn:
+    """An aiosqlite connection around an already opened sqlite3 one.
+
+    Opening happens first, in a plain worker thread, because a failed ``aiosqlite.connect``
+    leaves its thread finishing on its own: if the program then exits, that thread reports
+    "Event loop is closed". Handing aiosqlite a connection that is already open means its
+    start-up cannot fail, and every aiosqlite connection made here is closed by ``aclose``."""
+    with anyio.CancelScope(shield=True):
+        conn = await aiosqlite.Connection(lambda: raw, iter_chunk_size=64)
+    return conn
+
+
 class SqliteStore:
     """Use ``await SqliteStore.open(path)`` (or ``open_store``); close with ``aclose``."""
 
-    def __init__(self, conn: sqlite3.Connection, path: str, *, poll_seconds: float, readonly: bool = False) -> None:
+    def __init__(self, conn: Conn, path: str, *, poll_seconds: float, readonly: bool = False) -> None:
         self._conn = conn
         self.path = path
         self.readonly = readonly
-        #: One thread at a time owns the connection: every call goes through this limiter.
-        self._owner = anyio.CapacityLimiter(1)
+        #: The connection's one owner at a time: every database step holds this lock.
+        self._owner = anyio.Lock()
         self._appended = anyio.Event()
         self._poll = poll_seconds
         self._closed = False
 
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(conn, *args)`` in the connection's thread; not interruptible once started."""
+    @asynccontextmanager
+    async def _owned(self) -> AsyncIterator[Conn]:
+        """The connection, held alone and shielded from cancellation until the block ends.
+
+        Waiting for the lock can be cancelled; a step that has begun runs to its end (a
+        transaction commits or rolls back whole), and a cancellation is seen after it."""
         if self._closed:
             raise StoreError(f"store {self.path} is closed")
-        return await anyio.to_thread.run_sync(fn, self._conn, *args, limiter=self._owner)
+        async with self._owner:
+            if self._closed:
+                raise StoreError(f"store {self.path} is closed")
+            with anyio.CancelScope(shield=True):
+                yield self._conn
+
+    async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """``await fn(conn, *args)`` as one uncancellable step of the connection's one owner."""
+        async with self._owned() as conn:
+            return await fn(conn, *args)
 
     # ---- opening -------------------------------------------------------------------------
     @classmethod
@@ -241,56 +325,29 @@ class SqliteStore:
             raise StoreError(f"{spath} is a directory, not a store file")
         elif readonly and (await p.stat()).st_size == 0:
             raise StoreNotFound(f"{spath} is an empty file (0 bytes), not a STOP store")
-        if readonly:
-            conn = await anyio.to_thread.run_sync(cls._connect_ro, spath)
-        else:
+        # Shielded: a cancellation while opening must not leak an open connection (its thread
+        # would keep the process alive); it is seen by the caller right after.
+        with anyio.CancelScope(shield=True):
+            raw = await anyio.to_thread.run_sync(_connect_ro if readonly else _connect_rw, spath)
+            store = cls(await _adopt(raw), spath, poll_seconds=poll_seconds, readonly=readonly)
             try:
-                conn = await anyio.to_thread.run_sync(
-                    lambda: sqlite3.connect(spath, isolation_level=None, check_same_thread=False)
-                )
-            except sqlite3.Error as e:
-                raise map_sqlite_error(e, spath) from e
-        store = cls(conn, spath, poll_seconds=poll_seconds, readonly=readonly)
-        try:
-            await anyio.to_thread.run_sync(store._setup, synchronous, limiter=store._owner)
-        except BaseException:
-            conn.close()
-            raise
+                await store._call(store._setup, synchronous)
+            except BaseException:
+                await store.aclose()
+                raise
         return store
 
-    @staticmethod
-    def _connect_ro(path: str) -> sqlite3.Connection:
-        """A read-only connection. A WAL store in a read-only folder whose WAL is gone (closed
-        cleanly) cannot get its shared-memory file; it is then complete in the main file and
-        nothing can write to it, so it is opened as immutable."""
+    async def _setup(self, conn: Conn, synchronous: str) -> None:
         try:
-            conn = sqlite3.connect(_ro_uri(path, immutable=False), uri=True, check_same_thread=False)
-            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
-            return conn
-        except sqlite3.OperationalError as e:
-            if os.path.exists(path + "-wal") or "unable to open" not in str(e):
-                raise map_sqlite_error(e, path) from e
-        except sqlite3.Error as e:
-            raise map_sqlite_error(e, path) from e
-        try:
-            conn = sqlite3.connect(_ro_uri(path, immutable=True), uri=True, check_same_thread=False)
-            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
-            return conn
-        except sqlite3.Error as e:
-            raise map_sqlite_error(e, path) from e
-
-    def _setup(self, synchronous: str) -> None:
-        conn = self._conn
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            await conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            tables = {r[0] for r in await _rows(conn, "SELECT name FROM sqlite_master WHERE type = 'table'")}
             if tables and "meta" not in tables:
                 raise ForeignSchema(
                     f"{self.path} is a SQLite database of another program (tables: "
                     f"{', '.join(sorted(tables)[:5])}); refusing to touch it"
                 )
             if tables:
-                meta: dict[str, str] = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+                meta: dict[str, str] = dict(await _rows(conn, "SELECT key, value FROM meta"))
                 if meta.get("schema") != SCHEMA_NAME:
                     raise ForeignSchema(f"{self.path} holds schema {meta.get('schema')!r}, not {SCHEMA_NAME!r}")
                 version = int(meta.get("schema_version", "0"))
@@ -303,31 +360,33 @@ class SqliteStore:
                 raise StoreNotFound(f"{self.path} holds no STOP store (an empty SQLite database)")
             if self.readonly:
                 return
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = (await _rows(conn, "PRAGMA journal_mode = WAL"))[0][0]
             if mode.lower() != "wal":
                 log.warning("store.no_wal", path=self.path, journal_mode=mode)
-            conn.execute(f"PRAGMA synchronous = {synchronous}")
+            await conn.execute(f"PRAGMA synchronous = {synchronous}")
             if not tables:
 
-                def create() -> None:
+                async def create() -> None:
                     for stmt in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
-                        conn.execute(stmt)
-                    conn.executemany(
+                        await conn.execute(stmt)
+                    await conn.executemany(
                         "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
                         [("schema", SCHEMA_NAME), ("schema_version", str(SCHEMA_VERSION))],
                     )
 
-                _in_txn(conn, create)
+                await _in_txn(conn, create)
         except sqlite3.Error as e:
-            _rollback(conn)
+            await _rollback(conn)
             raise map_sqlite_error(e, self.path) from e
 
     async def aclose(self) -> None:
-        if self._closed:
-            return
+        """Close the connection and stop its thread (shielded: a cancelled caller still closes)."""
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(self._conn.close, limiter=self._owner)
-        self._closed = True
+            async with self._owner:
+                if self._closed:
+                    return
+                self._closed = True
+                await self._conn.close()
 
     async def __aenter__(self) -> SqliteStore:
         return self
@@ -340,7 +399,7 @@ class SqliteStore:
         if self.readonly:
             raise StoreReadOnly(f"store {self.path} was opened read-only; nothing was written")
 
-    async def _write(self, fn: Callable[..., T], *args: Any, run_id: str | None = None) -> T:
+    async def _write(self, fn: Callable[..., Awaitable[T]], *args: Any, run_id: str | None = None) -> T:
         """One write transaction with bounded, jittered retries while another process holds the lock."""
         self._refuse_if_readonly()
         async for attempt in AsyncRetrying(
@@ -369,7 +428,7 @@ class SqliteStore:
         cache: Sequence[CacheEntry] = (),
     ) -> list[Event]:
         run_id = events[0].run_id if events else None
-        out, inserted = await self._write(_append_sync, list(events), list(blobs), list(cache), run_id=run_id)
+        out, inserted = await self._write(_append, list(events), list(blobs), list(cache), run_id=run_id)
         if inserted:
             self._appended.set()
             self._appended = anyio.Event()
@@ -379,17 +438,16 @@ class SqliteStore:
         """Allocate the next free run id ``PREFIX-N`` and append its first event, atomically:
         two processes starting runs of the same prefix get different ids."""
 
-        def txn(conn: sqlite3.Connection) -> tuple[list[Event], int]:
-            def body() -> tuple[list[Event], int]:
-                like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "-%"
-                taken = [
-                    r[0]
-                    for r in conn.execute("SELECT DISTINCT run_id FROM events WHERE run_id LIKE ? ESCAPE '\\'", (like,))
-                ]
-                root = make_root(next_run_id(prefix, taken))
-                return _append_txn(conn, [root], (), (), True)
+        like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "-%"
 
-            return _in_txn(conn, body)
+        async def txn(conn: Conn) -> tuple[list[Event], int]:
+            async def body() -> tuple[list[Event], int]:
+                sql = "SELECT DISTINCT run_id FROM events WHERE run_id LIKE ? ESCAPE '\\'"
+                taken = [r[0] for r in await _rows(conn, sql, (like,))]
+                root = make_root(next_run_id(prefix, taken))
+                return await _append_txn(conn, [root], (), (), True)
+
+            return await _in_txn(conn, body)
 
         out, inserted = await self._write(txn, run_id=prefix)
         if inserted:
@@ -408,7 +466,7 @@ class SqliteStore:
     # ---- reading -------------------------------------------------------------------------
     async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         try:
-            return await self._call(lambda conn: conn.execute(sql, params).fetchall())
+            return await self._call(_rows, sql, params)
         except sqlite3.Error as e:
             raise map_sqlite_error(e, self.path) from e
 
@@ -483,10 +541,8 @@ class SqliteStore:
         return [r[0] for r in await self._fetch("SELECT hash FROM blobs ORDER BY hash")]
 
     async def cache_get(self, key: str) -> dict[str, Any] | None:
-        try:
-            return await self._call(_cache_row, key)
-        except sqlite3.Error as e:
-            raise map_sqlite_error(e, self.path) from e
+        rows = await self._fetch("SELECT value FROM lm_cache WHERE key = ?", (key,))
+        return json.loads(rows[0][0]) if rows else None
 
     async def cache_rows(self) -> list[CacheEntry]:
         """Every LM cache row, by key (for the audit)."""

@@ -101,6 +101,21 @@ def test_read_only_folder_reads_work_and_writes_say_so(ro_dir: Path) -> None:
     anyio.run(write)
 
 
+def test_writing_into_a_read_only_folder_is_one_line(ro_dir: Path) -> None:
+    """A run whose store is in a read-only folder (a new store, or the existing one) stops with
+    one line, exit 3, and no traceback from any thread (no aiosqlite "Event loop is closed")."""
+    config = ROOT / "configs" / "quickstart.json"
+    for name in ("new.db", "stop.db"):
+        for _ in range(3):  # the thread race it guards against did not show every time
+            done = _stop("improve", "--task", "parity_noise", "--config", str(config), "--store", str(ro_dir / name))
+            assert done.returncode == 3, done.stderr
+            errors = [line for line in done.stderr.splitlines() if line.startswith("stop: error:")]
+            assert len(errors) == 1 and "read-only folder" in errors[0], done.stderr
+            for bad in ("Traceback", "Event loop is closed", "Exception in thread"):
+                assert bad not in done.stderr, done.stderr
+    assert not (ro_dir / "new.db").exists()
+
+
 def test_read_only_open_with_a_live_wal(tmp_path: Path) -> None:
     """A store whose writer is still open (WAL and shared-memory files present) reads fine."""
     db = tmp_path / "stop.db"

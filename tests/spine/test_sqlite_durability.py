@@ -228,7 +228,7 @@ def test_read_only_database_rejects_appends_and_keeps_events(tmp_path: Path) -> 
         s = await SqliteStore.open(db)
         root = make_event("r", RunStarted("t", 0, {}, {}), cause=None, key=0)
         await s.append([root])
-        s._conn.execute("PRAGMA query_only = ON")
+        await s._conn.execute("PRAGMA query_only = ON")
         with pytest.raises(StoreReadOnly):
             await s.append([make_event("r", Note("x", {}), cause=root, key=1)])
         assert len(await s.read()) == 1
@@ -244,8 +244,8 @@ def test_full_disk_rolls_back_and_keeps_earlier_events(tmp_path: Path) -> None:
         s = await SqliteStore.open(db)
         root = make_event("r", RunStarted("t", 0, {}, {}), cause=None, key=0)
         await s.append([root])
-        pages = s._conn.execute("PRAGMA page_count").fetchone()[0]
-        s._conn.execute(f"PRAGMA max_page_count = {pages + 2}")
+        pages = next(iter(await s._conn.execute_fetchall("PRAGMA page_count")))[0]
+        await s._conn.execute(f"PRAGMA max_page_count = {pages + 2}")
         big = [make_event("r", Note("x" * 4000, {}), cause=root, key=i) for i in range(50)]
         with pytest.raises(StoreFull, match="nothing recorded was lost"):
             await s.append(big)

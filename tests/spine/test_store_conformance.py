@@ -51,7 +51,7 @@ async def _tamper_blob(s: EventStore, digest: str) -> None:
     if isinstance(s, MemoryStore):
         s._blobs[digest] = b"tampered"
     elif isinstance(s, SqliteStore):
-        s._conn.execute("UPDATE blobs SET data = ? WHERE hash = ?", (b"tampered", digest))
+        await s._conn.execute("UPDATE blobs SET data = ? WHERE hash = ?", (b"tampered", digest))
     elif isinstance(s, PostgresStore):
         await s._pool.execute("UPDATE stop_blobs SET data = $1 WHERE hash = $2", b"tampered", digest)
     else:  # pragma: no cover
