@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -286,3 +288,94 @@ def test_replay_of_a_signed_run_needs_no_key_and_does_not_diverge(db: Path) -> N
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
     assert result["identical"] and result["divergences"] == 0
+
+
+# ---- how a run ends -----------------------------------------------------------------------------
+
+
+def _signed_config(d: Path, **extra: Any) -> Path:
+    cfg = d / "config.json"
+    cfg.write_text(json.dumps({**json.loads(TINY.read_text()), "checkpoint_every": EVERY, **extra}))
+    return cfg
+
+
+def _wait_for_checkpoint(db: Path, proc: subprocess.Popen[str], timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the run ended before its first periodic checkpoint"
+        if db.exists():
+            conn = sqlite3.connect(db)
+            try:
+                n = conn.execute("SELECT COUNT(*) FROM events WHERE type = 'checkpoint.signed'").fetchone()[0]
+            except sqlite3.OperationalError:  # the schema is not there yet
+                n = 0
+            finally:
+                conn.close()
+            if n:
+                return
+        time.sleep(0.05)
+    raise AssertionError("no checkpoint within the timeout")
+
+
+def test_an_interrupted_run_signs_its_interruption_and_resume_signs_its_end(keys: Path, tmp_path: Path) -> None:
+    cfg = _signed_config(tmp_path, generations=2)
+    db = tmp_path / "stop.db"
+    env = _env(STOP_SIGNING_KEY=str(keys))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "self-improve", "--config", str(cfg), "--store", str(db), "--no-progress"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for_checkpoint(db, proc)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, err[-3000:]
+    rows = _rows(db)
+    assert rows[-1]["type"] == "checkpoint.signed" and rows[-1]["payload"]["end"] == "interrupted"
+    rc, report = _audit(db)
+    assert rc == 0 and report["status"] == "unfinished" and report["checkpoints"]["end"]["end"] == "interrupted"
+    interrupted_head = report["head"]["hash"]
+
+    done = _stop("resume", "latest", "--store", str(db), "--no-progress", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rc, report = _audit(db, "--public-key", f"{keys}.pub")
+    ends = [c["payload"]["end"] for c in _checkpoints(_rows(db)) if c["payload"]["end"]]
+    assert rc == 0 and report["status"] == "finished" and ends == ["interrupted", "run.finished"]
+    final_head = report["head"]["hash"]
+
+    # The limit of signatures: a cut back to exactly the signed interruption is a valid, shorter
+    # signed run. The audit says its signed end is an interruption; only --head tells it was cut.
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("DELETE FROM events WHERE seq > (SELECT seq FROM events WHERE hash = ?)", (interrupted_head,))
+    conn.close()
+    rc, report = _audit(db)
+    assert rc == 0 and report["checkpoints"]["end"]["end"] == "interrupted"
+    rc, report = _audit(db, "--head", final_head)
+    assert rc == 1 and not report["head"]["ok"]
+
+
+def test_a_run_stopped_at_its_spend_cap_signs_that_end(keys: Path, tmp_path: Path) -> None:
+    db = tmp_path / "stop.db"
+    done = _stop(
+        "self-improve",
+        "--config",
+        str(_signed_config(tmp_path)),
+        "--store",
+        str(db),
+        "--no-progress",
+        "--max-lm-calls",
+        "1",
+        env=_env(STOP_SIGNING_KEY=str(keys)),
+    )
+    assert done.returncode == 1 and "budget" in done.stderr.lower(), done.stderr[-3000:]
+    rc, report = _audit(db, "--public-key", f"{keys}.pub")
+    assert rc == 0 and report["checkpoints"]["end"]["end"] == "budget.exhausted"
