@@ -52,6 +52,9 @@ class RunConfig:
     max_cost_usd: float | None = None
     max_tokens_total: int | None = None
     max_lm_calls: int | None = None
+    #: With a signing key (``STOP_SIGNING_KEY``): a signed checkpoint after every N events
+    #: (and always at the run's end).
+    checkpoint_every: int = 500
 
     def __post_init__(self) -> None:
         if not isinstance(self.generations, int) or isinstance(self.generations, bool) or self.generations < 1:
@@ -75,6 +78,12 @@ class RunConfig:
                 raise ConfigError(f"{name} must be a positive number, got {v!r}")
         if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
             raise ConfigError(f"max_tokens must be a positive integer, got {self.max_tokens!r}")
+        if (
+            isinstance(self.checkpoint_every, bool)
+            or not isinstance(self.checkpoint_every, int)
+            or self.checkpoint_every < 2
+        ):
+            raise ConfigError(f"checkpoint_every must be an integer >= 2, got {self.checkpoint_every!r}")
         _check_caps(self)
 
     @property

@@ -5,12 +5,14 @@ from __future__ import annotations
 import anyio
 import anyio.abc
 
+from agents.checkpoints import DEFAULT_EVERY, record_end_checkpoint, record_interrupted, run_checkpointer
 from agents.context import AgentContext
 from agents.evaluator import run_evaluator
 from agents.meta_evaluator import run_meta_evaluator
 from agents.proposer import run_proposer
 from agents.runner import run_runner
 from events import Event
+from events.signing import Signer
 from lm import CacheMode, LMBackend
 from sandbox import SandboxPool
 from store.base import EventStore
@@ -37,6 +39,8 @@ class Agents:
         re_execute_evaluations: bool = False,
         lease_s: float = 30.0,
         substitutions: dict[str, str] | None = None,
+        signer: Signer | None = None,
+        checkpoint_every: int = DEFAULT_EVERY,
     ) -> None:
         self.store = store
         self.pool = pool
@@ -46,6 +50,9 @@ class Agents:
         self.re_execute = re_execute_evaluations
         self.lease_s = lease_s
         self.substitutions = dict(substitutions or {})
+        #: signs checkpoints (``STOP_SIGNING_KEY``); None: the run records none
+        self.signer = signer
+        self.checkpoint_every = checkpoint_every
 
     def context(self, agent: str, run_id: str | None) -> AgentContext:
         return AgentContext(
@@ -90,13 +97,23 @@ async def run_agents(agents: Agents, run_id: str, names: tuple[str, ...] = AGENT
     final event.
 
     When the log itself cannot be written (disk full, I/O error), every agent stops with the
-    store's error; that one error is raised (reported once), not a group of copies of it."""
+    store's error; that one error is raised (reported once), not a group of copies of it.
+
+    With a signer, a checkpoint agent signs the head every ``checkpoint_every`` events and the
+    run's end (or its interruption) is signed once every agent has stopped."""
+    signer = agents.signer
     try:
         async with anyio.create_task_group() as tg:
             for name in names:
                 await agents.start(tg, name, run_id)
+            if signer is not None:
+                await tg.start(run_checkpointer, agents.store, signer, run_id, agents.checkpoint_every)
             final = await wait_for_end(agents.store, run_id, after=after)
             tg.cancel_scope.cancel()
+    except anyio.get_cancelled_exc_class():
+        if signer is not None:
+            await record_interrupted(agents.store, signer, run_id)
+        raise
     except BaseExceptionGroup as group:
         store_errors, rest = group.split(StoreUnavailable)
         if store_errors is not None and rest is None:
@@ -105,4 +122,6 @@ async def run_agents(agents: Agents, run_id: str, names: tuple[str, ...] = AGENT
                 first = first.exceptions[0]
             raise first from None
         raise
+    if signer is not None:
+        await record_end_checkpoint(agents.store, signer, run_id, final.type)
     return final

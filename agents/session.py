@@ -18,6 +18,7 @@ from agents.notify import run_notifier, send
 from agents.progress import report_progress
 from events import Event, canonical_json, make_event, sha256_hex
 from events.lm_events import BudgetRaised
+from events.signing import signer_from_env
 from events.types import RunStarted
 from lm import LMBackend, backend_from_config, price_snapshot
 from outcome import ConfigError, UsageError
@@ -169,6 +170,7 @@ async def start_and_run(
     notify: Notify | None = None,
 ) -> Event:
     """Record a new run and work on it until it ends; returns ``run.finished`` or ``run.failed``."""
+    signer = signer_from_env()
     config, backend = resolve_backend(req.config)
     config = snapshot_prices(config)
     req = RunRequest(req.command, req.seed, config, req.options)
@@ -179,7 +181,14 @@ async def start_and_run(
             run_id = await new_run_id(store, req, lambda rid: _root(rid, req, pool, backend))
             if on_started is not None:
                 await on_started(run_id)
-            agents = Agents(store, pool=pool, backend=backend, lease_s=config.lease_s)
+            agents = Agents(
+                store,
+                pool=pool,
+                backend=backend,
+                lease_s=config.lease_s,
+                signer=signer,
+                checkpoint_every=config.checkpoint_every,
+            )
             return await _drive(store, agents, run_id, progress, notify=notify)
     finally:
         await _close(backend)
@@ -240,6 +249,7 @@ async def resume_run(
     ``caps`` raises the run's spend caps (recorded as ``budget.raised``)."""
     from agents.runinfo import run_info
 
+    signer = signer_from_env()
     info = await run_info(store, run_id)
     after = await _resume_point(store, run_id, caps)
     config, backend = resolve_backend(info.config)
@@ -250,7 +260,14 @@ async def resume_run(
         )
     try:
         async with open_pool(info.config) as pool:
-            agents = Agents(store, pool=pool, backend=backend, lease_s=info.config.lease_s)
+            agents = Agents(
+                store,
+                pool=pool,
+                backend=backend,
+                lease_s=info.config.lease_s,
+                signer=signer,
+                checkpoint_every=info.config.checkpoint_every,
+            )
             return await _drive(store, agents, run_id, progress, after=after)
     finally:
         await _close(backend)

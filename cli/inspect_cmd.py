@@ -1,4 +1,5 @@
-"""``stop audit``, ``stop lineage``, ``stop report`` and ``stop diff``: inspect a recorded run.
+"""``stop audit``, ``stop lineage``, ``stop report`` and ``stop diff``: inspect a recorded run
+(and ``stop keygen``: the key that signs runs' checkpoints, which audit verifies).
 
 Nothing here runs generated code or writes to the store. Results go to stdout (``--json`` for
 machine-readable output), logs to stderr. Exit codes: 0 fine, 1 audit failed (broken chain,
@@ -10,12 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import anyio
 import structlog
 
+from events.signing import KEY_ENV, generate_key_file, load_public_key, public_key_text, signer_from_env
 from outcome import UsageError
 from replay.audit import audit_run
 from replay.diff import diff_runs
@@ -39,7 +43,8 @@ def register(subparsers: Any) -> None:
         description="Checks a recorded run without running anything: the hash chain (the first "
         "broken link is named), every blob it refers to, LM calls (live/cache/offline), tokens and "
         "cost per lineage node and generation, sandbox violations by category, the unsandboxing "
-        "rate per 1,000 proposals, reward-hacking flags and budget overruns. Exit 1 if the log "
+        "rate per 1,000 proposals, reward-hacking flags and budget overruns; signed checkpoints "
+        f"(recorded when {KEY_ENV} names a key from `stop keygen`) are verified. Exit 1 if the log "
         "was tampered with.",
     )
     _common(p)
@@ -48,7 +53,27 @@ def register(subparsers: Any) -> None:
         metavar="HASH",
         help="fail (exit 1) unless the run's chain ends at this hash (the head a previous audit printed)",
     )
+    p.add_argument(
+        "--public-key",
+        metavar="FILE",
+        help="require the run's checkpoints to be signed by this key: the PATH.pub `stop keygen` wrote, a PEM "
+        f"public key, or ed25519:BASE64 (default: the public part of {KEY_ENV}, if set); a run with no "
+        "checkpoint, or one signed by another key, fails",
+    )
     p.set_defaults(func=_cmd_audit)
+
+    p = subparsers.add_parser(
+        "keygen",
+        help="make an Ed25519 key that signs runs' checkpoints (for STOP_SIGNING_KEY)",
+        description="Writes a new Ed25519 private key to PATH (mode 0600; never overwrites) and its public "
+        f"key to PATH.pub, and prints the public key. With {KEY_ENV}=PATH set, runs record signed "
+        "checkpoints (every checkpoint_every events and at the run's end) that `stop audit` verifies. Keep "
+        "PATH outside the store (whoever can edit the store must not be able to sign) and PATH.pub "
+        "anywhere: `stop audit RUN --public-key PATH.pub` requires that key.",
+    )
+    p.add_argument("path", metavar="PATH", type=Path, help="where to write the private key")
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    p.set_defaults(func=_cmd_keygen)
 
     p = subparsers.add_parser("lineage", help="the improver/solution tree of a run")
     _common(p)
@@ -84,11 +109,46 @@ async def _open(path: str) -> DurableStore:
     return await open_store(path, create=False, readonly=True)
 
 
+def _pinned_key(spec: str | None) -> str | None:
+    """The public key audit requires: ``--public-key``, else that of ``STOP_SIGNING_KEY``."""
+    if spec:
+        return public_key_text(load_public_key(spec))
+    signer = signer_from_env()
+    return signer.public_key if signer is not None else None
+
+
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    signer = generate_key_file(args.path)
+    pub = f"{args.path}.pub"
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "private_key": str(args.path),
+                    "public_key_file": pub,
+                    "public_key": signer.public_key,
+                    "fingerprint": signer.fingerprint,
+                },
+                indent=2,
+            )
+        )
+    else:
+        print(signer.public_key)
+        print(
+            f"stop: wrote the private key {args.path} (mode 0600) and the public key {pub} (fingerprint "
+            f"{signer.fingerprint}); sign runs with: export {KEY_ENV}={os.path.abspath(args.path)}",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def _cmd_audit(args: argparse.Namespace) -> int:
+    pinned = _pinned_key(args.public_key)
+
     async def body() -> int:
         async with await _open(args.store) as store:
             run_id = await resolve_run(store, args.run)
-            report = await audit_run(store, run_id, expected_head=args.head)
+            report = await audit_run(store, run_id, expected_head=args.head, public_key=pinned)
         if args.json:
             print(json.dumps(report.to_json(), indent=2, sort_keys=True))
         else:
@@ -99,6 +159,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
                 run_id=run_id,
                 chain=str(report.chain),
                 bad_blobs=[p.digest for p in report.blob_problems],
+                checkpoints=report.checkpoints.status,
             )
         return 0 if report.ok else 1
 

@@ -1,5 +1,6 @@
 """Immutable, typed, versioned events with deterministic identities and a per-run hash chain."""
 
+from events import checkpoint_events as checkpoint_events
 from events import lm_events as lm_events
 from events import stop_events as stop_events
 from events import types as types

@@ -9,14 +9,28 @@ lineage node and per generation, sandbox violations by category, the "unsandboxi
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from events.lm_events import BudgetExhausted, BudgetRaised
 from events.model import ChainReport, Event, verify_chain
-from events.stop_events import session_error_kind
+from events.registry import UnknownEventType
+from events.stop_events import (
+    BudgetExceeded,
+    GenerationStarted,
+    LMFailed,
+    LMResponded,
+    ProgramScanned,
+    SandboxBatchCompleted,
+    SessionCompleted,
+    UtilityEvaluated,
+    session_error_kind,
+)
+from events.types import RunStarted
 from replay.cache_check import cache_row_problem
-from replay.costs import LMCall, LMUsage, lm_calls, prices_from_config
+from replay.checkpoints import CheckpointReport, verify_checkpoints
+from replay.costs import LMCall, LMUsage, Prices, lm_calls, prices_from_config
 from replay.lineage import UNATTRIBUTED, Lineage, lineage_from_tree
 from replay.runs import RunLog, UnreadableEvent, load_run
 from replay.tree import CausalTree, build_tree
@@ -63,13 +77,21 @@ _BLOB_FIELDS: dict[str, tuple[str, ...]] = {
 
 
 def blob_refs(ev: Event) -> Iterator[tuple[str, str]]:
-    """(field, digest) for every blob an event refers to."""
-    for name in _BLOB_FIELDS.get(ev.type, ()):
-        value = ev.payload.get(name)
+    """(field, digest) for every blob an event refers to (none for a payload that does not decode:
+    the audit reports that event as unreadable)."""
+    names = _BLOB_FIELDS.get(ev.type, ())
+    if not names and ev.type != "lm.responded":
+        return
+    try:
+        data = ev.data
+    except (UnknownEventType, TypeError, ValueError):
+        return
+    for name in names:
+        value = getattr(data, name, None)
         if isinstance(value, str) and value:
             yield name, value
-    if ev.type == "lm.responded":
-        for i, c in enumerate(ev.payload.get("completions") or []):
+    if isinstance(data, LMResponded):
+        for i, c in enumerate(data.completions or []):
             if isinstance(c, Mapping) and isinstance(c.get("text"), str):
                 yield f"completions[{i}].text", c["text"]
 
@@ -210,6 +232,8 @@ class AuditReport:
     cache_missing: int = 0
     #: LM cache rows that do not match the event that recorded them: {event, key, problem}
     cache_problems: list[dict[str, str]] = field(default_factory=list)
+    #: the signed checkpoints' verdict (``replay.checkpoints``)
+    checkpoints: CheckpointReport = field(default_factory=CheckpointReport)
 
     @property
     def head_ok(self) -> bool:
@@ -221,13 +245,15 @@ class AuditReport:
     @property
     def ok(self) -> bool:
         """The log is intact: chain holds, every event decodes, every blob is there and matches,
-        every LM cache row matches its event, and the chain ends at the expected head."""
+        every LM cache row matches its event, the chain ends at the expected head, and the
+        signed checkpoints hold (``replay.checkpoints``: their rule)."""
         return (
             self.chain.ok
             and not self.unreadable
             and not self.blob_problems
             and not self.cache_problems
             and self.head_ok
+            and self.checkpoints.ok
         )
 
     @property
@@ -289,6 +315,7 @@ class AuditReport:
             },
             "head": {"hash": self.head, "events": self.events, "expected": self.expected_head, "ok": self.head_ok},
             "lm_cache": {"checked": self.cache_checked, "missing": self.cache_missing, "problems": self.cache_problems},
+            "checkpoints": self.checkpoints.to_json(),
         }
 
     def render(self) -> str:
@@ -310,10 +337,7 @@ class AuditReport:
         for c in self.cache_problems:
             lines.append(f"BROKEN {c['problem']} (recorded by lm.responded {c['event']})")
         lines.append(f"head: {self.head or '-'} ({self.events} events); anchor it with: stop audit RUN --head HASH")
-        lines.append(
-            "checkpoints: unsigned (this version records no signed checkpoints; without --head a recomputed"
-            " chain or a cut tail cannot be told from an intact one)"
-        )
+        lines.extend(self.checkpoints.render_lines())
         if self.expected_head:
             lines.append(
                 ("OK    " if self.head_ok else "BROKEN")
@@ -378,35 +402,37 @@ async def check_blobs(store: EventStore, events: list[Event], report: AuditRepor
 
 def _generation_of(tree: CausalTree, ev: Event) -> str:
     gen = tree.nearest(ev, "generation.started")
-    return f"g{gen.payload.get('generation')}" if gen is not None else "-"
+    return f"g{gen.decode(GenerationStarted).generation}" if gen is not None else "-"
 
 
-def audit_log(run: RunLog, tree: CausalTree | None = None, lineage: Lineage | None = None) -> AuditReport:
-    """Every count of the audit that needs no blob (pure: a fold over the run's events)."""
-    events = run.events
-    tree = tree or build_tree(events)
+def _prices(tree: CausalTree) -> Prices:
+    """The price table recorded in the run's config (none if the root is not a run)."""
     root = tree.root
-    config = root.payload.get("config") if root is not None and root.type == "run.started" else None
-    prices = prices_from_config(config if isinstance(config, Mapping) else None)
-    calls: list[LMCall] = lm_calls(tree, prices)
-    lineage = lineage or lineage_from_tree(tree, calls)
-    report = AuditReport(
-        run_id=run.run_id,
-        command=lineage.command,
-        events=len(events),
-        chain=verify_chain(events),
-        unreadable=list(run.unreadable),
-        priced_models=sorted(prices),
-    )
+    config = root.decode(RunStarted).config if root is not None and root.type == "run.started" else None
+    return prices_from_config(config if isinstance(config, Mapping) else None)
+
+
+def _chain(run: RunLog) -> ChainReport:
+    """The hash chain's verdict. Rows that did not decode are missing from the chain walk, so the
+    chain cannot hold; the first broken link is the earlier of the first such row and the walk's
+    finding."""
+    chain = verify_chain(run.events)
     if run.unreadable:
-        # Rows that did not decode are missing from the chain walk, so the chain cannot hold;
-        # the first broken link is the earlier of the first such row and the walk's finding.
         u = run.unreadable[0]
-        broken = report.chain.broken_seq
-        if report.chain.ok or (broken is not None and u.seq is not None and u.seq < broken):
-            report.chain = ChainReport(False, report.chain.checked, u.id, u.seq, u.reason)
+        broken = chain.broken_seq
+        if chain.ok or (broken is not None and u.seq is not None and u.seq < broken):
+            return ChainReport(False, chain.checked, u.id, u.seq, u.reason)
+    return chain
+
+
+def _status(tree: CausalTree) -> str:
+    root = tree.root
     ends = {e.type for e in tree.children(root)} if root is not None else set()
-    report.status = "finished" if "run.finished" in ends else "failed" if "run.failed" in ends else "unfinished"
+    return "finished" if "run.finished" in ends else "failed" if "run.failed" in ends else "unfinished"
+
+
+def _count_lm(report: AuditReport, tree: CausalTree, calls: list[LMCall], lineage: Lineage) -> None:
+    """LM calls, tokens and cost: in total, per model, per generation and per lineage node."""
     for call in calls:
         report.lm.add(call)
         report.lm_by_model.setdefault(call.model, LMUsage()).add(call)
@@ -416,62 +442,123 @@ def audit_log(run: RunLog, tree: CausalTree | None = None, lineage: Lineage | No
             report.lm_by_node[node.id] = node.lm
     if lineage.unattributed.calls:
         report.lm_by_node[UNATTRIBUTED] = lineage.unattributed
+
+
+def _count_scan(report: AuditReport, ev: Event) -> None:
+    p = ev.decode(ProgramScanned)
+    report.proposals += 1
+    cats = set(p.categories or [])
+    for f in p.findings or []:
+        if isinstance(f, Mapping) and f.get("category"):
+            report.findings[str(f["category"])] += 1
+            cats.add(str(f["category"]))
+    for c in cats:
+        if c in CATEGORIES:
+            report.scanned[c] += 1
+
+
+def _count_runtime(report: AuditReport, violations: list[str]) -> None:
+    for v in violations or []:
+        cat = violation_category(str(v))
+        report.runtime[cat] += 1
+        examples = report.runtime_examples.setdefault(cat, [])
+        if len(examples) < 5 and str(v) not in examples:
+            examples.append(str(v))
+
+
+def _count_batch(report: AuditReport, ev: Event) -> None:
+    _count_runtime(report, ev.decode(SandboxBatchCompleted).violations)
+
+
+def _count_session(report: AuditReport, ev: Event) -> None:
+    p = ev.decode(SessionCompleted)
+    if p.status != "ok":
+        report.failed_sessions[p.error_kind or session_error_kind(str(p.status), str(p.error or ""))] += 1
+    _count_runtime(report, p.violations)
+
+
+def _count_utility(report: AuditReport, ev: Event) -> None:
+    p = ev.decode(UtilityEvaluated)
+    signals = reward_hacking_signals(p.detail)
+    if signals:
+        report.reward_hacking.append({"event": ev.id, "task": p.task, "split": p.split, "signals": signals})
+
+
+def _count_overrun(report: AuditReport, ev: Event) -> None:
+    p = ev.decode(BudgetExceeded)
+    report.budget_overruns.append(
+        {"event": ev.id, "type": ev.type, "resource": p.resource, "used": p.used, "limit": p.limit, "detail": p.detail}
+    )
+
+
+def _count_answer(report: AuditReport, ev: Event) -> None:
+    for c in ev.decode(LMResponded).completions or []:
+        report.lm_outcomes[str(c.get("finish_reason") or "unknown")] += 1
+        if c.get("usage_note"):
+            report.lm_outcomes[f"usage {c['usage_note']}"] += 1
+
+
+def _count_lm_failure(report: AuditReport, ev: Event) -> None:
+    report.lm_outcomes[f"failed:{ev.decode(LMFailed).kind}"] += 1
+
+
+def _count_exhausted(report: AuditReport, ev: Event) -> None:
+    report.spend_caps.append({"event": ev.id, "type": ev.type, "detail": ev.decode(BudgetExhausted).message})
+
+
+def _count_raised(report: AuditReport, ev: Event) -> None:
+    report.spend_caps.append({"event": ev.id, "type": ev.type, "detail": f"caps now {ev.decode(BudgetRaised).caps}"})
+
+
+#: What each event type adds to the report's counts.
+_COUNTERS: dict[str, Callable[[AuditReport, Event], None]] = {
+    "program.scanned": _count_scan,
+    "sandbox.batch.completed": _count_batch,
+    "session.completed": _count_session,
+    "utility.evaluated": _count_utility,
+    "budget.exceeded": _count_overrun,
+    "lm.responded": _count_answer,
+    "lm.failed": _count_lm_failure,
+    "budget.exhausted": _count_exhausted,
+    "budget.raised": _count_raised,
+}
+
+
+def _count_events(report: AuditReport, events: list[Event]) -> None:
+    """Violations, reward hacking, budgets and LM outcomes, one event at a time. An event whose
+    payload is not what its type says (edited, and the chain recomputed) is reported unreadable."""
     for ev in events:
-        p = ev.payload
-        if ev.type == "program.scanned":
-            report.proposals += 1
-            cats = set(p.get("categories") or [])
-            for f in p.get("findings") or []:
-                if isinstance(f, Mapping) and f.get("category"):
-                    report.findings[str(f["category"])] += 1
-                    cats.add(str(f["category"]))
-            for c in cats:
-                if c in CATEGORIES:
-                    report.scanned[c] += 1
-        elif ev.type in ("sandbox.batch.completed", "session.completed"):
-            if ev.type == "session.completed" and p.get("status") != "ok":
-                kind = p.get("error_kind") or session_error_kind(str(p.get("status")), str(p.get("error") or ""))
-                report.failed_sessions[kind] += 1
-            for v in p.get("violations") or []:
-                cat = violation_category(str(v))
-                report.runtime[cat] += 1
-                examples = report.runtime_examples.setdefault(cat, [])
-                if len(examples) < 5 and str(v) not in examples:
-                    examples.append(str(v))
-        elif ev.type == "utility.evaluated":
-            signals = reward_hacking_signals(p.get("detail"))
-            if signals:
-                report.reward_hacking.append(
-                    {
-                        "event": ev.id,
-                        "task": p.get("task"),
-                        "split": p.get("split"),
-                        "signals": signals,
-                    }
-                )
-        elif ev.type == "budget.exceeded":
-            report.budget_overruns.append(
-                {
-                    "event": ev.id,
-                    "type": ev.type,
-                    "resource": p.get("resource"),
-                    "used": p.get("used"),
-                    "limit": p.get("limit"),
-                    "detail": p.get("detail", ""),
-                }
-            )
-        elif ev.type == "lm.responded":
-            for c in p.get("completions") or []:
-                reason = str(c.get("finish_reason") or "unknown")
-                report.lm_outcomes[reason] += 1
-                if c.get("usage_note"):
-                    report.lm_outcomes[f"usage {c['usage_note']}"] += 1
-        elif ev.type == "lm.failed":
-            report.lm_outcomes[f"failed:{p.get('kind')}"] += 1
-        elif ev.type == "budget.exhausted":
-            report.spend_caps.append({"event": ev.id, "type": ev.type, "detail": p.get("message", "")})
-        elif ev.type == "budget.raised":
-            report.spend_caps.append({"event": ev.id, "type": ev.type, "detail": f"caps now {p.get('caps')}"})
+        count = _COUNTERS.get(ev.type)
+        if count is None:
+            continue
+        try:
+            count(report, ev)
+        except (TypeError, ValueError, AttributeError) as exc:
+            report.unreadable.append(UnreadableEvent(ev.seq or 0, ev.id, f"payload is not a {ev.type}: {exc}"))
+
+
+def audit_log(
+    run: RunLog, tree: CausalTree | None = None, lineage: Lineage | None = None, *, public_key: str | None = None
+) -> AuditReport:
+    """Every check and count of the audit that needs no blob (pure: a fold over the run's events).
+    ``public_key`` (``ed25519:<base64>``) pins the key its checkpoints must be signed by."""
+    events = run.events
+    tree = tree or build_tree(events)
+    prices = _prices(tree)
+    calls: list[LMCall] = lm_calls(tree, prices)
+    lineage = lineage or lineage_from_tree(tree, calls)
+    report = AuditReport(
+        run_id=run.run_id,
+        command=lineage.command,
+        events=len(events),
+        chain=_chain(run),
+        unreadable=list(run.unreadable),
+        priced_models=sorted(prices),
+        status=_status(tree),
+        checkpoints=verify_checkpoints(run.run_id, events, public_key),
+    )
+    _count_lm(report, tree, calls, lineage)
+    _count_events(report, events)
     return report
 
 
@@ -481,7 +568,10 @@ async def check_cache_rows(store: EventStore, events: list[Event], report: Audit
     for ev in events:
         if ev.type != "lm.responded" or ev.causation_id not in by_id:
             continue
-        key = str(ev.payload.get("cache_key", ""))
+        try:
+            key = ev.decode(LMResponded).cache_key
+        except (TypeError, ValueError):  # reported unreadable by the event fold
+            continue
         try:
             record = await store.cache_get(key)
         except (StoreError, ValueError) as exc:
@@ -496,11 +586,13 @@ async def check_cache_rows(store: EventStore, events: list[Event], report: Audit
             report.cache_problems.append({"event": ev.id, "key": key, "problem": problem})
 
 
-async def audit_run(store: EventStore, run_id: str, *, expected_head: str | None = None) -> AuditReport:
-    """Audit one run: chain, blobs, LM cache rows, head anchor, LM usage and cost, violations,
-    reward hacking, budgets."""
+async def audit_run(
+    store: EventStore, run_id: str, *, expected_head: str | None = None, public_key: str | None = None
+) -> AuditReport:
+    """Audit one run: chain, signed checkpoints, blobs, LM cache rows, head anchor, LM usage and
+    cost, violations, reward hacking, budgets. ``public_key`` pins the signing key."""
     run = await load_run(store, run_id)
-    report = audit_log(run)
+    report = audit_log(run, public_key=public_key)
     report.head = run.events[-1].hash if run.events else None
     report.expected_head = expected_head
     await check_blobs(store, run.events, report)

@@ -1,6 +1,8 @@
 """Comparing a replayed run with its recording, by identity and causal structure.
 
-Scheduling events (leases), live-only LM facts (``lm.endpoint``, spend caps) and volatile fields (wall-clock times, host facts) are left out.
+Scheduling events (leases), live-only LM facts (``lm.endpoint``, spend caps), signed checkpoints
+(present only when the recording had a key) and volatile fields (wall-clock times, host facts)
+are left out.
 The first divergence is the one no other divergence caused (walking up its causes), earliest
 in the replay's own order; a run's end is reported only when nothing else differs.
 """
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from events import Event
+from events.checkpoint_events import AUDIT_TYPES
 from events.lm_events import LIVE_ONLY_TYPES
 from events.stop_events import SCHEDULING_TYPES
 
@@ -61,7 +64,11 @@ class Comparison:
 
 
 def _relevant(events: list[Event]) -> dict[str, Event]:
-    return {e.id: e for e in events if e.type not in SCHEDULING_TYPES and e.type not in LIVE_ONLY_TYPES}
+    return {
+        e.id: e
+        for e in events
+        if e.type not in SCHEDULING_TYPES and e.type not in LIVE_ONLY_TYPES and e.type not in AUDIT_TYPES
+    }
 
 
 def _causes(ev: Event, index: dict[str, Event]) -> list[str]:

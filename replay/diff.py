@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from events.checkpoint_events import AUDIT_TYPES
 from events.model import Event
 from events.stop_events import SCHEDULING_TYPES
 from replay.runs import load_run
@@ -110,7 +111,7 @@ def _sig(ev: Event) -> tuple[str, str]:
 
 
 def _kids(tree: CausalTree, ev: Event) -> list[Event]:
-    return [k for k in tree.children(ev) if k.type not in SCHEDULING_TYPES]
+    return [k for k in tree.children(ev) if k.type not in SCHEDULING_TYPES and k.type not in AUDIT_TYPES]
 
 
 def diff_trees(a: CausalTree, b: CausalTree) -> tuple[int, list[tuple[Path, Event | None, Event | None]]]:
