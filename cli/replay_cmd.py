@@ -64,7 +64,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
             config = load_config(args.config) if args.config else None
             print(f"stop: replaying {run_id} (LM answers from the cache only; no network)", file=sys.stderr)
             return await replay_run(
-                store, run_id, re_execute_evaluations=args.re_execute_evaluations, improver_text=improver, config=config
+                store,
+                run_id,
+                re_execute_evaluations=args.re_execute_evaluations,
+                improver_text=improver,
+                config=config,
+                progress=not args.no_progress,
             )
         finally:
             await store.aclose()
@@ -179,6 +184,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--config", metavar="FILE", help="replay under a changed config")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress view on stderr")
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser(
