@@ -76,6 +76,8 @@ class RunProgress:
     sessions_failed: int = 0
     batches_requested: int = 0
     batches_done: int = 0
+    lm_requested: int = 0
+    #: LM requests answered (a reply or a failure): what a call cap counts.
     lm_calls: int = 0
     lm_failed: int = 0
     tokens: int = 0
@@ -96,6 +98,7 @@ class RunProgress:
     live_at: float | None = None
     live_fraction: float = 0.0
     joined_late: bool = False
+    ended_before_watch: bool = False
     _prices: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def add(self, ev: Event, at: float | None = None) -> RunProgress:
@@ -128,10 +131,12 @@ class RunProgress:
             self.batches_done += 1
             self.violations += [str(v) for v in p.get("violations") or []]
         elif t == "lm.requested":
-            self.lm_calls += 1
+            self.lm_requested += 1
         elif t == "lm.responded":
+            self.lm_calls += 1
             self._usage(ev)
         elif t == "lm.failed":
+            self.lm_calls += 1
             self.lm_failed += 1
             self._error("lm." + str(p.get("kind") or "failed"), str(p.get("error") or ""), ev)
         elif t in ("budget.exceeded", "budget.exhausted"):
@@ -213,6 +218,7 @@ class RunProgress:
         self.live_at = now
         self.live_fraction = self.fraction() or 0.0
         self.joined_late = self.events > 1 and not self.ended
+        self.ended_before_watch = self.ended
         if self.started_at is None:
             self.started_at = self.last_event_at = now
 
@@ -267,6 +273,7 @@ class RunProgress:
             else None,
             "lm": {
                 "calls": self.lm_calls,
+                "requested": self.lm_requested,
                 "calls_at_most": self.expected.get("lm_calls"),
                 "failed": self.lm_failed,
                 "tokens": self.tokens,
@@ -275,7 +282,7 @@ class RunProgress:
             },
             "caps": self.caps,
             "failures": self.failures,
-            "elapsed_s": round(self.elapsed_s(now), 1),
+            "elapsed_s": None if self.ended_before_watch else round(self.elapsed_s(now), 1),
             "elapsed_is_watched": self.joined_late,
             "eta_s": None if (e := self.eta_s(now)) is None else round(e, 1),
             "violations": len(self.violations),
@@ -303,13 +310,16 @@ class RunProgress:
             calls += f" calls (<={self.expected['lm_calls']})"
         else:
             calls += " calls"
+        if self.lm_requested > self.lm_calls:
+            calls += f" +{self.lm_requested - self.lm_calls} asked"
         out.append(calls)
         tcap, ccap = self.caps.get("tokens"), self.caps.get("cost_usd")
         out.append(f"{self.tokens}" + (f"/{tcap:g} (cap)" if tcap is not None else "") + " tok")
         out.append(f"${self.cost_usd:.4f}" + (f"/{ccap:g} (cap)" if ccap is not None else ""))
         out.append(f"failures {self.failures}")
-        label = "watched" if self.joined_late else "elapsed"
-        out.append(f"{label} {_dur(self.elapsed_s(now))}")
+        if not self.ended_before_watch:  # else the log says nothing of how long it took
+            label = "watched" if self.joined_late else "elapsed"
+            out.append(f"{label} {_dur(self.elapsed_s(now))}")
         eta = self.eta_s(now)
         if eta is not None:
             out.append(f"left ~{_dur(eta)}")
