@@ -12,9 +12,11 @@ from agents.config import load_config
 from agents.run_status import RunOutcome, run_outcome
 from agents.session import resume_run
 from cli.common import (
+    add_notify_options,
     add_spend_caps,
     add_store,
     emit_json,
+    notify_settings,
     open_store_arg,
     read_text_arg,
     report_interrupted,
@@ -97,7 +99,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
                 final = done[0]
             else:
                 print(f"stop: resuming {run_id}", file=sys.stderr)
-                final = await resume_run(store, run_id, progress=not args.no_progress, caps=spend_caps(args))
+                final = await resume_run(
+                    store, run_id, progress=not args.no_progress, caps=spend_caps(args), notify=notify_settings(args)
+                )
             return run_id, command, final, await run_outcome(store, run_id, final)
         finally:
             with anyio.CancelScope(shield=True):
@@ -198,6 +202,7 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     add_spend_caps(p)
+    add_notify_options(p)
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser(
