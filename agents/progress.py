@@ -22,6 +22,7 @@ import anyio
 
 from events.model import Event
 from store.base import EventStore
+from store.errors import StoreError
 
 __all__ = ("RunProgress", "expected_counts", "follow_progress", "report_progress")
 
@@ -305,7 +306,7 @@ class RunProgress:
         out.append(f"batches {self.batches_done}/{self.batches_requested}")
         calls = f"lm {self.lm_calls}"
         if self.caps.get("calls") is not None:
-            calls += f"/{self.caps['calls']:g} calls (cap)"
+            calls += f"/{self.caps['calls']:.0f} calls (cap)"
         elif self.expected.get("lm_calls"):
             calls += f" calls (<={self.expected['lm_calls']})"
         else:
@@ -314,7 +315,7 @@ class RunProgress:
             calls += f" +{self.lm_requested - self.lm_calls} asked"
         out.append(calls)
         tcap, ccap = self.caps.get("tokens"), self.caps.get("cost_usd")
-        out.append(f"{self.tokens}" + (f"/{tcap:g} (cap)" if tcap is not None else "") + " tok")
+        out.append(f"{self.tokens}" + (f"/{tcap:.0f} (cap)" if tcap is not None else "") + " tok")
         out.append(f"${self.cost_usd:.4f}" + (f"/{ccap:g} (cap)" if ccap is not None else ""))
         out.append(f"failures {self.failures}")
         if not self.ended_before_watch:  # else the log says nothing of how long it took
@@ -435,11 +436,19 @@ async def follow_progress(
             if not (stop_at_end and prog.ended):
                 async for ev in store.subscribe(run_id, after=seq):
                     prog.add(ev, time.time())
+                    seq = max(seq, ev.seq or 0)
                     render()
                     if stop_at_end and prog.ended:
                         break
             tg.cancel_scope.cancel()
     finally:
+        # stopped (the run's command returned): what was appended meanwhile, its end included
+        with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+            try:
+                for ev in [] if prog.ended else await store.read(run_id, after=seq):
+                    prog.add(ev, time.time())
+            except (StoreError, OSError):  # a view never hides why the run stopped
+                pass
         render(force=True)
         if live is not None:
             live.stop()
