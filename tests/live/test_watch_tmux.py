@@ -123,3 +123,29 @@ def test_watch_in_a_terminal_exits_1_when_the_run_stops_at_its_cap(tmux: Tmux, t
     _, screen, status = _follow(tmux)
     assert status == 1, screen
     assert "budget_exhausted" in screen and "lm 3/3 calls" in screen, screen
+
+
+def test_ctrl_c_stops_watching_with_130_and_leaves_the_run_alone(tmux: Tmux, tmp_path: Path) -> None:
+    db, config = tmp_path / "s.db", tmp_path / "c.json"
+    config.write_text(json.dumps({**json.loads((ROOT / "configs/quickstart.json").read_text()), "generations": 4}))
+    run = subprocess.Popen(
+        _stop("self-improve", "--config", str(config), "--store", str(db), "--no-progress"),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not _has_run(db) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        _watch_in_pane(tmux, db)
+        deadline = time.monotonic() + 120
+        while not GEN.search(tmux("capture-pane", "-p", "-t", "w")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        tmux("send-keys", "-t", "w", "C-c")
+        _, screen, status = _follow(tmux, timeout_s=60)
+        assert status == 130, screen
+        assert run.poll() is None, "the watched run goes on"  # watch only reads
+    finally:
+        run.kill()
+        run.wait()
