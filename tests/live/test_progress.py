@@ -130,6 +130,7 @@ def test_expected_totals_follow_the_budgets() -> None:
         "sessions": 6,
         "lm_calls": 30,
     }
+    assert expected_counts("transfer", {"meta_utility": mu}, {"tasks": ["x"], "runs": 4})["sessions"] == 8
     assert expected_counts("repair", {}, {"problems": ["p1", "p2"], "n_p": 3, "n_fr": 2}) == {
         "problems": 2,
         "programs": 2 * (3 + 3 * 2),
