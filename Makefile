@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint docs bench bench-paper sandbox-deps report-deps pg-deps bench-pg clean
+.PHONY: run test lint docs bench bench-paper sandbox-deps report-deps live-deps pg-deps bench-pg clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ report-deps:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
 	  && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 ; } \
 	  || echo "note: chromium unavailable; the browser tests will be skipped (and fail under STOP_REQUIRE, as in CI)" >&2
+
+# tmux drives `stop watch` in a real terminal in its test (Debian's package).
+live-deps:
+	@command -v tmux >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux) >/dev/null 2>&1 ; } \
+	  || echo "note: tmux unavailable; the terminal test of stop watch will be skipped (and fail under STOP_REQUIRE, as in CI)" >&2
 
 # Debian's PostgreSQL server binaries: the PostgreSQL store's tests start a throwaway server
 # from them (initdb + pg_ctl on 127.0.0.1). Under STOP_REQUIRE=postgres (CI) those tests fail
@@ -49,7 +55,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint sandbox-deps report-deps pg-deps
+test: lint sandbox-deps report-deps live-deps pg-deps
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP) sandbox-deps pg-deps

@@ -94,6 +94,8 @@ class RunConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
         if not isinstance(data, Mapping):
             raise ConfigError(f"the config must be a table/mapping, got {type(data).__name__}")
+        # ``notify`` (alerts) is operational, read by agents.notify from the file: never recorded
+        data = {k: v for k, v in data.items() if k != "notify"}
         refuse_secrets(data)
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(data) - set(names))

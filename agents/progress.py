@@ -22,6 +22,7 @@ import anyio
 
 from events.model import Event
 from store.base import EventStore
+from store.errors import StoreError
 
 __all__ = ("RunProgress", "expected_counts", "follow_progress", "report_progress")
 
@@ -30,22 +31,35 @@ END_TYPES = {"run.finished": "finished", "run.failed": "failed"}
 
 
 def expected_counts(command: str, config: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, int]:
-    """Sessions and generations the config's budgets imply (sessions: not counting candidates an
-    improver scores inside its own session, which its utility budget bounds but does not fix)."""
+    """What the config's budgets imply: generations (exact) and upper bounds on improver sessions
+    and LM calls (the same bounds as ``stop estimate``: a session may stop early, and an improver
+    need not spend its whole meta-utility budget); for ``repair``, problems (exact) and programs
+    (at most ``n_p`` samples plus ``n_p * n_fr`` repairs per problem)."""
     mu = config.get("meta_utility") if isinstance(config.get("meta_utility"), Mapping) else {}
     assert isinstance(mu, Mapping)
-    tasks = mu.get("tasks") or ["parity_noise"]
-    runs = int(mu.get("runs") or 5)
-    per_meta = len(tasks) * runs
+    imp = mu.get("improver") if isinstance(mu.get("improver"), Mapping) else {}
+    assert isinstance(imp, Mapping)
+    per_meta = len(mu.get("tasks") or ["parity_noise"]) * int(mu.get("runs") or 5)
+    lm_calls = int(imp.get("lm_calls") or 4)
+    out: dict[str, int] = {}
     if command == "self-improve":
         gens = int(config.get("generations") or 3)
-        # the seed's meta-utility, then per generation: its session and its candidate's meta-utility
-        return {"generations": gens, "sessions": per_meta + gens * (1 + per_meta)}
-    if command == "improve":
-        return {"sessions": 1}
-    if command == "transfer":
-        return {"sessions": 2 * len(options.get("tasks") or []) * int(options.get("runs") or 1)}
-    return {}
+        budget = int(mu.get("meta_utility_budget") or 25)
+        # per generation: the current improver scored, its session, up to meta_utility_budget
+        # meta-utility calls inside it and the candidate scored (stop estimate's bound)
+        out = {"generations": gens, "sessions": gens * (1 + (budget + 2) * per_meta)}
+    elif command == "improve":
+        out = {"sessions": 1}
+    elif command == "transfer":
+        out = {"sessions": 2 * len(options.get("tasks") or []) * int(options.get("runs") or 1)}
+    elif command == "repair":
+        problems = len(options.get("problems") or []) or 0
+        n_p, n_fr = int(options.get("n_p") or 5), int(options.get("n_fr") or 3)
+        if problems:
+            out = {"problems": problems, "programs": problems * (n_p + n_p * n_fr)}
+    if "sessions" in out:
+        out["lm_calls"] = out["sessions"] * lm_calls
+    return out
 
 
 @dataclass
@@ -63,6 +77,8 @@ class RunProgress:
     sessions_failed: int = 0
     batches_requested: int = 0
     batches_done: int = 0
+    lm_requested: int = 0
+    #: LM requests answered (a reply or a failure): what a call cap counts.
     lm_calls: int = 0
     lm_failed: int = 0
     tokens: int = 0
@@ -75,20 +91,31 @@ class RunProgress:
     started_at: float | None = None
     last_event_at: float | None = None
     events: int = 0
+    problems_started: int = 0
+    programs: int = 0
+    #: Set by :meth:`go_live`: the wall time the fold caught up with the log, its fraction done
+    #: then, and whether the run had already been under way (events carry no wall time, so the
+    #: run's own start is unknown then: the view shows time watched, and the rate since).
+    live_at: float | None = None
+    live_fraction: float = 0.0
+    joined_late: bool = False
+    ended_before_watch: bool = False
     _prices: dict[str, tuple[float, float]] = field(default_factory=dict)
-    _gen_done_at: list[float] = field(default_factory=list)
 
-    def add(self, ev: Event) -> RunProgress:
+    def add(self, ev: Event, at: float | None = None) -> RunProgress:
+        """Fold ``ev``; ``at`` is the wall time it was seen appended (None for a backlog read
+        after the fact: events carry no wall time of their own)."""
         self.events += 1
-        at = _when(ev)
-        if at is None and not self.ended:
-            at = time.time()  # events carry no time: when this fold saw it
-        if at is not None:
+        if at is not None and not self.ended:
             self.started_at = at if self.started_at is None else self.started_at
             self.last_event_at = at
         p, t = ev.payload, ev.type
         if t == "run.started":
             self._start(ev)
+        elif t == "repair.problem":
+            self.problems_started += 1
+        elif t == "repair.program":
+            self.programs += 1
         elif t == "generation.started":
             self.generation = int(p.get("generation", 0))
         elif t == "session.requested":
@@ -105,10 +132,12 @@ class RunProgress:
             self.batches_done += 1
             self.violations += [str(v) for v in p.get("violations") or []]
         elif t == "lm.requested":
-            self.lm_calls += 1
+            self.lm_requested += 1
         elif t == "lm.responded":
+            self.lm_calls += 1
             self._usage(ev)
         elif t == "lm.failed":
+            self.lm_calls += 1
             self.lm_failed += 1
             self._error("lm." + str(p.get("kind") or "failed"), str(p.get("error") or ""), ev)
         elif t in ("budget.exceeded", "budget.exhausted"):
@@ -133,8 +162,6 @@ class RunProgress:
                     "meta_val": p.get("meta_val"),
                 }
             )
-            if at is not None:
-                self._gen_done_at.append(at)
         elif t in END_TYPES:
             if self.status != "budget_exhausted" or t == "run.finished":
                 self.status = END_TYPES[t]
@@ -183,6 +210,19 @@ class RunProgress:
     def ended(self) -> bool:
         return self.status != "running"
 
+    @property
+    def failures(self) -> int:
+        return self.sessions_failed + self.lm_failed
+
+    def go_live(self, now: float) -> None:
+        """The fold has caught up with the log: from here on events are seen as they come."""
+        self.live_at = now
+        self.live_fraction = self.fraction() or 0.0
+        self.joined_late = self.events > 1 and not self.ended
+        self.ended_before_watch = self.ended
+        if self.started_at is None:
+            self.started_at = self.last_event_at = now
+
     def elapsed_s(self, now: float | None = None) -> float:
         if self.started_at is None:
             return 0.0
@@ -190,20 +230,29 @@ class RunProgress:
         return max(0.0, (end or self.started_at) - self.started_at)
 
     def fraction(self) -> float | None:
-        """Work done, 0..1, from the expected session count (or generations)."""
+        """Work done, 0..1: generations decided, else problems or sessions against what the
+        budgets imply (an upper bound, so it can only under-state progress)."""
         gens = self.expected.get("generations")
         if gens:
             return min(1.0, len(self.decisions) / gens)
+        problems = self.expected.get("problems")
+        if problems:
+            return min(1.0, self.programs / max(1, self.expected.get("programs") or 1))
         want = self.expected.get("sessions")
         if want:
             return min(1.0, self.sessions_done / max(want, self.sessions_requested))
         return None
 
     def eta_s(self, now: float | None = None) -> float | None:
+        """Time left at the rate of progress since the view went live (None: no rate yet)."""
         f = self.fraction()
-        if self.ended or not f:
+        if self.ended or f is None or self.live_at is None:
             return None
-        return self.elapsed_s(now) * (1 - f) / f
+        now = now if now is not None else time.time()
+        gained, spent = f - self.live_fraction, now - self.live_at
+        if gained <= 0 or spent <= 0:
+            return None
+        return spent * (1 - f) / gained
 
     def to_json(self, now: float | None = None) -> dict[str, Any]:
         return {
@@ -211,54 +260,77 @@ class RunProgress:
             "command": self.command,
             "model": self.model,
             "status": self.status,
-            "generation": self.generation,
+            "generation": None if self.generation is None else self.generation + 1,
             "generations": self.expected.get("generations"),
             "sessions": {
                 "done": self.sessions_done,
                 "requested": self.sessions_requested,
-                "expected": self.expected.get("sessions"),
+                "at_most": self.expected.get("sessions"),
                 "failed": self.sessions_failed,
             },
             "batches": {"done": self.batches_done, "requested": self.batches_requested},
+            "problems": {"started": self.problems_started, "expected": self.expected.get("problems")}
+            if self.expected.get("problems")
+            else None,
             "lm": {
                 "calls": self.lm_calls,
+                "requested": self.lm_requested,
+                "calls_at_most": self.expected.get("lm_calls"),
                 "failed": self.lm_failed,
                 "tokens": self.tokens,
                 "cost_usd": round(self.cost_usd, 6),
                 "refused": self.refused,
             },
             "caps": self.caps,
-            "elapsed_s": round(self.elapsed_s(now), 1),
+            "failures": self.failures,
+            "elapsed_s": None if self.ended_before_watch else round(self.elapsed_s(now), 1),
+            "elapsed_is_watched": self.joined_late,
             "eta_s": None if (e := self.eta_s(now)) is None else round(e, 1),
             "violations": len(self.violations),
             "errors": self.errors[-5:],
             "decisions": self.decisions[-5:],
         }
 
-    def line(self, now: float | None = None) -> str:
-        """One plain line (no control codes)."""
-        parts = []
-        if self.expected.get("generations"):
-            parts.append(f"gen {0 if self.generation is None else self.generation + 1}/{self.expected['generations']}")
-        want = self.expected.get("sessions")
-        more = f" of >={want}" if want else ""
-        parts.append(f"sessions {self.sessions_done}/{self.sessions_requested}{more}")
-        parts.append(f"batches {self.batches_done}/{self.batches_requested}")
-        cap = self.caps.get("cost_usd")
-        tcap, ccap = self.caps.get("tokens"), self.caps.get("calls")
-        parts.append(
-            f"lm {self.lm_calls}{f'/{ccap:g}' if ccap else ''} calls {self.tokens}{f'/{tcap:g}' if tcap else ''} tok "
-            f"${self.cost_usd:.4f}" + (f"/{cap:g}" if cap else "")
-        )
-        failures = self.sessions_failed + self.lm_failed
-        parts.append(f"failures {failures}")
-        parts.append(f"elapsed {_dur(self.elapsed_s(now))}")
+    def parts(self, now: float | None = None) -> list[str]:
+        """The figures of the view, each a short plain phrase."""
+        out = []
+        gens = self.expected.get("generations")
+        if gens:
+            out.append(f"gen {0 if self.generation is None else self.generation + 1}/{gens}")
+        if self.expected.get("problems"):
+            out.append(f"problems {self.problems_started}/{self.expected['problems']}")
+            out.append(f"programs {self.programs} (<={self.expected.get('programs')})")
+        if self.sessions_requested or self.expected.get("sessions"):
+            bound = self.expected.get("sessions")
+            out.append(f"sessions {self.sessions_done}/{self.sessions_requested}" + (f" (<={bound})" if bound else ""))
+        out.append(f"batches {self.batches_done}/{self.batches_requested}")
+        calls = f"lm {self.lm_calls}"
+        if self.caps.get("calls") is not None:
+            calls += f"/{self.caps['calls']:.0f} calls (cap)"
+        elif self.expected.get("lm_calls"):
+            calls += f" calls (<={self.expected['lm_calls']})"
+        else:
+            calls += " calls"
+        if self.lm_requested > self.lm_calls:
+            calls += f" +{self.lm_requested - self.lm_calls} asked"
+        out.append(calls)
+        tcap, ccap = self.caps.get("tokens"), self.caps.get("cost_usd")
+        out.append(f"{self.tokens}" + (f"/{tcap:.0f} (cap)" if tcap is not None else "") + " tok")
+        out.append(f"${self.cost_usd:.4f}" + (f"/{ccap:g} (cap)" if ccap is not None else ""))
+        out.append(f"failures {self.failures}")
+        if not self.ended_before_watch:  # else the log says nothing of how long it took
+            label = "watched" if self.joined_late else "elapsed"
+            out.append(f"{label} {_dur(self.elapsed_s(now))}")
         eta = self.eta_s(now)
         if eta is not None:
-            parts.append(f"left ~{_dur(eta)}")
+            out.append(f"left ~{_dur(eta)}")
         if self.ended:
-            parts.append(f"[{self.status}]")
-        return "stop: " + ", ".join(parts)
+            out.append(f"[{self.status}]")
+        return out
+
+    def line(self, now: float | None = None) -> str:
+        """One plain line (no control codes)."""
+        return "stop: " + ", ".join(self.parts(now))
 
     def details(self) -> list[str]:
         """Latest decisions, errors and violations (for ``stop watch``)."""
@@ -280,14 +352,30 @@ def _int(value: Any) -> int:
         return 0
 
 
-def _when(ev: Event) -> float | None:
-    value = getattr(ev, "recorded_at", None) or getattr(ev, "at", None) or getattr(ev, "timestamp", None)
-    return float(value) if isinstance(value, (int, float)) else None
-
-
 def _dur(s: float) -> str:
     s = int(s)
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def _panel(prog: RunProgress, details: bool, now: float) -> Any:
+    """The terminal view: a header, a bar of work done, the figures, and (watch) the latest news."""
+    from rich.console import Group
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+    from rich.text import Text
+
+    head = Text(f"stop {prog.command or '?'} {prog.run_id} · model {prog.model or '?'} · ", style="bold")
+    head.append(prog.status, style={"finished": "green", "running": "cyan"}.get(prog.status, "red"))
+    rows: list[Any] = [head]
+    f = prog.fraction()
+    if f is not None:
+        bar = Table.grid(padding=(0, 1))
+        bar.add_row(ProgressBar(total=1.0, completed=f, width=40), Text(f"{100 * f:.0f}%"))
+        rows.append(bar)
+    rows.append(Text(", ".join(prog.parts(now))))
+    if details:
+        rows += [Text("  " + d, style="dim" if not d.startswith("error") else "red") for d in prog.details()]
+    return Group(*rows)
 
 
 async def follow_progress(
@@ -301,42 +389,66 @@ async def follow_progress(
 ) -> RunProgress:
     """Fold the run's events as they come and keep the view on ``stream`` current.
 
-    A terminal gets a live ``rich`` panel; anything else plain lines, each printed when the
-    line changed and at most every ``5 * every_s`` seconds (and always the last one)."""
+    The log so far is read first (a run already under way shows the time watched, not a guess
+    at its start), then followed. A terminal gets a live ``rich`` panel; anything else plain
+    lines, each printed when the generation or status changes, else when the line changed and
+    at most every ``5 * every_s`` seconds (and always the last one)."""
     out = stream or sys.stderr
     prog = RunProgress()
-    tty = out.isatty()
     live: Any = None
-    if tty:
+    if out.isatty():
         from rich.console import Console
         from rich.live import Live
 
-        live = Live(console=Console(file=out), refresh_per_second=4, transient=False)
+        live = Live(console=Console(file=out), refresh_per_second=4, transient=False, auto_refresh=False)
         live.start()
-    last_text, last_print = "", 0.0
+    last_text, last_print = "", -1e9
+    last_key: tuple[int | None, str] = (None, "running")
 
     def render(force: bool = False) -> None:
-        nonlocal last_text, last_print
-        text = prog.line(time.time())
-        if details:
-            text = "\n".join([text, *("  " + d for d in prog.details())])
-        now = anyio.current_time()
+        nonlocal last_text, last_key, last_print
+        now = time.time()
         if live is not None:
-            from rich.text import Text
-
-            live.update(Text(text))
+            live.update(_panel(prog, details, now), refresh=True)
             return
-        if force or (text != last_text and now - last_print >= 5 * every_s):
+        text = "\n".join([prog.line(now), *(("  " + d) for d in prog.details())] if details else [prog.line(now)])
+        key = (prog.generation, prog.status)
+        clock = anyio.current_time()
+        if text != last_text and (force or key != last_key or clock - last_print >= 5 * every_s):
             print(text, file=out, flush=True)
-            last_text, last_print = text, now
+            last_text, last_key, last_print = text, key, clock
 
+    async def tick() -> None:
+        while True:  # the clock moves between events too (elapsed, time left)
+            await anyio.sleep(every_s)
+            if live is not None:
+                render()
+
+    seq = 0
     try:
-        async for ev in store.subscribe(run_id):
-            prog.add(ev)
-            render()
-            if stop_at_end and prog.ended:
-                break
+        async with anyio.create_task_group() as tg:
+            for ev in await store.read(run_id):
+                prog.add(ev)
+                seq = max(seq, ev.seq or 0)
+            prog.go_live(time.time())
+            render(force=True)
+            tg.start_soon(tick)
+            if not (stop_at_end and prog.ended):
+                async for ev in store.subscribe(run_id, after=seq):
+                    prog.add(ev, time.time())
+                    seq = max(seq, ev.seq or 0)
+                    render()
+                    if stop_at_end and prog.ended:
+                        break
+            tg.cancel_scope.cancel()
     finally:
+        # stopped (the run's command returned): what was appended meanwhile, its end included
+        with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+            try:
+                for ev in [] if prog.ended else await store.read(run_id, after=seq):
+                    prog.add(ev, time.time())
+            except (StoreError, OSError):  # a view never hides why the run stopped
+                pass
         render(force=True)
         if live is not None:
             live.stop()

@@ -14,7 +14,7 @@ import structlog
 
 from agents.config import RunConfig
 from agents.launch import AGENTS, Agents, run_agents
-from agents.notify import run_notifier, send
+from agents.notify import Notify, run_notifier
 from agents.progress import report_progress
 from events import Event, canonical_json, make_event, sha256_hex
 from events.lm_events import BudgetRaised
@@ -116,48 +116,30 @@ def _root(run_id: str, req: RunRequest, pool: SandboxPool, backend: LMBackend) -
     )
 
 
-@dataclass(frozen=True)
-class Notify:
-    """``--notify CMD``: the command and the silence (seconds) that counts as a stall."""
-
-    cmd: str
-    stall_s: float = 1800.0
-
-
 async def _drive(
     store: EventStore, agents: Agents, run_id: str, progress: bool, after: int = 0, notify: Notify | None = None
 ) -> Event:
+    """Run the agents to the run's end, with the progress view and the alerts beside them."""
     notified = anyio.Event()
 
-    async def notifier() -> None:
-        assert notify is not None
+    async def notifier(n: Notify) -> None:
         try:
-            await run_notifier(store, run_id, notify.cmd, stall_s=notify.stall_s)
+            await run_notifier(store, run_id, n)  # alerts ``interrupted`` itself when cancelled
+        except Exception:  # an alert is never worth the run
+            log.exception("notify.crashed")
         finally:
             notified.set()
 
-    try:
-        async with anyio.create_task_group() as tg:
-            if progress:
-                tg.start_soon(report_progress, store, run_id)
-            if notify is not None:
-                tg.start_soon(notifier)
-            final = await run_agents(agents, run_id, after=after)
-            if notify is not None:
-                with anyio.move_on_after(40):
-                    await notified.wait()
-            tg.cancel_scope.cancel()
-    except (KeyboardInterrupt, anyio.get_cancelled_exc_class()):
-        if notify is not None and not notified.is_set():
-            doc = {
-                "event": "interrupted",
-                "run_id": run_id,
-                "status": "interrupted",
-                "message": f"run {run_id} interrupted (stop resume {run_id})",
-            }
-            with anyio.CancelScope(shield=True):
-                await send(notify.cmd, doc)
-        raise
+    async with anyio.create_task_group() as tg:
+        if progress:
+            tg.start_soon(report_progress, store, run_id)
+        if notify is not None:
+            tg.start_soon(notifier, notify)
+        final = await run_agents(agents, run_id, after=after)
+        if notify is not None:
+            with anyio.move_on_after(notify.timeout_s + 5):  # the end's alert (bounded by its timeout)
+                await notified.wait()
+        tg.cancel_scope.cancel()
     return final
 
 
@@ -244,6 +226,7 @@ async def resume_run(
     progress: bool = True,
     names: tuple[str, ...] = AGENTS,
     caps: dict[str, Any] | None = None,
+    notify: Notify | None = None,
 ) -> Event:
     """Continue a run from its log: the agents redo whatever was asked and not answered.
     ``caps`` raises the run's spend caps (recorded as ``budget.raised``)."""
@@ -268,6 +251,6 @@ async def resume_run(
                 signer=signer,
                 checkpoint_every=info.config.checkpoint_every,
             )
-            return await _drive(store, agents, run_id, progress, after=after)
+            return await _drive(store, agents, run_id, progress, after=after, notify=notify)
     finally:
         await _close(backend)

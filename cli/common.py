@@ -12,8 +12,9 @@ from typing import Any
 import anyio
 
 from agents.config import RunConfig
+from agents.notify import Notify, notify_from_config
 from agents.run_status import RunOutcome, run_outcome
-from agents.session import Notify, RunRequest, start_and_run
+from agents.session import RunRequest, start_and_run
 from events import Event
 from outcome import Status, UsageError
 from store import open_store
@@ -21,12 +22,14 @@ from store.factory import DurableStore
 
 __all__ = (
     "DEFAULT_STORE",
+    "add_notify_options",
     "add_run_options",
     "add_spend_caps",
     "add_store",
     "emit_json",
     "execute_run",
     "fmt",
+    "notify_settings",
     "open_store_arg",
     "read_program",
     "read_text_arg",
@@ -60,23 +63,44 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print a machine-readable summary (with run_id) on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     add_spend_caps(p)
+    add_notify_options(p)
     p.add_argument(
+        "--unsafe-no-sandbox",
+        action="store_true",
+        help="DEVELOPMENT ONLY: run untrusted code without isolation (recorded in the run's events)",
+    )
+
+
+def add_notify_options(p: argparse.ArgumentParser) -> None:
+    """Alerts (agents.notify); the config's ``notify`` table sets the same, the flags win."""
+    g = p.add_argument_group("alerts (also the config's notify table: command, stall_s, timeout_s)")
+    g.add_argument(
         "--notify",
         metavar="CMD",
         help="run CMD (sh -c) with a JSON document on stdin when the run finishes, fails, is "
         "interrupted, stalls, crosses 80%% of a spend cap or records a sandbox violation",
     )
-    p.add_argument(
+    g.add_argument(
         "--notify-stall-s",
         type=float,
-        default=1800.0,
         metavar="S",
-        help="with --notify: no event for S seconds counts as a stall (default 1800)",
+        help="no event for S seconds counts as a stall (default 1800)",
     )
-    p.add_argument(
-        "--unsafe-no-sandbox",
-        action="store_true",
-        help="DEVELOPMENT ONLY: run untrusted code without isolation (recorded in the run's events)",
+    g.add_argument(
+        "--notify-timeout-s",
+        type=float,
+        metavar="S",
+        help="CMD is killed after S seconds, and the run goes on (default 10)",
+    )
+
+
+def notify_settings(args: argparse.Namespace) -> Notify | None:
+    """``--notify*`` over the config file's ``notify`` table (None: no alerts)."""
+    return notify_from_config(
+        getattr(args, "config", None),
+        cmd=getattr(args, "notify", None),
+        stall_s=getattr(args, "notify_stall_s", None),
+        timeout_s=getattr(args, "notify_timeout_s", None),
     )
 
 
@@ -223,7 +247,7 @@ def execute_run(
                 RunRequest(command, args.seed, config, options),
                 progress=not args.no_progress,
                 on_started=started,
-                notify=Notify(args.notify, args.notify_stall_s) if getattr(args, "notify", None) else None,
+                notify=notify_settings(args),
             )
             return final, await run_outcome(store, run_ids[0], final)
         finally:

@@ -12,9 +12,11 @@ from agents.config import load_config
 from agents.run_status import RunOutcome, run_outcome
 from agents.session import resume_run
 from cli.common import (
+    add_notify_options,
     add_spend_caps,
     add_store,
     emit_json,
+    notify_settings,
     open_store_arg,
     read_text_arg,
     report_interrupted,
@@ -64,7 +66,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
             config = load_config(args.config) if args.config else None
             print(f"stop: replaying {run_id} (LM answers from the cache only; no network)", file=sys.stderr)
             return await replay_run(
-                store, run_id, re_execute_evaluations=args.re_execute_evaluations, improver_text=improver, config=config
+                store,
+                run_id,
+                re_execute_evaluations=args.re_execute_evaluations,
+                improver_text=improver,
+                config=config,
+                progress=not args.no_progress,
             )
         finally:
             await store.aclose()
@@ -92,7 +99,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
                 final = done[0]
             else:
                 print(f"stop: resuming {run_id}", file=sys.stderr)
-                final = await resume_run(store, run_id, progress=not args.no_progress, caps=spend_caps(args))
+                final = await resume_run(
+                    store, run_id, progress=not args.no_progress, caps=spend_caps(args), notify=notify_settings(args)
+                )
             return run_id, command, final, await run_outcome(store, run_id, final)
         finally:
             with anyio.CancelScope(shield=True):
@@ -179,6 +188,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--config", metavar="FILE", help="replay under a changed config")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress view on stderr")
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser(
@@ -192,6 +202,7 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     add_spend_caps(p)
+    add_notify_options(p)
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser(

@@ -17,6 +17,7 @@ import anyio
 
 from agents.config import RunConfig
 from agents.launch import Agents, run_agents
+from agents.progress import report_progress
 from agents.runinfo import run_info
 from agents.session import open_pool
 from agents.steps import put_text
@@ -98,6 +99,7 @@ async def replay_run(
     improver_text: str | None = None,
     config: RunConfig | None = None,
     timeout_s: float | None = None,
+    progress: bool = False,
 ) -> ReplayResult:
     """Replay ``run_id`` of ``recorded`` into a scratch store; ``recorded`` is only read.
 
@@ -127,7 +129,11 @@ async def replay_run(
             substitutions=substitutions,
         )
         with anyio.move_on_after(timeout_s if timeout_s is not None else float("inf")):
-            final = await run_agents(agents, run_id)
+            async with anyio.create_task_group() as tg:
+                if progress:  # the replayed run's progress view on stderr (agents.progress)
+                    tg.start_soon(report_progress, scratch, run_id)
+                final = await run_agents(agents, run_id)
+                tg.cancel_scope.cancel()
     replayed = await scratch.read(run_id)
     unfinished = not any(e.type in ("run.finished", "run.failed") for e in rec_events)
     comparison = compare_runs(rec_events, replayed, ignore_root=config is not None, prefix_only=unfinished)

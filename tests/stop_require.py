@@ -1,6 +1,6 @@
 """Skips that CI cannot pass by: ``STOP_REQUIRE`` names what must be present.
 
-``STOP_REQUIRE`` is a comma-separated list (``.ci/run`` sets ``sandbox,chromium,postgres,tmpfs``).
+``STOP_REQUIRE`` is a comma-separated list (``.ci/run`` sets ``sandbox,chromium,postgres,tmpfs,tmux``).
 A test that lacks something it needs calls :func:`require`: when the thing is listed, the test
 fails with the reason; otherwise it is skipped with the reason shown. With ``STOP_REQUIRE`` set at
 all, ``tests/conftest.py`` also fails the session if any test was skipped for any reason.
