@@ -82,6 +82,15 @@ class RunViews:
     def usage(self) -> LMUsage:
         return self.audit.lm
 
+    @property
+    def status(self) -> str:
+        """The outcome once the run has ended. Before, the log cannot tell a running run from an
+        interrupted one (resumable): "running" while its workers were active within the last
+        two minutes (by their lease times), else the outcome's "interrupted"."""
+        if self.ended or self.active_at is None or time.time() - self.active_at >= 120:
+            return str(self.outcome.status)
+        return "running"
+
 
 @dataclass
 class RunSummary:
@@ -201,7 +210,7 @@ class Runs:
                 RunSummary(
                     run_id=run_id,
                     command=v.lineage.command or (str(v.tree.root.payload.get("command", "")) if v.tree.root else ""),
-                    status=str(v.outcome.status) if v.ended else _unended(v),
+                    status=v.status,
                     reason=v.outcome.reason,
                     model=v.model,
                     cost_usd=v.usage.cost_usd,
@@ -214,11 +223,3 @@ class Runs:
                 )
             )
         return out
-
-
-def _unended(v: RunViews) -> str:
-    """A run with no final event: still running, or interrupted (resumable); the log cannot tell
-    which, so the dashboard says "running" while its workers were active in the last lease."""
-    if v.active_at is not None and time.time() - v.active_at < 120:
-        return "running"
-    return str(v.outcome.status)
