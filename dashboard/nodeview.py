@@ -38,6 +38,8 @@ class Evaluation:
     detail: dict[str, Any]
     instances: list[dict[str, Any]] = field(default_factory=list)
     more_instances: int = 0
+    #: a meta-utility's downstream runs (task, run, status, val, test), its per-instance outcomes
+    runs: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -145,6 +147,9 @@ async def _evaluations(tree: CausalTree, blobs: _Blobs, program: str) -> list[Ev
             utility=float(utility) if isinstance(utility, (int, float)) else None,
             detail=dict(detail or {}),
         )
+        runs = ev.detail.get("runs")
+        if isinstance(runs, list):
+            ev.runs = [dict(r) for r in runs if isinstance(r, Mapping)]
         raw = await blobs.text(p.get("outcomes"))
         if raw is not None:
             try:
