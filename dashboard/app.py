@@ -40,7 +40,7 @@ from starlette.routing import Route
 
 from dashboard.nodeview import node_details
 from dashboard.projection import Runs, RunViews
-from dashboard.render import FRAGMENTS, asset, diff_html, environment, failures, fragment, run_context
+from dashboard.render import FRAGMENTS, asset, diff_html, environment, failures, fragment, run_context, sections
 from dashboard.security import SecurityHeaders, TokenGate
 from replay.diff import diff_runs
 from replay.lineage import LineageNode, UnknownNode
@@ -183,8 +183,7 @@ class Dashboard:
         names = request.query_params.get("names", "runs").split(",")
         out = {}
         if "runs" in names:
-            table = environment().get_template("runs.html").module.runs_table  # type: ignore[attr-defined]  # a macro
-            out["runs"] = str(table(await self.runs_rows()))
+            out["runs"] = str(sections().runs_table(await self.runs_rows()))
         return JSONResponse(out)
 
     async def run_page(self, request: Request) -> Response:
