@@ -8,7 +8,7 @@ from typing import Any
 
 import anyio
 
-from cli.common import add_store
+from cli.common import DEFAULT_STORE
 from outcome import ExitCode
 
 __all__ = ("register",)
@@ -54,7 +54,13 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="exit codes: 130 on Ctrl-C (the normal way to stop it), 2 no such store, 3 the port is taken.",
     )
-    add_store(p)
+    p.add_argument(
+        "--store",
+        default=DEFAULT_STORE,
+        metavar="PATH|URL",
+        help=f"the store to show: a SQLite file (default {DEFAULT_STORE}) or a postgresql:// URL;"
+        " opened read-only, it must exist",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0 picks a free one)")
     p.add_argument(
