@@ -34,6 +34,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -41,7 +42,7 @@ from starlette.routing import Route
 from dashboard.nodeview import node_details
 from dashboard.projection import Runs, RunViews
 from dashboard.render import FRAGMENTS, asset, diff_html, environment, failures, fragment, run_context, sections
-from dashboard.security import SecurityHeaders, TokenGate
+from dashboard.security import SecurityHeaders, TokenGate, is_loopback
 from replay.diff import diff_runs
 from replay.lineage import LineageNode, UnknownNode
 from replay.runs import UnknownRun, resolve_run
@@ -321,9 +322,13 @@ async def _store_error(request: Request, exc: Exception) -> Response:
     return PlainTextResponse(f"the store could not be read: {exc}", status_code=503)
 
 
-def create_app(store: EventStore, *, store_name: str, token: str | None, port: int) -> Starlette:
-    """The dashboard over ``store`` (opened read-only by the caller). With ``token``, every
-    request must carry it (see :mod:`dashboard.security`)."""
+def create_app(
+    store: EventStore, *, store_name: str, token: str | None, port: int, host: str = "127.0.0.1"
+) -> Starlette:
+    """The dashboard over ``store`` (opened read-only by the caller), bound to ``host``. With
+    ``token``, every request must carry it (see :mod:`dashboard.security`). Bound to a loopback
+    address, requests must also name this machine in their Host header, so a web page elsewhere
+    cannot reach the dashboard by pointing a DNS name at 127.0.0.1 (DNS rebinding)."""
     d = Dashboard(store, store_name)
     routes = [
         Route("/", d.index),
@@ -337,6 +342,9 @@ def create_app(store: EventStore, *, store_name: str, token: str | None, port: i
         Route("/static/{name}", d.static),
     ]
     middleware = [Middleware(SecurityHeaders)]
+    if is_loopback(host):
+        local = sorted({"127.0.0.1", "localhost", "[::1]", "::1", host.lower()})
+        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=local))
     if token:
         middleware.append(Middleware(TokenGate, token=token, port=port))
     return Starlette(

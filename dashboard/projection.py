@@ -15,7 +15,7 @@ from typing import Any
 
 import anyio
 
-from agents.run_status import RunOutcome, run_outcome
+from agents.run_status import RUN_LEVEL_STATUS, RunOutcome, run_outcome
 from events.model import Event
 from replay.audit import AuditReport, audit_log
 from replay.costs import LMCall, LMUsage, lm_calls, prices_from_config
@@ -28,6 +28,10 @@ __all__ = ("RunState", "RunSummary", "RunViews", "Runs", "run_model", "wall_time
 
 #: Event types that end a run.
 END_TYPES = ("run.finished", "run.failed")
+
+#: The events ``agents.run_status.run_outcome`` reads (besides the root): while none of these
+#: arrives, a run's outcome cannot change, so it is not recomputed (it reads the whole run).
+_OUTCOME_TYPES = frozenset({*END_TYPES, *RUN_LEVEL_STATUS, "session.completed", "lm.failed", "budget.raised"})
 
 
 def run_model(root: Event | None) -> str:
@@ -136,6 +140,10 @@ class RunState:
     last_seq: int = 0
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     _views: RunViews | None = None
+    #: how many outcome-relevant events the cached outcome saw
+    _outcome_key: int = -1
+    _outcome: RunOutcome | None = None
+    _outcome_events: int = 0
 
     async def catch_up(self, store: EventStore, page: int = 5000) -> bool:
         """Read what was appended since the last look; True if anything was."""
@@ -146,6 +154,8 @@ class RunState:
                 self.events.append(ev)
                 self.tree = TREE.apply(self.tree, ev)
                 self.last_seq = ev.seq or self.last_seq
+                if ev.type in _OUTCOME_TYPES:
+                    self._outcome_events += 1
             grew = grew or bool(batch)
             if len(batch) < page:
                 return grew
@@ -165,7 +175,10 @@ class RunState:
         lineage = lineage_from_tree(tree, calls)
         audit = audit_log(RunLog(self.run_id, list(self.events)), tree, lineage)
         final = next((e for e in reversed(self.events) if e.type in END_TYPES), None)
-        outcome = await run_outcome(store, self.run_id, final)
+        if self._outcome is None or self._outcome_key != self._outcome_events:
+            self._outcome = await run_outcome(store, self.run_id, final)
+            self._outcome_key = self._outcome_events
+        outcome = self._outcome
         started, active = wall_times(self.events)
         return RunViews(
             run_id=self.run_id,

@@ -75,7 +75,7 @@ async def serve(opts: ServeOptions) -> None:
     try:
         sock = bind(opts.host, opts.port)
         port = int(sock.getsockname()[1])
-        app = create_app(store, store_name=describe_store(opts.store), token=token, port=port)
+        app = create_app(store, store_name=describe_store(opts.store), token=token, port=port, host=opts.host)
         config = uvicorn.Config(
             app,
             log_config=None,

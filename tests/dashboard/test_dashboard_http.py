@@ -86,6 +86,9 @@ def test_token_required_beyond_loopback(two_runs: tuple[Path, str, str]) -> None
     with dashboard(store) as dash, httpx.Client(base_url=dash.url, timeout=30) as c:
         assert dash.token is None and "this machine only" in dash.proc.stderr
         assert c.get("/").status_code == 200
+        assert c.get("/", headers={"Host": f"localhost:{dash.port}"}).status_code == 200
+        # a page elsewhere that rebinds its own name to 127.0.0.1 is refused (Host is checked)
+        assert c.get("/", headers={"Host": f"rebound.example:{dash.port}"}).status_code == 400
 
 
 def test_sse_resumes_after_last_event_id(two_runs: tuple[Path, str, str]) -> None:
