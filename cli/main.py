@@ -131,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
         replay_cmd,
         run_cmd,
         sandbox_cmd,
+        serve_cmd,
         store_cmd,
         tasks_cmd,
         watch_cmd,
@@ -154,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         estimate_cmd,
         store_cmd,
         watch_cmd,
+        serve_cmd,
     ):
         module.register(sub)
     for child in _subparsers(parser):

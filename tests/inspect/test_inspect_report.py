@@ -25,7 +25,9 @@ def test_report_renders_in_headless_chromium(synth_db: Path, tmp_path: Path, chr
     # 6 lineage nodes; 2 polylines (meta val, meta test over generations 0..2); 3 + 3 points
     # and 3 candidates
     assert rendered_counts(dom.stdout) == {"nodes": 6, "points": 9, "lines": 2}
-    assert dom.stdout.count('class="node"') == 6
+    # the graphical tree (the same SVG as the dashboard's): one g.node per lineage node
+    assert dom.stdout.count('<g class="node ') == 6
+    assert dom.stdout.count('<path class="edge adopted-path"') == 1  # seed -> adopted C1
 
     shot = tmp_path / "shot.png"
     res = browse(chromium, tmp_path, out, f"--screenshot={shot}")
