@@ -170,3 +170,12 @@ async def test_mixed_programs_are_refused_as_a_batch(pool: SandboxPool) -> None:
     ]
     results = await pool.run_batch(jobs)
     assert [r.status for r in results] == ["refused", "refused"]
+
+
+async def test_paper_session_timeout_is_accepted(pool: SandboxPool) -> None:
+    """configs/paper.toml gives improver sessions two hours (session_timeout_s = 7200): the
+    pool's sanity bound on time limits must admit it (it refused every session before)."""
+    ok = await pool.run(Job(program="def f():\n    return 1\n", function="f", wall_timeout_s=7200.0))
+    assert ok.status == "ok" and ok.value == 1
+    refused = await pool.run(Job(program="def f():\n    return 1\n", function="f", wall_timeout_s=10.0**6))
+    assert refused.status == "refused" and "out of range" in (refused.error or "")
