@@ -85,8 +85,8 @@ class TimeBreakdown:
     """Seconds of the run's wall time by what was in flight (each instant counted once):
     ``lm_only`` LM requests and no batch, ``eval`` at least one batch (with or without LM),
     ``other`` neither (session start-up, scheduling, the store). ``batch_in_worker_s`` sums the
-    batches' own wall (``sandbox.batch.completed``); ``batch_wait_s`` their time between being
-    requested and reaching a worker. Along the critical chain: ``chain_lm_s`` (its round trips)
+    seconds batches held a worker, ``batch_wait_s`` the seconds they waited for one (both from
+    ``sandbox.batch.completed``). Along the critical chain: ``chain_lm_s`` (its round trips)
     and ``chain_gap_s`` (the time between one answer and the next request of the chain)."""
 
     wall_s: float
@@ -140,8 +140,8 @@ def time_breakdown(events: Sequence[Event], seen: dict[int, float], chain: Seque
     batches = spans("sandbox.batch.requested", "sandbox.batch.completed")
     ev = _union((a, b) for a, b, _ in batches)
     wall = max(seen.values(), default=0.0)
-    in_worker = sum(float(e.payload.get("wall_s", 0.0)) for _, _, e in batches)
-    wait = sum(max(0.0, (b - a) - float(e.payload.get("wall_s", 0.0))) for a, b, e in batches)
+    in_worker = sum(float(e.payload.get("worker_s") or 0.0) for _, _, e in batches)
+    wait = sum(float(e.payload.get("queue_s") or 0.0) for _, _, e in batches)
     answered = {e.causation_id: seen.get(e.seq or 0, 0.0) for e in events if e.type == "lm.responded"}
     chain_lm = sum(answered.get(r.id, 0.0) - seen.get(r.seq or 0, 0.0) for r in chain)
     chain_gap = sum(seen.get(nxt.seq or 0, 0.0) - answered.get(prev.id, 0.0) for prev, nxt in itertools.pairwise(chain))

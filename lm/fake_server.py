@@ -212,6 +212,8 @@ class _State:
     counter: itertools.count[int] = field(default_factory=itertools.count)
     in_flight: int = 0
     max_in_flight: int = 0
+    #: seconds from reading a chat request to having written its answer, per request
+    handled_s: list[float] = field(default_factory=list)
 
 
 def _words(text: str) -> int:
@@ -297,11 +299,13 @@ class _Handler(BaseHTTPRequestHandler):
             st.in_flight += 1
             st.max_in_flight = max(st.max_in_flight, st.in_flight)
         self._record(body, fault)
+        began = time.monotonic()
         try:
             self._chat(body, fault)
         finally:
             with st.lock:
                 st.in_flight -= 1
+                st.handled_s.append(time.monotonic() - began)
 
     def _chat(self, body: dict[str, Any], fault: Fault | None) -> None:
         st = self.server.state
@@ -536,11 +540,19 @@ class FakeOpenAIServer:
     def max_in_flight(self) -> int:
         return self._state.max_in_flight
 
+    @property
+    def handled_s(self) -> list[float]:
+        """Seconds each chat request took from being read to being answered (latency included)."""
+        with self._state.lock:
+            return list(self._state.handled_s)
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m lm.fake_server [--latency S] [--ignore-n] [--identity]``: serve in this process,
     print the base URL on stdout, stop when stdin closes (benchmarks run it out of process so the
-    server's threads do not share the client's GIL). ``--identity``: the identity model."""
+    server's threads do not share the client's GIL), then print one JSON line of what serving
+    cost: chat requests, this process's CPU seconds, mean seconds from reading a request to
+    answering it. ``--identity``: the identity model."""
     import argparse
     import sys
 
@@ -553,6 +565,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     with FakeOpenAIServer(replies, latency=args.latency, ignore_n=args.ignore_n) as srv:
         print(srv.base_url, flush=True)
         sys.stdin.read()
+        handled = srv.handled_s
+        stats = {
+            "requests": len(handled),
+            "cpu_s": time.process_time(),
+            "mean_handled_s": sum(handled) / len(handled) if handled else 0.0,
+        }
+    print(json.dumps(stats), flush=True)
     return 0
 
 
