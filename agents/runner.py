@@ -23,7 +23,6 @@ from agents.tasks_view import task_for
 from events import Event, make_event, sha256_hex
 from events.stop_events import ProgramScanned, SandboxBatchCompleted, SessionCompleted, session_error_kind
 from sandbox import JobResult, SandboxPool, scan_program
-from tasks import run_jobs
 
 __all__ = ("run_runner",)
 
@@ -73,7 +72,10 @@ async def handle_batch(ctx: AgentContext, pool: SandboxPool, work: Event) -> boo
     task = task_for(p["task"])
     async with hold_lease(ctx, work, claim.event):
         start = anyio.current_time()
-        results = await run_jobs(pool, task.jobs(solution, p["split"], seed=p["seed"]))
+        # One evaluation is one sandboxed batch (one process; more only after a stopped
+        # instance): splitting it per worker doubled the fixed cost of every batch while the
+        # evaluations of a run already keep the workers busy.
+        results, facts = await pool.run_batch_facts(task.jobs(solution, p["split"], seed=p["seed"]))
         wall = anyio.current_time() - start
     crash_point("runner.batch.before_record")
     data = [r.to_json() for r in results]
@@ -87,6 +89,12 @@ async def handle_batch(ctx: AgentContext, pool: SandboxPool, work: Event) -> boo
             statuses=dict(sorted(statuses.items())),
             violations=violations,
             wall_s=round(wall, 6),
+            processes=facts.processes,
+            output_bytes=facts.output_bytes,
+            output_cap_hit=facts.output_cap_hit,
+            max_rss_kb=facts.max_rss_kb,
+            worker_s=round(facts.wall_s, 6),
+            queue_s=round(facts.queue_s, 6),
         ),
         cause=work,
         key="result",

@@ -1,5 +1,14 @@
-"""Evaluation at the reference's cost: each task's seed, in-process (trusted code, bench only)
-vs the same instances as one sandboxed batch, measured in the same run.
+"""Paper scale: one self-improve generation bound by the model, and evaluation at the
+reference's cost.
+
+First, one generation of ``configs/paper.toml`` (the reference's budgets) against the fake
+endpoint in identity mode at 2 s and at 0.5 s per reply (``bench.paper_run``): wall time, the
+LM-bound critical path from the run's own log, their ratio (target <= 1.5 at 2 s), the LM
+requests, sessions, batches and instance runs, where the wall time went, and the replay of the
+same run (target >= 10x faster than live, 0 LM calls).
+
+Then each task's seed, in-process (trusted code, bench only) vs the same instances as one
+sandboxed batch, measured in the same run.
 
 The in-process side is what the STOP reference pays without a sandbox: the seed program is
 exec'd once in this process and called on every instance, then validated and scored. The
@@ -21,6 +30,7 @@ import anyio
 import structlog
 
 from bench.harness import Figure
+from bench.paper_run import PaperRun, live_generation
 from sandbox import JobResult, SandboxConfig, SandboxPool
 from tasks import Task, all_tasks
 
@@ -28,6 +38,8 @@ __all__ = ("run",)
 
 SPLIT = "test"
 REPEAT = 3
+#: Endpoint latencies (seconds per reply); the targets are set at the first.
+LATENCIES = (2.0, 0.5)
 
 
 def _in_process(task: Task) -> tuple[float, float]:
@@ -71,8 +83,83 @@ async def _sandboxed(tasks: list[Task]) -> dict[str, tuple[float, float, list[Jo
     return out
 
 
+def _generation_figures(r: PaperRun, targets: bool) -> list[Figure]:
+    name = f"paper.gen_{r.latency * 1000:.0f}ms"
+    b = r.breakdown
+    ratio = r.wall_s / r.critical_path_s if r.critical_path_s else math.inf
+    where = (
+        f"wall {b.wall_s:.1f} s = batches in flight {b.eval:.1f} s + LM only {b.lm_only:.1f} s + "
+        f"neither {b.other:.1f} s; critical chain: {b.chain_lm_s:.1f} s in its {len(r.chain)} round trips, "
+        f"{b.chain_gap_s:.1f} s between an answer and the next request"
+    )
+
+    def fig(
+        key: str, value: float, unit: str, op: str | None = None, target: float | None = None, note: str = ""
+    ) -> Figure:
+        return Figure(f"{name}.{key}", value, unit, op if targets else None, target if targets else None, note)
+
+    return [
+        fig("wall_s", r.wall_s, "s", note=f"{r.status}; 1 generation of configs/paper.toml, identity model"),
+        fig(
+            "lm_critical_path_s",
+            r.critical_path_s,
+            "s",
+            note=f"{len(r.chain)} causally chained LM round trips x {r.latency:g} s (from the run's log)",
+        ),
+        fig("wall_vs_critical_path", ratio, "x", "<=", 1.5, note=where),
+        fig("lm_requests", r.lm_requests, "requests", note=f"{r.live_calls} reached the endpoint"),
+        fig("sessions", r.sessions, "sessions"),
+        fig("batches", r.batches, "batches"),
+        fig("instance_runs", r.instance_runs, "runs"),
+        fig("time_batches_in_flight_s", b.eval, "s", note="at least one batch requested and not completed"),
+        fig("time_lm_only_s", b.lm_only, "s", note="LM requests in flight, no batch"),
+        fig("time_neither_s", b.other, "s", note="no LM request, no batch: sessions starting, scheduling, store"),
+        fig(
+            "batch_in_worker_s",
+            b.batch_in_worker_s,
+            "s",
+            note=f"sum over {r.batches} batches ({b.batch_in_worker_s / max(r.batches, 1) * 1000:.0f} ms each); "
+            f"waiting for a worker: {b.batch_wait_s:.1f} s in all",
+        ),
+        fig("critical_chain_gap_s", b.chain_gap_s, "s", note="non-LM time on the critical chain"),
+        fig(
+            "host_cpu_s",
+            r.host_cpu_s,
+            "s",
+            note="CPU of the process running every agent (store, workflows, evaluator, LM client)",
+        ),
+        fig(
+            "sandbox_cpu_s",
+            r.sandbox_cpu_s,
+            "s",
+            note=f"CPU of the sandbox processes; {r.workers_started} worker processes started, "
+            f"{r.session_workers_reused} sessions reused a worker",
+        ),
+        fig(
+            "replay_s",
+            r.replay_s,
+            "s",
+            note=("identical" if r.replay_identical else "DIVERGED")
+            + f"; {r.replay_workers_started} worker processes started",
+        ),
+        fig("replay_speedup", r.wall_s / r.replay_s, "x", ">=", 10.0, note=f"live {r.wall_s:.1f} s"),
+        fig(
+            "replay_lm_calls",
+            r.replay_server_calls + r.replay_live_answers,
+            "calls",
+            "<=",
+            0,
+            note=f"requests the endpoint received during the replay: {r.replay_server_calls}; "
+            f"live answers in the replayed log: {r.replay_live_answers}",
+        ),
+    ]
+
+
 def run() -> list[Figure]:
     figures: list[Figure] = []
+    with structlog.testing.capture_logs():
+        for i, latency in enumerate(LATENCIES):
+            figures.extend(_generation_figures(live_generation(latency), targets=i == 0))
     tasks = all_tasks()
     with structlog.testing.capture_logs():
         sandboxed = anyio.run(_sandboxed, tasks)

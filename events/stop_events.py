@@ -137,12 +137,37 @@ class SandboxBatchRequested(Payload):
     seed: int
 
 
-@payload("sandbox.batch.completed", volatile=("results", "wall_s"))
+@payload(
+    "sandbox.batch.completed",
+    version=2,
+    volatile=("results", "wall_s", "processes", "output_bytes", "output_cap_hit", "max_rss_kb", "worker_s", "queue_s"),
+)
 class SandboxBatchCompleted(Payload):
+    """A batch's outcome: ``results`` (blob of per-instance results), ``statuses`` counted,
+    ``violations``, and its facts: ``wall_s`` from the runner's claim to the results,
+    ``processes`` the sandboxed processes it used (1 + a fresh one after each stopped instance),
+    ``output_bytes`` the guest wrote, ``output_cap_hit`` (an instance was stopped for output),
+    ``max_rss_kb`` the peak RSS of its processes, ``worker_s`` the seconds it held a worker and
+    ``queue_s`` the seconds it waited for one. The facts are None in logs recorded before they
+    were (version 1)."""
+
     results: str
     statuses: dict[str, int]
     violations: list[str]
     wall_s: float
+    processes: int | None = None
+    output_bytes: int | None = None
+    output_cap_hit: bool | None = None
+    max_rss_kb: int | None = None
+    worker_s: float | None = None
+    queue_s: float | None = None
+
+
+@upcaster("sandbox.batch.completed", 1)
+def _batch_completed_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """v1 recorded no batch facts: unknown, not zero."""
+    facts = ("processes", "output_bytes", "output_cap_hit", "max_rss_kb", "worker_s", "queue_s")
+    return {**data, **dict.fromkeys(facts)}
 
 
 # ---- language model -----------------------------------------------------------------------------

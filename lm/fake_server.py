@@ -12,7 +12,9 @@ Usage::
         assert srv.count("/v1/chat/completions") == 3
 
 Replies: a list of texts (consumed in order, cycling), a callable ``body -> list[str] | str``
-(the request's JSON body; return up to ``n`` texts), or None (deterministic echo texts).
+(the request's JSON body; return up to ``n`` texts), None (deterministic echo texts), or
+``IDENTITY`` (an identity model: every choice is the largest fenced block of the last message,
+fenced again; the program it was shown comes back unchanged).
 Faults are queued with ``inject`` and consumed one per chat request, in arrival order; server
 wide behaviours (``ignore_n``, ``api_key``, ``models``, ``latency``) are constructor arguments.
 """
@@ -32,9 +34,32 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ("FakeOpenAIServer", "Fault", "ReceivedRequest")
+__all__ = ("IDENTITY", "FakeOpenAIServer", "Fault", "ReceivedRequest", "identity_reply")
 
 Replies = Sequence[str] | Callable[[dict[str, Any]], "Sequence[str] | str"] | None
+
+FENCE = "`" * 3
+
+
+def identity_reply(body: dict[str, Any]) -> str:
+    """The identity model's reply to a chat request: the largest fenced block of the last
+    message, fenced again (the whole message when it holds no block)."""
+    last = str((body.get("messages") or [{}])[-1].get("content", ""))
+    parts = last.split(FENCE)
+    blocks = []
+    for i in range(1, len(parts), 2):
+        block = parts[i]
+        newline = block.find("\n")
+        if newline != -1 and block[:newline].strip().isidentifier():
+            block = block[newline + 1 :]
+        blocks.append(block)
+    program = max(blocks, key=len) if blocks else last
+    return f"Idea: keep it as it is.\n\n{FENCE}python\n{program.strip(chr(10))}\n{FENCE}\n"
+
+
+def IDENTITY(body: dict[str, Any]) -> list[str]:
+    """Replies mode: ``n`` copies of ``identity_reply(body)``."""
+    return [identity_reply(body)] * int(body.get("n") or 1)
 
 
 @dataclass(frozen=True)
@@ -187,6 +212,8 @@ class _State:
     counter: itertools.count[int] = field(default_factory=itertools.count)
     in_flight: int = 0
     max_in_flight: int = 0
+    #: seconds from reading a chat request to having written its answer, per request
+    handled_s: list[float] = field(default_factory=list)
 
 
 def _words(text: str) -> int:
@@ -272,11 +299,13 @@ class _Handler(BaseHTTPRequestHandler):
             st.in_flight += 1
             st.max_in_flight = max(st.max_in_flight, st.in_flight)
         self._record(body, fault)
+        began = time.monotonic()
         try:
             self._chat(body, fault)
         finally:
             with st.lock:
                 st.in_flight -= 1
+                st.handled_s.append(time.monotonic() - began)
 
     def _chat(self, body: dict[str, Any], fault: Fault | None) -> None:
         st = self.server.state
@@ -511,21 +540,38 @@ class FakeOpenAIServer:
     def max_in_flight(self) -> int:
         return self._state.max_in_flight
 
+    @property
+    def handled_s(self) -> list[float]:
+        """Seconds each chat request took from being read to being answered (latency included)."""
+        with self._state.lock:
+            return list(self._state.handled_s)
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m lm.fake_server [--latency S] [--ignore-n]``: serve in this process, print the
-    base URL on stdout, stop when stdin closes (benchmarks run it out of process so the server's
-    threads do not share the client's GIL)."""
+    """``python -m lm.fake_server [--latency S] [--ignore-n] [--identity]``: serve in this process,
+    print the base URL on stdout, stop when stdin closes (benchmarks run it out of process so the
+    server's threads do not share the client's GIL), then print one JSON line of what serving
+    cost: chat requests, this process's CPU seconds, mean seconds from reading a request to
+    answering it. ``--identity``: the identity model."""
     import argparse
     import sys
 
     parser = argparse.ArgumentParser(prog="python -m lm.fake_server")
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--ignore-n", action="store_true")
+    parser.add_argument("--identity", action="store_true", help="answer with the program shown")
     args = parser.parse_args(argv)
-    with FakeOpenAIServer(latency=args.latency, ignore_n=args.ignore_n) as srv:
+    replies: Replies = IDENTITY if args.identity else None
+    with FakeOpenAIServer(replies, latency=args.latency, ignore_n=args.ignore_n) as srv:
         print(srv.base_url, flush=True)
         sys.stdin.read()
+        handled = srv.handled_s
+        stats = {
+            "requests": len(handled),
+            "cpu_s": time.process_time(),
+            "mean_handled_s": sum(handled) / len(handled) if handled else 0.0,
+        }
+    print(json.dumps(stats), flush=True)
     return 0
 
 

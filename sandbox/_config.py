@@ -27,10 +27,14 @@ class SandboxConfig:
     worker_start_timeout_s: float = 60.0
     backstop_grace_s: float = 10.0
     max_payload_bytes: int = 64 << 20
-    max_wall_timeout_s: float = 3600.0
+    #: Sanity bound on any job's time limits; improver sessions may run for hours
+    #: (configs/paper.toml: ``session_timeout_s = 7200``), so a day.
+    max_wall_timeout_s: float = 86400.0
     max_inflight_requests: int = 64
-    #: Finished session workers kept for reuse (each forks a fresh child per session).
-    idle_session_workers: int = 4
+    #: Finished session workers kept for reuse (each forks a fresh child per session). A
+    #: meta-utility runs 5 improver sessions at once beside its parent session: with 4 kept, every
+    #: round of them started new workers (19 worker starts in a paper-scale generation).
+    idle_session_workers: int = 8
     #: Improver sessions a runner serves at once (``RunConfig.max_sessions``); each has its own
     #: worker process, mostly waiting on the model.
     max_sessions: int = 32

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copyreg
 import io
 import itertools
 import math
@@ -74,18 +75,48 @@ class _Pickler(pickle.Pickler):
         return None
 
 
+class _ProxyInBatch(pickle.PicklingError):
+    pass
+
+
+def _refuse_proxy(obj: Any) -> Any:
+    raise _ProxyInBatch("utility/language_model proxies need run_session")
+
+
+_BATCH_DISPATCH: dict[type, Callable[[Any], Any]] = {
+    **copyreg.dispatch_table,
+    UtilityProxy: _refuse_proxy,
+    LanguageModelProxy: _refuse_proxy,
+}
+
+
+class _BatchPickler(pickle.Pickler):
+    """Host -> guest encoding of a batch: no proxies. The refusal goes through the C pickler's
+    ``dispatch_table`` (a type lookup per object) rather than a Python ``persistent_id`` call per
+    object, which cost more than the rest of a batch's host-side work."""
+
+    def __init__(self, file: io.BytesIO) -> None:
+        super().__init__(file, protocol=5)
+        self.dispatch_table = _BATCH_DISPATCH
+
+
 #: Header fields that may differ between the jobs of one batch.
 _PER_INSTANCE = ("seed", "call_timeout_s", "wall_timeout_s", "cpu_s")
 
 
 @dataclass(frozen=True)
 class BatchFacts:
-    """What the worker measured for a whole batch: processes used (1 + restarts after a stopped
-    instance), guest output bytes and the peak RSS of its processes."""
+    """What was measured for a whole batch: processes used (1 + fresh ones after a stopped
+    instance), guest output bytes, whether an instance hit the output cap, the peak RSS of its
+    processes, the seconds it spent in its worker (``wall_s``) and waiting for a free worker
+    (``queue_s``)."""
 
     processes: int = 0
     output_bytes: int = 0
     max_rss_kb: int = 0
+    output_cap_hit: bool = False
+    wall_s: float = 0.0
+    queue_s: float = 0.0
 
     @classmethod
     def from_frame(cls, frame: dict[str, Any]) -> BatchFacts:
@@ -95,8 +126,15 @@ class BatchFacts:
 
         return cls(processes=num("processes"), output_bytes=num("output_bytes"), max_rss_kb=num("max_rss_kb"))
 
-    def to_json(self) -> dict[str, int]:
-        return {"processes": self.processes, "output_bytes": self.output_bytes, "max_rss_kb": self.max_rss_kb}
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "processes": self.processes,
+            "output_bytes": self.output_bytes,
+            "output_cap_hit": self.output_cap_hit,
+            "max_rss_kb": self.max_rss_kb,
+            "wall_s": round(self.wall_s, 6),
+            "queue_s": round(self.queue_s, 6),
+        }
 
 
 def _collect(results: list[JobResult | None]) -> Callable[[dict[str, Any]], None]:
@@ -131,6 +169,9 @@ class SandboxPool:
         self._closed = False
         #: Facts of the most recent batch (tests and benchmarks read them).
         self.last_batch = BatchFacts()
+        #: Worker processes started (warm and session workers) and sessions that reused one.
+        self.workers_started = 0
+        self.session_workers_reused = 0
 
     # --- lifecycle -------------------------------------------------------------------------
     async def __aenter__(self) -> SandboxPool:
@@ -175,6 +216,7 @@ class SandboxPool:
                     stream.close()
 
     async def _start_worker(self) -> WorkerHandle:
+        self.workers_started += 1
         spec = make_launch(self.layers, python=self.config.python, seccomp_bpf=self._bpf)
         worker = await WorkerHandle.start(spec, timeout_s=self.config.worker_start_timeout_s)
         self._check_worker(worker)
@@ -195,6 +237,7 @@ class SandboxPool:
         while self._idle_sessions:
             worker = self._idle_sessions.pop()
             if worker.alive and worker.process.returncode is None:
+                self.session_workers_reused += 1
                 return worker
             await worker.kill()
         return await self._start_worker()
@@ -220,12 +263,9 @@ class SandboxPool:
     def _prepare(self, job: Job, *, session: bool) -> tuple[dict[str, Any], bytes] | JobResult:
         if self._closed or self._idle_recv is None:
             raise RuntimeError("the SandboxPool is not open")
-        if not isinstance(job.program, str):
-            return JobResult(status="refused", error="the program must be a str")
-        for name in ("wall_timeout_s", "call_timeout_s", "cpu_s"):
-            value = getattr(job, name)
-            if value is not None and not (0 < value <= self.config.max_wall_timeout_s and math.isfinite(value)):
-                return JobResult(status="refused", error=f"{name}={value!r} is out of range")
+        refused = self._check_limits(job)
+        if refused is not None:
+            return refused
         buf = io.BytesIO()
         pickler = _Pickler(buf, allow_proxies=session)
         try:
@@ -242,6 +282,15 @@ class SandboxPool:
             )
         header = {"op": "job", "id": next(self._ids), "session": session, **job.header()}
         return header, payload
+
+    def _check_limits(self, job: Job) -> JobResult | None:
+        if not isinstance(job.program, str):
+            return JobResult(status="refused", error="the program must be a str")
+        for name in ("wall_timeout_s", "call_timeout_s", "cpu_s"):
+            value = getattr(job, name)
+            if value is not None and not (0 < value <= self.config.max_wall_timeout_s and math.isfinite(value)):
+                return JobResult(status="refused", error=f"{name}={value!r} is out of range")
+        return None
 
     def _backstop(self, job: Job) -> float:
         return job.wall_timeout_s + self.config.backstop_grace_s
@@ -295,32 +344,33 @@ class SandboxPool:
     # --- batches ---------------------------------------------------------------------------
     def _prepare_batch(self, jobs: Sequence[Job]) -> tuple[dict[str, Any], bytes] | JobResult:
         """One header and payload for jobs that differ only in arguments, seed and time limits."""
+        if self._closed or self._idle_recv is None:
+            raise RuntimeError("the SandboxPool is not open")
         first = jobs[0]
-        shared = {k: v for k, v in first.header().items() if k not in _PER_INSTANCE}
-        for job in jobs:
+        headers = [job.header() for job in jobs]
+        shared = {k: v for k, v in headers[0].items() if k not in _PER_INSTANCE}
+        for job, head in zip(jobs, headers, strict=True):
             if job.program != first.program or job.function != first.function or job.function is None:
                 return JobResult(status="refused", error="a batch runs one program's function on every instance")
-            if {k: v for k, v in job.header().items() if k not in _PER_INSTANCE} != shared:
+            if {k: v for k, v in head.items() if k not in _PER_INSTANCE} != shared:
                 return JobResult(status="refused", error="the jobs of a batch must share their limits")
-        for job in jobs:
-            checked = self._prepare(replace(job, args=(), kwargs={}), session=False)
-            if isinstance(checked, JobResult):
-                return checked
+            refused = self._check_limits(job)
+            if refused is not None:
+                return refused
         buf = io.BytesIO()
-        pickler = _Pickler(buf, allow_proxies=False)
         try:
-            pickler.dump((first.program, first.function, [(list(j.args), dict(j.kwargs)) for j in jobs]))
+            _BatchPickler(buf).dump((first.program, first.function, [(list(j.args), dict(j.kwargs)) for j in jobs]))
+        except _ProxyInBatch:
+            return JobResult(status="refused", error="utility/language_model proxies need run_session")
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
             return JobResult(status="refused", error=f"the arguments cannot be sent: {exc}")
-        if pickler.proxies:
-            return JobResult(status="refused", error="utility/language_model proxies need run_session")
         payload = buf.getvalue()
         if len(payload) > self.config.max_payload_bytes:
             return JobResult(
                 status="refused",
                 error=f"the batch is {len(payload)} bytes, over the {self.config.max_payload_bytes}-byte limit",
             )
-        items = [{k: j.header()[k] for k in _PER_INSTANCE} for j in jobs]
+        items = [{k: head[k] for k in _PER_INSTANCE} for head in headers]
         header = {"op": "batch", "id": next(self._ids), "session": False, **shared, "items": items}
         return header, payload
 
@@ -335,21 +385,29 @@ class SandboxPool:
         globals, files in the scratch directory) persists from one instance to the next, as
         in the reference's in-process loop. ``last_batch`` holds the batch-level facts.
         """
+        results, self.last_batch = await self.run_batch_facts(jobs)
+        return results
+
+    async def run_batch_facts(self, jobs: Sequence[Job]) -> tuple[list[JobResult], BatchFacts]:
+        """``run_batch``, also returning the batch's facts (safe with batches in parallel)."""
         if not jobs:
-            return []
+            return [], BatchFacts()
         prepared = self._prepare_batch(jobs)
         if isinstance(prepared, JobResult):
-            return [prepared] * len(jobs)
+            return [prepared] * len(jobs), BatchFacts()
         header, payload = prepared
         assert self._idle_recv is not None and self._idle_send is not None
         backstop = sum(j.wall_timeout_s for j in jobs) + self.config.backstop_grace_s
         results: list[JobResult | None] = [None] * len(jobs)
+        asked = anyio.current_time()
         worker = await self._idle_recv.receive()
+        acquired = anyio.current_time()
         healthy = False
         failure: JobResult | None = None
+        facts = BatchFacts()
         try:
             frame = await worker.run_batch(header, payload, backstop_s=backstop, on_item=_collect(results))
-            self.last_batch = BatchFacts.from_frame(frame)
+            facts = BatchFacts.from_frame(frame)
             healthy = True
         except WorkerLost as exc:
             failure = self._lost(worker, exc)
@@ -358,10 +416,17 @@ class SandboxPool:
                 status="timeout", error="the worker did not report within the deadline; it was replaced"
             )
         finally:
+            done = anyio.current_time()
             with anyio.CancelScope(shield=True):
                 await self._release(worker, healthy)
         out = [r if r is not None else (failure or JobResult(status="crashed", error="no result")) for r in results]
-        return out
+        facts = replace(
+            facts,
+            output_cap_hit=any(r.status == "output_limit" for r in out),
+            wall_s=done - acquired,
+            queue_s=acquired - asked,
+        )
+        return out, facts
 
     async def run_session(self, job: Job, on_request: RequestHandler) -> JobResult:
         """Run a long-lived job (an improver) in its own sandboxed worker, outside the warm

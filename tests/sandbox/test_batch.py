@@ -170,3 +170,71 @@ async def test_mixed_programs_are_refused_as_a_batch(pool: SandboxPool) -> None:
     ]
     results = await pool.run_batch(jobs)
     assert [r.status for r in results] == ["refused", "refused"]
+
+
+async def test_paper_session_timeout_is_accepted(pool: SandboxPool) -> None:
+    """configs/paper.toml gives improver sessions two hours (session_timeout_s = 7200): the
+    pool's sanity bound on time limits must admit it (it refused every session before)."""
+    ok = await pool.run(Job(program="def f():\n    return 1\n", function="f", wall_timeout_s=7200.0))
+    assert ok.status == "ok" and ok.value == 1
+    refused = await pool.run(Job(program="def f():\n    return 1\n", function="f", wall_timeout_s=10.0**6))
+    assert refused.status == "refused" and "out of range" in (refused.error or "")
+
+
+async def test_a_batch_refuses_bridge_proxies_anywhere_in_its_arguments(pool: SandboxPool) -> None:
+    from sandbox import LanguageModelProxy, UtilityProxy
+
+    prog = "def f(x):\n    return 1\n"
+    for proxy in (UtilityProxy("u", 1), LanguageModelProxy(1)):
+        jobs = [Job(program=prog, function="f", args=[1]), Job(program=prog, function="f", args=[{"k": [proxy]}])]
+        results = await pool.run_batch(jobs)
+        assert [r.status for r in results] == ["refused", "refused"]
+        assert "run_session" in (results[0].error or "")
+    assert [r.status for r in await pool.run_batch([Job(program=prog, function="f", args=[1])])] == ["ok"]
+
+
+async def test_batch_facts_are_measured_per_batch(pool: SandboxPool) -> None:
+    """``run_batch_facts`` returns the batch's own facts (not the pool's last batch): the
+    processes a flood cost, the output it wrote, that the cap was hit, time in the worker."""
+    (quiet, q_facts), (flood, f_facts) = [await pool.run_batch_facts(batch(xs)) for xs in ([1, 2, 3], [1, "flood", 3])]
+    assert [r.status for r in quiet] == ["ok"] * 3
+    assert (q_facts.processes, q_facts.output_cap_hit) == (1, False)
+    assert q_facts.output_bytes == sum(len(r.stdout) for r in quiet)
+    assert [r.status for r in flood] == ["ok", "output_limit", "ok"]
+    assert (f_facts.processes, f_facts.output_cap_hit) == (2, True)
+    assert f_facts.output_bytes > 1 << 20
+    for facts in (q_facts, f_facts):
+        assert facts.wall_s > 0 and facts.queue_s >= 0 and facts.max_rss_kb > 1000
+        assert set(facts.to_json()) == {
+            "processes",
+            "output_bytes",
+            "output_cap_hit",
+            "max_rss_kb",
+            "wall_s",
+            "queue_s",
+        }
+
+
+def test_batch_completed_v1_from_the_pre_batch_fixture_upcasts_to_unknown_facts() -> None:
+    """The recorded pre-batch log (tests/fixtures) holds version-1 ``sandbox.batch.completed``
+    events: read now, they carry every recorded field and None (unknown) for each fact."""
+    import gzip
+    import json
+    from pathlib import Path
+
+    from events.registry import current_version, decode_payload
+    from events.stop_events import SandboxBatchCompleted
+
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "quickstart_1gen_before_batch.jsonl.gz"
+    rows = [json.loads(line).get("event") or {} for line in gzip.open(fixture, "rt")]
+    old = [r for r in rows if r.get("type") == "sandbox.batch.completed"]
+    assert old and {r["version"] for r in old} == {1} and current_version("sandbox.batch.completed") == 2
+    for row in old:
+        data = decode_payload(row["type"], row["version"], row["payload"])
+        assert isinstance(data, SandboxBatchCompleted)
+        assert (data.results, data.statuses, data.wall_s) == (
+            row["payload"]["results"],
+            row["payload"]["statuses"],
+            row["payload"]["wall_s"],
+        )
+        assert data.processes is None and data.output_cap_hit is None and data.worker_s is None
