@@ -27,7 +27,7 @@ SPLITS = ("val", "test")
 
 async def progress_meta(ctx: AgentContext, request: Event) -> None:
     await run_view(ctx.store, request.run_id).refresh(ctx.store, request.run_id)
-    if await answer_of(ctx, request, {UtilityEvaluated.TYPE}):
+    if await answer_of(ctx, request):
         return
     asked = request.decode(UtilityRequested)
     info = await run_info(ctx.store, request.run_id)
@@ -56,7 +56,7 @@ async def progress_meta(ctx: AgentContext, request: Event) -> None:
                 key=f"{task_name}/{r}",
                 blobs=[seed_raw],
             )
-            done = await answer_of(ctx, session, {SessionCompleted.TYPE})
+            done = await answer_of(ctx, session)
             if done is None:
                 complete = False
                 continue
@@ -75,7 +75,7 @@ async def progress_meta(ctx: AgentContext, request: Event) -> None:
                     cause=done,
                     key=split,
                 )
-                ev = await answer_of(ctx, ureq, {UtilityEvaluated.TYPE})
+                ev = await answer_of(ctx, ureq)
                 if ev is None:
                     complete = False
                 else:

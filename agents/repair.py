@@ -41,6 +41,7 @@ from agents.steps import ensure, put_text
 from agents.tasks_view import HUMANEVAL_PREFIX
 from events import Event, make_event
 from events.registry import Payload
+from events.routing import LM_ANSWERS
 from events.stop_events import (
     LMFailed,
     LMRequested,
@@ -64,7 +65,6 @@ log = structlog.get_logger("repair")
 
 #: Without ``--problems``: the first five HumanEval problems (a cheap default; "all" gives 164).
 DEFAULT_PROBLEMS = 5
-_ANSWERS = {"lm.responded", "lm.failed"}
 
 
 # ---- options --------------------------------------------------------------------------------------
@@ -190,7 +190,7 @@ class _Flow:
 
     async def _replies(self, request: Event) -> tuple[Event | None, list[tuple[str, int]]]:
         """The answer (None while pending) and its completions as (text, completion tokens)."""
-        ans = self.answer_of(request, _ANSWERS)
+        ans = self.answer_of(request, LM_ANSWERS)
         if ans is None or ans.type == LMFailed.TYPE:
             return ans, []
         out = []
@@ -255,7 +255,7 @@ class _Flow:
             ans, replies = await self._replies(req)
             if ans is None:
                 return False
-            state.lm_failures += ans.type == "lm.failed"
+            state.lm_failures += ans.type == LMFailed.TYPE
             for j, (text, tokens) in enumerate(replies):
                 fb, fb_raw = put_text(without_code(text))
                 state.repairs.append(
@@ -283,7 +283,7 @@ class _Flow:
         ans, explanations = await self._replies(req)
         if ans is None:
             return False
-        state.lm_failures += ans.type == "lm.failed"
+        state.lm_failures += ans.type == LMFailed.TYPE
         complete = True
         seen: dict[str, int] = {}
         for j, (explanation, fb_tokens) in enumerate(explanations):
@@ -297,7 +297,7 @@ class _Flow:
             if fans is None:
                 complete = False
                 continue
-            if fans.type == "lm.failed" or not fixes:
+            if fans.type == LMFailed.TYPE or not fixes:
                 state.lm_failures += 1
                 continue
             fb, fb_raw = put_text(explanation)
@@ -329,7 +329,7 @@ class _Flow:
         ans, replies = await self._replies(req)
         if ans is None:
             return state
-        if ans.type == "lm.failed":
+        if ans.type == LMFailed.TYPE:
             state.lm_failures += 1
         for i, (text, tokens) in enumerate(replies):
             state.samples.append(

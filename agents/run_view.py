@@ -8,29 +8,10 @@ from collections.abc import Collection
 from typing import Any
 
 from events import Event
+from events.routing import WORKFLOW_VIEW
 from store.base import EventStore
 
 __all__ = ("RunView", "run_view")
-
-#: What workflows decide from (sandbox batches and leases are the agents' business, not theirs).
-_VIEW_TYPES = frozenset(
-    {
-        "run.started",
-        "run.finished",
-        "run.failed",
-        "generation.started",
-        "improver.decided",
-        "session.requested",
-        "session.completed",
-        "repair.problem",
-        "repair.program",
-        "lm.requested",
-        "lm.responded",
-        "lm.failed",
-        "utility.requested",
-        "utility.evaluated",
-    }
-)
 
 
 class RunView:
@@ -65,7 +46,7 @@ class RunView:
         return ViewGet(self, store)
 
     async def refresh(self, store: EventStore, run_id: str) -> None:
-        for ev in await store.read(run_id, after=self.last_seq, types=_VIEW_TYPES):
+        for ev in await store.read(run_id, after=self.last_seq, types=WORKFLOW_VIEW):
             self.add(ev)
             self.last_seq = max(self.last_seq, ev.seq or 0)
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from agents.context import AgentContext
 from agents.run_view import run_view
 from events import Event, make_event, sha256_hex
 from events.registry import Payload
+from events.routing import answer_types
 from store import ConflictError
 
 __all__ = ("answer_of", "ensure", "put_text")
@@ -36,8 +37,12 @@ async def ensure(
     return stored
 
 
-async def answer_of(ctx: AgentContext, request: Event, types: set[str]) -> Event | None:
-    """The answer to ``request`` from the run's view, else from the store (then remembered)."""
+async def answer_of(ctx: AgentContext, request: Event, types: Collection[str] | None = None) -> Event | None:
+    """The answer to ``request`` from the run's view, else from the store (then remembered).
+
+    ``types`` defaults to what answers a request of its type (``events.routing``)."""
+    if types is None:
+        types = answer_types(request.type)
     view = run_view(ctx.store, request.run_id)
     known = view.answer(request.id, types)
     if known is not None:

@@ -19,6 +19,7 @@ from agents.run_view import run_view
 from agents.runinfo import RunInfo, run_info
 from agents.steps import answer_of, ensure, put_text
 from events import Event
+from events.routing import RUN_ENDS
 from events.stop_events import (
     GenerationStarted,
     ImproverDecided,
@@ -63,7 +64,7 @@ async def _scores(
             key=f"{prefix}{split}",
             blobs=blobs or [],
         )
-        ev = await answer_of(ctx, req, {UtilityEvaluated.TYPE})
+        ev = await answer_of(ctx, req)
         if ev is not None:
             out[split] = ev.decode(UtilityEvaluated).utility
     return out if len(out) == len(SPLITS) else None
@@ -101,7 +102,7 @@ async def _session(
         key=key,
         blobs=blobs or [],
     )
-    return req, await answer_of(ctx, req, {SessionCompleted.TYPE})
+    return req, await answer_of(ctx, req)
 
 
 async def _finish(ctx: AgentContext, info: RunInfo, summary: dict[str, Any]) -> None:
@@ -192,7 +193,7 @@ async def progress_self_improve(ctx: AgentContext, info: RunInfo) -> None:
             utility_calls=config.meta_utility.meta_utility_budget,
         )
         if g == 0:
-            base_ev = await answer_of(ctx, base, {UtilityEvaluated.TYPE})
+            base_ev = await answer_of(ctx, base)
             if base_ev is None:
                 return
             base_detail = base_ev.decode(UtilityEvaluated).detail
@@ -223,7 +224,7 @@ async def progress_self_improve(ctx: AgentContext, info: RunInfo) -> None:
                 cause=done,
                 key="meta",
             )
-            mev = await answer_of(ctx, mreq, {UtilityEvaluated.TYPE})
+            mev = await answer_of(ctx, mreq)
             if mev is None:
                 return
             meta_detail = mev.decode(UtilityEvaluated).detail
@@ -339,7 +340,7 @@ WORKFLOWS = {
 async def progress(ctx: AgentContext, run_id: str) -> None:
     info = await run_info(ctx.store, run_id)
     await run_view(ctx.store, run_id).refresh(ctx.store, run_id)
-    if await ctx.store.children(info.root.id, {"run.finished", "run.failed"}):
+    if await ctx.store.children(info.root.id, RUN_ENDS):
         return
     flow = WORKFLOWS.get(info.command)
     if flow is None:
