@@ -12,8 +12,6 @@ from typing import Any
 
 from agents.context import AgentContext
 from agents.identity import seed_from
-from agents.run_view import run_view
-from agents.runinfo import run_info
 from agents.steps import answer_of, ensure, put_text
 from events import Event
 from events.stop_events import SessionCompleted, SessionRequested, UtilityEvaluated, UtilityRequested
@@ -26,11 +24,11 @@ SPLITS = ("val", "test")
 
 
 async def progress_meta(ctx: AgentContext, request: Event) -> None:
-    await run_view(ctx.store, request.run_id).refresh(ctx.store, request.run_id)
+    await ctx.runs.refreshed_view(request.run_id)
     if await answer_of(ctx, request):
         return
     asked = request.decode(UtilityRequested)
-    info = await run_info(ctx.store, request.run_id)
+    info = await ctx.runs.info(request.run_id)
     mc = info.config.meta_utility
     budget = mc.improver
     runs: list[dict[str, Any]] = []

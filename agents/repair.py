@@ -35,7 +35,6 @@ import structlog
 
 from agents.context import AgentContext
 from agents.identity import lm_namespace, seed_from
-from agents.run_view import run_view
 from agents.runinfo import RunInfo
 from agents.steps import ensure, put_text
 from agents.tasks_view import HUMANEVAL_PREFIX
@@ -142,7 +141,7 @@ class _Flow:
         self.info = info
         self.run_id = info.root.run_id
         self.opts = RepairOptions.from_dict(info.options)
-        self.view = run_view(ctx.store, self.run_id)
+        self.view = ctx.runs.view(self.run_id)
 
     async def ensure(self, data: Payload, *, cause: Event, key: str, blobs: Sequence[bytes] = ()) -> Event:
         """``agents.steps.ensure`` that skips the store when the view already holds the event."""
@@ -362,7 +361,7 @@ class _Flow:
 
 async def progress_repair(ctx: AgentContext, info: RunInfo) -> None:
     flow = _Flow(ctx, info)
-    await flow.view.refresh(ctx.store, info.root.run_id)
+    await ctx.runs.refreshed_view(info.root.run_id)
     o = flow.opts
     rows = []
     for task_id in o.problems:

@@ -15,8 +15,7 @@ from agents.context import AgentContext
 from agents.identity import seed_from
 from agents.metautility import SPLITS
 from agents.repair import progress_repair
-from agents.run_view import run_view
-from agents.runinfo import RunInfo, run_info
+from agents.runinfo import RunInfo
 from agents.steps import answer_of, ensure, put_text
 from events import Event
 from events.routing import RUN_ENDS
@@ -338,8 +337,8 @@ WORKFLOWS = {
 
 
 async def progress(ctx: AgentContext, run_id: str) -> None:
-    info = await run_info(ctx.store, run_id)
-    await run_view(ctx.store, run_id).refresh(ctx.store, run_id)
+    info = await ctx.runs.info(run_id)
+    await ctx.runs.refreshed_view(run_id)
     if await ctx.store.children(info.root.id, RUN_ENDS):
         return
     flow = WORKFLOWS.get(info.command)
