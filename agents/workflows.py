@@ -8,6 +8,7 @@ during replay — makes the same decisions and appends nothing twice.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from agents import transfer
@@ -154,118 +155,156 @@ async def progress_improve(ctx: AgentContext, info: RunInfo) -> None:
 # ---- stop self-improve ---------------------------------------------------------------------------
 
 
-async def progress_self_improve(ctx: AgentContext, info: RunInfo) -> None:
-    root = info.root
-    run_id = root.run_id
-    config = info.config
-    improver, raw = _improver_source(info)
+@dataclass
+class _Lineage:
+    """The STOP loop as the walk over the generations finds it: the current improver, its
+    parent and meta-utility, and one summary row per generation so far."""
+
+    improver: str
     parent: str | None = None
-    cause: Event = root
-    current_meta: dict[str, float] | None = None
-    rows: list[dict[str, Any]] = []
-    for g in range(config.generations):
-        gen = await ensure(
-            ctx,
-            run_id,
-            GenerationStarted(generation=g, improver=improver, parent=parent),
-            cause=cause,
-            key=f"gen/{g}",
-            blobs=[raw] if (g == 0 and raw) else [],
+    meta: dict[str, float] | None = None  # the current improver's; known once the seed is scored
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def current_meta(self) -> dict[str, float]:
+        if self.meta is None:
+            raise RuntimeError("self-improve decided a generation before the seed improver was scored")
+        return self.meta
+
+    def seed(self, meta: dict[str, float]) -> None:
+        self.meta = meta
+        self.rows.append(
+            {
+                "generation": 0,
+                "improver": self.improver,
+                "meta_val": meta["val"],
+                "meta_test": meta["test"],
+                "adopted": True,
+                "reason": "seed",
+            }
         )
-        if g == 0:
-            base = await ensure(
-                ctx,
-                run_id,
-                UtilityRequested(task="meta", split="val", solution=improver, seed=seed_from(gen.id, "meta")),
-                cause=gen,
-                key="meta",
-            )
-        _, done = await _session(
-            ctx,
-            info,
-            gen,
-            "generation",
-            purpose="generation",
-            improver=improver,
-            initial=improver,
-            utility_task="meta",
-            utility_calls=config.meta_utility.meta_utility_budget,
-        )
-        if g == 0:
-            base_ev = await answer_of(ctx, base)
-            if base_ev is None:
-                return
-            base_detail = base_ev.decode(UtilityEvaluated).detail
-            current_meta = {"val": base_detail["val"], "test": base_detail["test"]}
-            rows.append(
-                {
-                    "generation": 0,
-                    "improver": improver,
-                    "meta_val": current_meta["val"],
-                    "meta_test": current_meta["test"],
-                    "adopted": True,
-                    "reason": "seed",
-                }
-            )
-        if done is None:
-            return
-        assert current_meta is not None
-        outcome = done.decode(SessionCompleted)
-        candidate = outcome.solution
-        meta: dict[str, float] | None = None
-        if candidate is None:
-            adopted, reason = (False, f"the improver run ended with {outcome.status}: {outcome.error[:200]}")
-        else:
-            mreq = await ensure(
-                ctx,
-                run_id,
-                UtilityRequested(task="meta", split="val", solution=candidate, seed=seed_from(done.id, "meta")),
-                cause=done,
-                key="meta",
-            )
-            mev = await answer_of(ctx, mreq)
-            if mev is None:
-                return
-            meta_detail = mev.decode(UtilityEvaluated).detail
-            meta = {"val": meta_detail["val"], "test": meta_detail["test"]}
-            if config.adopt == "better":
-                adopted = meta["val"] > current_meta["val"]
-                reason = "better on val" if adopted else "not better on val than the current improver"
-            else:
-                adopted = meta["val"] > 0
-                reason = "did not fail and scored above 0" if adopted else "scored 0"
-        dec = await ensure(
-            ctx,
-            run_id,
-            ImproverDecided(
-                generation=g,
-                candidate=candidate,
-                parent=improver,
-                adopted=adopted,
-                reason=reason,
-                meta_val=meta["val"] if meta else None,
-                meta_test=meta["test"] if meta else None,
-            ),
-            cause=gen,
-            key="decision",
-        )
+
+    def decided(self, g: int, candidate: str | None, meta: dict[str, float] | None, adopted: bool, reason: str) -> None:
         if adopted and candidate is not None and meta is not None:
-            parent, improver, current_meta = improver, candidate, meta
-        rows.append(
+            self.parent, self.improver, self.meta = self.improver, candidate, meta
+        current = self.current_meta()
+        self.rows.append(
             {
                 "generation": g + 1,
-                "improver": improver,
+                "improver": self.improver,
                 "candidate": candidate,
                 "candidate_meta_val": meta["val"] if meta else None,
                 "candidate_meta_test": meta["test"] if meta else None,
-                "meta_val": current_meta["val"],
-                "meta_test": current_meta["test"],
+                "meta_val": current["val"],
+                "meta_test": current["test"],
                 "adopted": adopted,
                 "reason": reason,
             }
         )
-        cause = dec
-    await _finish(ctx, info, {"generations": rows, "final_improver": improver})
+
+
+async def _ask_meta(ctx: AgentContext, cause: Event, improver: str) -> Event:
+    """The meta-utility request (on val; its answer carries test too) of ``improver``."""
+    return await ensure(
+        ctx,
+        cause.run_id,
+        UtilityRequested(task="meta", split="val", solution=improver, seed=seed_from(cause.id, "meta")),
+        cause=cause,
+        key="meta",
+    )
+
+
+async def _meta_of(ctx: AgentContext, request: Event) -> dict[str, float] | None:
+    """Both meta-utilities of an answered ``_ask_meta`` request; None while it is pending."""
+    answer = await answer_of(ctx, request)
+    if answer is None:
+        return None
+    detail = answer.decode(UtilityEvaluated).detail
+    return {"val": detail["val"], "test": detail["test"]}
+
+
+def _adoption(rule: str, meta: dict[str, float], current: dict[str, float]) -> tuple[bool, str]:
+    """Whether a candidate with meta-utility ``meta`` replaces the current improver, and why."""
+    if rule == "better":
+        adopted = meta["val"] > current["val"]
+        return adopted, "better on val" if adopted else "not better on val than the current improver"
+    adopted = meta["val"] > 0
+    return adopted, "did not fail and scored above 0" if adopted else "scored 0"
+
+
+async def _generation(
+    ctx: AgentContext, info: RunInfo, lineage: _Lineage, g: int, cause: Event, blobs: list[bytes]
+) -> Event | None:
+    """Generation ``g``: the current improver improves itself, the candidate is scored and
+    adopted or not. The ``improver.decided`` event, or None while an answer is pending.
+    ``blobs`` (the seed improver's text, when no file recorded it) go in with the generation."""
+    config = info.config
+    improver = lineage.improver
+    gen = await ensure(
+        ctx,
+        cause.run_id,
+        GenerationStarted(generation=g, improver=improver, parent=lineage.parent),
+        cause=cause,
+        key=f"gen/{g}",
+        blobs=blobs,
+    )
+    seed_request = await _ask_meta(ctx, gen, improver) if g == 0 else None
+    _, done = await _session(
+        ctx,
+        info,
+        gen,
+        "generation",
+        purpose="generation",
+        improver=improver,
+        initial=improver,
+        utility_task="meta",
+        utility_calls=config.meta_utility.meta_utility_budget,
+    )
+    if seed_request is not None:
+        seed_meta = await _meta_of(ctx, seed_request)
+        if seed_meta is None:
+            return None
+        lineage.seed(seed_meta)
+    if done is None:
+        return None
+    outcome = done.decode(SessionCompleted)
+    candidate = outcome.solution
+    meta: dict[str, float] | None = None
+    if candidate is None:
+        adopted, reason = False, f"the improver run ended with {outcome.status}: {outcome.error[:200]}"
+    else:
+        meta = await _meta_of(ctx, await _ask_meta(ctx, done, candidate))
+        if meta is None:
+            return None
+        adopted, reason = _adoption(config.adopt, meta, lineage.current_meta())
+    decision = await ensure(
+        ctx,
+        cause.run_id,
+        ImproverDecided(
+            generation=g,
+            candidate=candidate,
+            parent=improver,
+            adopted=adopted,
+            reason=reason,
+            meta_val=meta["val"] if meta else None,
+            meta_test=meta["test"] if meta else None,
+        ),
+        cause=gen,
+        key="decision",
+    )
+    lineage.decided(g, candidate, meta, adopted, reason)
+    return decision
+
+
+async def progress_self_improve(ctx: AgentContext, info: RunInfo) -> None:
+    improver, raw = _improver_source(info)
+    lineage = _Lineage(improver=improver)
+    cause: Event = info.root
+    for g in range(info.config.generations):
+        decision = await _generation(ctx, info, lineage, g, cause, [raw] if (g == 0 and raw) else [])
+        if decision is None:
+            return
+        cause = decision
+    await _finish(ctx, info, {"generations": lineage.rows, "final_improver": lineage.improver})
 
 
 # ---- stop transfer -------------------------------------------------------------------------------
