@@ -231,6 +231,21 @@ def _adoption(rule: str, meta: dict[str, float], current: dict[str, float]) -> t
     return adopted, "did not fail and scored above 0" if adopted else "scored 0"
 
 
+async def _verdict(
+    ctx: AgentContext, rule: str, lineage: _Lineage, done: Event
+) -> tuple[str | None, dict[str, float] | None, bool, str] | None:
+    """(candidate, its meta-utility, adopted, why) for a generation's finished improver run;
+    None while the candidate's meta-utility is pending."""
+    outcome = done.decode(SessionCompleted)
+    candidate = outcome.solution
+    if candidate is None:
+        return None, None, False, f"the improver run ended with {outcome.status}: {outcome.error[:200]}"
+    meta = await _meta_of(ctx, await _ask_meta(ctx, done, candidate))
+    if meta is None:
+        return None
+    return (candidate, meta, *_adoption(rule, meta, lineage.current_meta()))
+
+
 async def _generation(
     ctx: AgentContext, info: RunInfo, lineage: _Lineage, g: int, cause: Event, blobs: list[bytes]
 ) -> Event | None:
@@ -266,16 +281,10 @@ async def _generation(
         lineage.seed(seed_meta)
     if done is None:
         return None
-    outcome = done.decode(SessionCompleted)
-    candidate = outcome.solution
-    meta: dict[str, float] | None = None
-    if candidate is None:
-        adopted, reason = False, f"the improver run ended with {outcome.status}: {outcome.error[:200]}"
-    else:
-        meta = await _meta_of(ctx, await _ask_meta(ctx, done, candidate))
-        if meta is None:
-            return None
-        adopted, reason = _adoption(config.adopt, meta, lineage.current_meta())
+    verdict = await _verdict(ctx, config.adopt, lineage, done)
+    if verdict is None:
+        return None
+    candidate, meta, adopted, reason = verdict
     decision = await ensure(
         ctx,
         cause.run_id,
