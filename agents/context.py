@@ -1,16 +1,22 @@
-"""What every agent is handed: the store, who it is, and the replay seam."""
+"""What every agent is handed: the store, who it is, the replay seam, and what it remembers.
+
+Run state lives on the context (``AgentContext.runs``), never in module globals. The one
+process-wide value here is the counter that keeps worker names unique within this process
+(the pid in the name separates processes).
+"""
 
 from __future__ import annotations
 
 import os
 import socket
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from itertools import count
 
 import anyio
 import structlog
 
+from agents.runs import RunMemory
 from events import Event
 from store import ConflictError
 from store.base import CacheEntry, EventStore
@@ -27,7 +33,11 @@ def _worker_name(agent: str) -> str:
 @dataclass
 class AgentContext:
     """``recorded`` is set during replay: the log being replayed, whose LM cache answers and
-    whose recorded evaluation outcomes are served by identity."""
+    whose recorded evaluation outcomes are served by identity.
+
+    ``runs`` is what this context remembers of the runs it serves (``agents.runs``). Each
+    context makes its own unless handed one (``memory``) for the same store, to share it on
+    purpose between contexts of one process."""
 
     store: EventStore
     run_id: str | None
@@ -38,8 +48,13 @@ class AgentContext:
     #: Replay of a changed program: recorded program hash -> the text to run in its place.
     substitutions: dict[str, str] = field(default_factory=dict)
     worker: str = field(default="")
+    memory: InitVar[RunMemory | None] = None
+    runs: RunMemory = field(init=False, repr=False)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, memory: RunMemory | None) -> None:
+        if memory is not None and memory.store is not self.store:
+            raise ValueError("a context's run memory must be of the context's own store")
+        self.runs = memory if memory is not None else RunMemory(self.store)
         if not self.worker:
             self.worker = _worker_name(self.agent)
         self.log = structlog.get_logger("agent").bind(agent=self.agent, run_id=self.run_id)

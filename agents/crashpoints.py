@@ -4,6 +4,9 @@ Set ``STOP_CRASH_POINT=<name>`` and ``STOP_CRASH_AFTER=<n>`` in the host environ
 reachable from the sandbox, whose environment is empty) and the n-th time this process passes
 that point it sends itself SIGKILL: no cleanup, exactly like a power cut or an OOM kill. Unset,
 a crash point costs one dictionary lookup.
+
+The pass counter is process state on purpose (the n-th pass *of this process*, whichever run
+or agent passes): it belongs to the process being killed, not to a run, and holds no run data.
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ later request uses the fork's own model and config. ``stop diff`` then shows whe
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 from events import Event
@@ -16,9 +15,7 @@ from outcome import RunFailed
 from replay.cache_check import cache_row_problem
 from store.base import EventStore
 
-__all__ = ("ForkPrefix", "fork_prefix", "verify_fork_source")
-
-_CACHE: weakref.WeakKeyDictionary[EventStore, dict[tuple[str, int], ForkPrefix]] = weakref.WeakKeyDictionary()
+__all__ = ("ForkPrefix", "fork_prefix", "fork_source", "read_fork_prefix", "verify_fork_source")
 
 
 class ForkPrefix:
@@ -43,24 +40,27 @@ def _paths(events: list[Event]) -> dict[str, str]:
     return out
 
 
-async def fork_prefix(store: EventStore, options: dict[str, Any]) -> ForkPrefix | None:
+def fork_source(options: dict[str, Any]) -> tuple[str, int] | None:
+    """(source run, cut sequence number) of a fork's options; None for a run that is no fork."""
     fork = options.get("fork")
-    if not fork:
-        return None
-    cache = _CACHE.setdefault(store, {})
-    key = (str(fork["run"]), int(fork["at_seq"]))
-    if key not in cache:
-        events = await store.read(str(fork["run"]))
-        await _verify(store, str(fork["run"]), events, int(fork["at_seq"]))
-        paths = _paths(events)
-        cache[key] = ForkPrefix(
-            {
-                paths[e.id]: e.payload["request"]
-                for e in events
-                if e.type == "lm.requested" and (e.seq or 0) <= int(fork["at_seq"])
-            }
-        )
-    return cache[key]
+    return (str(fork["run"]), int(fork["at_seq"])) if fork else None
+
+
+async def fork_prefix(store: EventStore, options: dict[str, Any]) -> ForkPrefix | None:
+    """The source's requests up to the cut, read and verified from the store on every call (an
+    agent asks its context instead, ``ctx.runs.fork_prefix``, which does it once per fork)."""
+    source = fork_source(options)
+    return None if source is None else await read_fork_prefix(store, *source)
+
+
+async def read_fork_prefix(store: EventStore, run_id: str, at_seq: int) -> ForkPrefix:
+    """The requests ``run_id`` asked at or before ``at_seq``, by causal path, once verified."""
+    events = await store.read(run_id)
+    await _verify(store, run_id, events, at_seq)
+    paths = _paths(events)
+    return ForkPrefix(
+        {paths[e.id]: e.payload["request"] for e in events if e.type == "lm.requested" and (e.seq or 0) <= at_seq}
+    )
 
 
 async def _verify(store: EventStore, run_id: str, events: list[Event], at_seq: int) -> None:

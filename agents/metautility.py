@@ -12,8 +12,7 @@ from typing import Any
 
 from agents.context import AgentContext
 from agents.identity import seed_from
-from agents.run_view import run_view
-from agents.runinfo import run_info
+from agents.runinfo import RunInfo
 from agents.steps import answer_of, ensure, put_text
 from events import Event
 from events.stop_events import SessionCompleted, SessionRequested, UtilityEvaluated, UtilityRequested
@@ -25,63 +24,70 @@ __all__ = ("SPLITS", "progress_meta")
 SPLITS = ("val", "test")
 
 
+async def _downstream_run(
+    ctx: AgentContext, info: RunInfo, request: Event, improver: str, task_name: str, r: int
+) -> dict[str, Any] | None:
+    """Run ``r`` of ``improver`` on ``task_name`` and both scores of what it returned (0 for a
+    failed run); None while something is pending."""
+    budget = info.config.meta_utility.improver
+    seed_hash, seed_raw = put_text(get_task(task_name).seed_solution)
+    session = await ensure(
+        ctx,
+        request.run_id,
+        SessionRequested(
+            purpose="meta_run",
+            improver=improver,
+            initial_solution=seed_hash,
+            utility_task=task_name,
+            lm_calls=budget.lm_calls,
+            responses_per_call=budget.responses_per_call,
+            utility_calls=budget.utility_calls,
+            timeout_s=float(budget.timeout_s or info.config.session_timeout_s),
+            seed=seed_from(request.id, task_name, r),
+        ),
+        cause=request,
+        key=f"{task_name}/{r}",
+        blobs=[seed_raw],
+    )
+    done = await answer_of(ctx, session)
+    if done is None:
+        return None
+    outcome = done.decode(SessionCompleted)
+    row: dict[str, Any] = {"task": task_name, "run": r, "status": outcome.status}
+    if outcome.solution is None:
+        return {**row, "val": 0.0, "test": 0.0}
+    complete = True
+    for split in SPLITS:
+        ureq = await ensure(
+            ctx,
+            request.run_id,
+            UtilityRequested(task=task_name, split=split, solution=outcome.solution, seed=seed_from(done.id, split)),
+            cause=done,
+            key=split,
+        )
+        ev = await answer_of(ctx, ureq)
+        if ev is None:
+            complete = False
+        else:
+            row[split] = ev.decode(UtilityEvaluated).utility
+    return row if complete else None
+
+
 async def progress_meta(ctx: AgentContext, request: Event) -> None:
-    await run_view(ctx.store, request.run_id).refresh(ctx.store, request.run_id)
-    if await answer_of(ctx, request, {UtilityEvaluated.TYPE}):
+    await ctx.runs.refreshed_view(request.run_id)
+    if await answer_of(ctx, request):
         return
     asked = request.decode(UtilityRequested)
-    info = await run_info(ctx.store, request.run_id)
+    info = await ctx.runs.info(request.run_id)
     mc = info.config.meta_utility
-    budget = mc.improver
-    runs: list[dict[str, Any]] = []
-    complete = True
-    for task_name in mc.tasks:
-        seed_hash, seed_raw = put_text(get_task(task_name).seed_solution)
-        for r in range(mc.runs):
-            session = await ensure(
-                ctx,
-                request.run_id,
-                SessionRequested(
-                    purpose="meta_run",
-                    improver=asked.solution,
-                    initial_solution=seed_hash,
-                    utility_task=task_name,
-                    lm_calls=budget.lm_calls,
-                    responses_per_call=budget.responses_per_call,
-                    utility_calls=budget.utility_calls,
-                    timeout_s=float(budget.timeout_s or info.config.session_timeout_s),
-                    seed=seed_from(request.id, task_name, r),
-                ),
-                cause=request,
-                key=f"{task_name}/{r}",
-                blobs=[seed_raw],
-            )
-            done = await answer_of(ctx, session, {SessionCompleted.TYPE})
-            if done is None:
-                complete = False
-                continue
-            outcome = done.decode(SessionCompleted)
-            row: dict[str, Any] = {"task": task_name, "run": r, "status": outcome.status}
-            if outcome.solution is None:
-                runs.append({**row, "val": 0.0, "test": 0.0})
-                continue
-            for split in SPLITS:
-                ureq = await ensure(
-                    ctx,
-                    request.run_id,
-                    UtilityRequested(
-                        task=task_name, split=split, solution=outcome.solution, seed=seed_from(done.id, split)
-                    ),
-                    cause=done,
-                    key=split,
-                )
-                ev = await answer_of(ctx, ureq, {UtilityEvaluated.TYPE})
-                if ev is None:
-                    complete = False
-                else:
-                    row[split] = ev.decode(UtilityEvaluated).utility
-            runs.append(row)
-    if not complete:
+    # Every run is walked (their requests go out together); the answer waits for all of them.
+    results = [
+        await _downstream_run(ctx, info, request, asked.solution, task_name, r)
+        for task_name in mc.tasks
+        for r in range(mc.runs)
+    ]
+    runs = [row for row in results if row is not None]
+    if len(runs) < len(results):
         return
     val = meta_utility_value([r["val"] for r in runs])
     test = meta_utility_value([r["test"] for r in runs])

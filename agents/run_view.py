@@ -2,35 +2,14 @@
 
 from __future__ import annotations
 
-import weakref
 from collections import defaultdict
 from collections.abc import Collection
-from typing import Any
 
 from events import Event
+from events.routing import WORKFLOW_VIEW
 from store.base import EventStore
 
-__all__ = ("RunView", "run_view")
-
-#: What workflows decide from (sandbox batches and leases are the agents' business, not theirs).
-_VIEW_TYPES = frozenset(
-    {
-        "run.started",
-        "run.finished",
-        "run.failed",
-        "generation.started",
-        "improver.decided",
-        "session.requested",
-        "session.completed",
-        "repair.problem",
-        "repair.program",
-        "lm.requested",
-        "lm.responded",
-        "lm.failed",
-        "utility.requested",
-        "utility.evaluated",
-    }
-)
+__all__ = ("RunView", "ViewGet")
 
 
 class RunView:
@@ -43,6 +22,9 @@ class RunView:
     exact as of the call's start (any later answer triggers another call). Events this process
     appends are indexed at once but never advance ``last_seq``, so nothing committed by others
     is skipped. Blobs are content-addressed, hence cached without invalidation.
+
+    A view belongs to one agent context (``ctx.runs.view(run_id)``, ``agents.runs``) and is
+    a projection of the log only: a new context builds the same view from the log again.
     """
 
     def __init__(self) -> None:
@@ -65,7 +47,7 @@ class RunView:
         return ViewGet(self, store)
 
     async def refresh(self, store: EventStore, run_id: str) -> None:
-        for ev in await store.read(run_id, after=self.last_seq, types=_VIEW_TYPES):
+        for ev in await store.read(run_id, after=self.last_seq, types=WORKFLOW_VIEW):
             self.add(ev)
             self.last_seq = max(self.last_seq, ev.seq or 0)
 
@@ -78,11 +60,3 @@ class ViewGet:
 
     async def get(self, event_id: str) -> Event | None:
         return self.view.by_id.get(event_id) or await self.store.get(event_id)
-
-
-#: Views per live store object (weak: a closed and collected store takes its views with it).
-_VIEWS: weakref.WeakKeyDictionary[Any, dict[str, RunView]] = weakref.WeakKeyDictionary()
-
-
-def run_view(store: EventStore, run_id: str) -> RunView:
-    return _VIEWS.setdefault(store, {}).setdefault(run_id, RunView())

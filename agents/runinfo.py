@@ -1,8 +1,11 @@
-"""A run's fixed facts, read once from its first event."""
+"""A run's fixed facts, read from its first event.
+
+``run_info`` reads them from the store every call; an agent asks its context instead
+(``ctx.runs.info(run_id)``, ``agents.runs``), which reads them once per run.
+"""
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,20 +33,13 @@ class RunInfo:
         return str(self.config.lm.get("model") or OFFLINE_MODEL)
 
 
-#: Per store object (weakly held, so a new store never sees another's entries), per run.
-_CACHE: weakref.WeakKeyDictionary[EventStore, dict[str, RunInfo]] = weakref.WeakKeyDictionary()
-
-
 async def run_info(store: EventStore, run_id: str) -> RunInfo:
-    """The run's first event, decoded once per store; a run's root never changes."""
-    cache = _CACHE.setdefault(store, {})
-    if run_id not in cache:
-        first = await store.read(run_id, limit=1)
-        if not first or first[0].type != RunStarted.TYPE:
-            raise LookupError(f"run {run_id} has no run.started event")
-        root = first[0]
-        started = root.decode(RunStarted)
-        cfg = dict(started.config)
-        options = cfg.pop("options", {})
-        cache[run_id] = RunInfo(root, started.command, started.seed, RunConfig.from_dict(cfg), dict(options))
-    return cache[run_id]
+    """The run's first event, decoded (one store read; nothing is remembered here)."""
+    first = await store.read(run_id, limit=1)
+    if not first or first[0].type != RunStarted.TYPE:
+        raise LookupError(f"run {run_id} has no run.started event")
+    root = first[0]
+    started = root.decode(RunStarted)
+    cfg = dict(started.config)
+    options = cfg.pop("options", {})
+    return RunInfo(root, started.command, started.seed, RunConfig.from_dict(cfg), dict(options))

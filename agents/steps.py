@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from agents.context import AgentContext
-from agents.run_view import run_view
 from events import Event, make_event, sha256_hex
 from events.registry import Payload
+from events.routing import answer_types
 from store import ConflictError
 
 __all__ = ("answer_of", "ensure", "put_text")
@@ -18,13 +18,13 @@ async def ensure(
 ) -> Event:
     """Append the event if it is not there yet; return the stored one.
 
-    The run's view (``agents.run_view``) answers first, so re-walking decisions already recorded
+    The run's view (``ctx.runs``, ``agents.runs``) answers first, so re-walking decisions already recorded
     costs no store round trip. A conflicting stored event means another copy of the decision
     logic decided differently on the same facts, which is a determinism bug: it propagates (the
     run fails loudly).
     """
     ev = make_event(run_id, data, cause=cause, key=key)
-    view = run_view(ctx.store, run_id)
+    view = ctx.runs.view(run_id)
     existing = view.by_id.get(ev.id) or await ctx.store.get(ev.id)
     if existing is not None:
         if not existing.same_content(ev):
@@ -36,9 +36,13 @@ async def ensure(
     return stored
 
 
-async def answer_of(ctx: AgentContext, request: Event, types: set[str]) -> Event | None:
-    """The answer to ``request`` from the run's view, else from the store (then remembered)."""
-    view = run_view(ctx.store, request.run_id)
+async def answer_of(ctx: AgentContext, request: Event, types: Collection[str] | None = None) -> Event | None:
+    """The answer to ``request`` from the run's view, else from the store (then remembered).
+
+    ``types`` defaults to what answers a request of its type (``events.routing``)."""
+    if types is None:
+        types = answer_types(request.type)
+    view = ctx.runs.view(request.run_id)
     known = view.answer(request.id, types)
     if known is not None:
         return known

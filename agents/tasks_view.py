@@ -36,6 +36,8 @@ class HumanEvalCheck:
 
 @functools.cache
 def task_for(name: str) -> Any:
+    """The task of that name. Memoised process-wide, which is safe: a task is a fixed definition
+    (code and seeded instances, the same in every run and store), never run state."""
     if name.startswith(HUMANEVAL_PREFIX):
         return HumanEvalCheck(get_problem(name[len(HUMANEVAL_PREFIX) :]))
     return get_task(name)

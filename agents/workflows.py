@@ -8,6 +8,7 @@ during replay — makes the same decisions and appends nothing twice.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from agents import transfer
@@ -15,10 +16,10 @@ from agents.context import AgentContext
 from agents.identity import seed_from
 from agents.metautility import SPLITS
 from agents.repair import progress_repair
-from agents.run_view import run_view
-from agents.runinfo import RunInfo, run_info
+from agents.runinfo import RunInfo
 from agents.steps import answer_of, ensure, put_text
 from events import Event
+from events.routing import RUN_ENDS
 from events.stop_events import (
     GenerationStarted,
     ImproverDecided,
@@ -63,7 +64,7 @@ async def _scores(
             key=f"{prefix}{split}",
             blobs=blobs or [],
         )
-        ev = await answer_of(ctx, req, {UtilityEvaluated.TYPE})
+        ev = await answer_of(ctx, req)
         if ev is not None:
             out[split] = ev.decode(UtilityEvaluated).utility
     return out if len(out) == len(SPLITS) else None
@@ -101,7 +102,7 @@ async def _session(
         key=key,
         blobs=blobs or [],
     )
-    return req, await answer_of(ctx, req, {SessionCompleted.TYPE})
+    return req, await answer_of(ctx, req)
 
 
 async def _finish(ctx: AgentContext, info: RunInfo, summary: dict[str, Any]) -> None:
@@ -154,118 +155,165 @@ async def progress_improve(ctx: AgentContext, info: RunInfo) -> None:
 # ---- stop self-improve ---------------------------------------------------------------------------
 
 
-async def progress_self_improve(ctx: AgentContext, info: RunInfo) -> None:
-    root = info.root
-    run_id = root.run_id
-    config = info.config
-    improver, raw = _improver_source(info)
+@dataclass
+class _Lineage:
+    """The STOP loop as the walk over the generations finds it: the current improver, its
+    parent and meta-utility, and one summary row per generation so far."""
+
+    improver: str
     parent: str | None = None
-    cause: Event = root
-    current_meta: dict[str, float] | None = None
-    rows: list[dict[str, Any]] = []
-    for g in range(config.generations):
-        gen = await ensure(
-            ctx,
-            run_id,
-            GenerationStarted(generation=g, improver=improver, parent=parent),
-            cause=cause,
-            key=f"gen/{g}",
-            blobs=[raw] if (g == 0 and raw) else [],
+    meta: dict[str, float] | None = None  # the current improver's; known once the seed is scored
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def current_meta(self) -> dict[str, float]:
+        if self.meta is None:
+            raise RuntimeError("self-improve decided a generation before the seed improver was scored")
+        return self.meta
+
+    def seed(self, meta: dict[str, float]) -> None:
+        self.meta = meta
+        self.rows.append(
+            {
+                "generation": 0,
+                "improver": self.improver,
+                "meta_val": meta["val"],
+                "meta_test": meta["test"],
+                "adopted": True,
+                "reason": "seed",
+            }
         )
-        if g == 0:
-            base = await ensure(
-                ctx,
-                run_id,
-                UtilityRequested(task="meta", split="val", solution=improver, seed=seed_from(gen.id, "meta")),
-                cause=gen,
-                key="meta",
-            )
-        _, done = await _session(
-            ctx,
-            info,
-            gen,
-            "generation",
-            purpose="generation",
-            improver=improver,
-            initial=improver,
-            utility_task="meta",
-            utility_calls=config.meta_utility.meta_utility_budget,
-        )
-        if g == 0:
-            base_ev = await answer_of(ctx, base, {UtilityEvaluated.TYPE})
-            if base_ev is None:
-                return
-            base_detail = base_ev.decode(UtilityEvaluated).detail
-            current_meta = {"val": base_detail["val"], "test": base_detail["test"]}
-            rows.append(
-                {
-                    "generation": 0,
-                    "improver": improver,
-                    "meta_val": current_meta["val"],
-                    "meta_test": current_meta["test"],
-                    "adopted": True,
-                    "reason": "seed",
-                }
-            )
-        if done is None:
-            return
-        assert current_meta is not None
-        outcome = done.decode(SessionCompleted)
-        candidate = outcome.solution
-        meta: dict[str, float] | None = None
-        if candidate is None:
-            adopted, reason = (False, f"the improver run ended with {outcome.status}: {outcome.error[:200]}")
-        else:
-            mreq = await ensure(
-                ctx,
-                run_id,
-                UtilityRequested(task="meta", split="val", solution=candidate, seed=seed_from(done.id, "meta")),
-                cause=done,
-                key="meta",
-            )
-            mev = await answer_of(ctx, mreq, {UtilityEvaluated.TYPE})
-            if mev is None:
-                return
-            meta_detail = mev.decode(UtilityEvaluated).detail
-            meta = {"val": meta_detail["val"], "test": meta_detail["test"]}
-            if config.adopt == "better":
-                adopted = meta["val"] > current_meta["val"]
-                reason = "better on val" if adopted else "not better on val than the current improver"
-            else:
-                adopted = meta["val"] > 0
-                reason = "did not fail and scored above 0" if adopted else "scored 0"
-        dec = await ensure(
-            ctx,
-            run_id,
-            ImproverDecided(
-                generation=g,
-                candidate=candidate,
-                parent=improver,
-                adopted=adopted,
-                reason=reason,
-                meta_val=meta["val"] if meta else None,
-                meta_test=meta["test"] if meta else None,
-            ),
-            cause=gen,
-            key="decision",
-        )
+
+    def decided(self, g: int, candidate: str | None, meta: dict[str, float] | None, adopted: bool, reason: str) -> None:
         if adopted and candidate is not None and meta is not None:
-            parent, improver, current_meta = improver, candidate, meta
-        rows.append(
+            self.parent, self.improver, self.meta = self.improver, candidate, meta
+        current = self.current_meta()
+        self.rows.append(
             {
                 "generation": g + 1,
-                "improver": improver,
+                "improver": self.improver,
                 "candidate": candidate,
                 "candidate_meta_val": meta["val"] if meta else None,
                 "candidate_meta_test": meta["test"] if meta else None,
-                "meta_val": current_meta["val"],
-                "meta_test": current_meta["test"],
+                "meta_val": current["val"],
+                "meta_test": current["test"],
                 "adopted": adopted,
                 "reason": reason,
             }
         )
-        cause = dec
-    await _finish(ctx, info, {"generations": rows, "final_improver": improver})
+
+
+async def _ask_meta(ctx: AgentContext, cause: Event, improver: str) -> Event:
+    """The meta-utility request (on val; its answer carries test too) of ``improver``."""
+    return await ensure(
+        ctx,
+        cause.run_id,
+        UtilityRequested(task="meta", split="val", solution=improver, seed=seed_from(cause.id, "meta")),
+        cause=cause,
+        key="meta",
+    )
+
+
+async def _meta_of(ctx: AgentContext, request: Event) -> dict[str, float] | None:
+    """Both meta-utilities of an answered ``_ask_meta`` request; None while it is pending."""
+    answer = await answer_of(ctx, request)
+    if answer is None:
+        return None
+    detail = answer.decode(UtilityEvaluated).detail
+    return {"val": detail["val"], "test": detail["test"]}
+
+
+def _adoption(rule: str, meta: dict[str, float], current: dict[str, float]) -> tuple[bool, str]:
+    """Whether a candidate with meta-utility ``meta`` replaces the current improver, and why."""
+    if rule == "better":
+        adopted = meta["val"] > current["val"]
+        return adopted, "better on val" if adopted else "not better on val than the current improver"
+    adopted = meta["val"] > 0
+    return adopted, "did not fail and scored above 0" if adopted else "scored 0"
+
+
+async def _verdict(
+    ctx: AgentContext, rule: str, lineage: _Lineage, done: Event
+) -> tuple[str | None, dict[str, float] | None, bool, str] | None:
+    """(candidate, its meta-utility, adopted, why) for a generation's finished improver run;
+    None while the candidate's meta-utility is pending."""
+    outcome = done.decode(SessionCompleted)
+    candidate = outcome.solution
+    if candidate is None:
+        return None, None, False, f"the improver run ended with {outcome.status}: {outcome.error[:200]}"
+    meta = await _meta_of(ctx, await _ask_meta(ctx, done, candidate))
+    if meta is None:
+        return None
+    return (candidate, meta, *_adoption(rule, meta, lineage.current_meta()))
+
+
+async def _generation(
+    ctx: AgentContext, info: RunInfo, lineage: _Lineage, g: int, cause: Event, blobs: list[bytes]
+) -> Event | None:
+    """Generation ``g``: the current improver improves itself, the candidate is scored and
+    adopted or not. The ``improver.decided`` event, or None while an answer is pending.
+    ``blobs`` (the seed improver's text, when no file recorded it) go in with the generation."""
+    config = info.config
+    improver = lineage.improver
+    gen = await ensure(
+        ctx,
+        cause.run_id,
+        GenerationStarted(generation=g, improver=improver, parent=lineage.parent),
+        cause=cause,
+        key=f"gen/{g}",
+        blobs=blobs,
+    )
+    seed_request = await _ask_meta(ctx, gen, improver) if g == 0 else None
+    _, done = await _session(
+        ctx,
+        info,
+        gen,
+        "generation",
+        purpose="generation",
+        improver=improver,
+        initial=improver,
+        utility_task="meta",
+        utility_calls=config.meta_utility.meta_utility_budget,
+    )
+    if seed_request is not None:
+        seed_meta = await _meta_of(ctx, seed_request)
+        if seed_meta is None:
+            return None
+        lineage.seed(seed_meta)
+    if done is None:
+        return None
+    verdict = await _verdict(ctx, config.adopt, lineage, done)
+    if verdict is None:
+        return None
+    candidate, meta, adopted, reason = verdict
+    decision = await ensure(
+        ctx,
+        cause.run_id,
+        ImproverDecided(
+            generation=g,
+            candidate=candidate,
+            parent=improver,
+            adopted=adopted,
+            reason=reason,
+            meta_val=meta["val"] if meta else None,
+            meta_test=meta["test"] if meta else None,
+        ),
+        cause=gen,
+        key="decision",
+    )
+    lineage.decided(g, candidate, meta, adopted, reason)
+    return decision
+
+
+async def progress_self_improve(ctx: AgentContext, info: RunInfo) -> None:
+    improver, raw = _improver_source(info)
+    lineage = _Lineage(improver=improver)
+    cause: Event = info.root
+    for g in range(info.config.generations):
+        decision = await _generation(ctx, info, lineage, g, cause, [raw] if (g == 0 and raw) else [])
+        if decision is None:
+            return
+        cause = decision
+    await _finish(ctx, info, {"generations": lineage.rows, "final_improver": lineage.improver})
 
 
 # ---- stop transfer -------------------------------------------------------------------------------
@@ -337,9 +385,9 @@ WORKFLOWS = {
 
 
 async def progress(ctx: AgentContext, run_id: str) -> None:
-    info = await run_info(ctx.store, run_id)
-    await run_view(ctx.store, run_id).refresh(ctx.store, run_id)
-    if await ctx.store.children(info.root.id, {"run.finished", "run.failed"}):
+    info = await ctx.runs.info(run_id)
+    await ctx.runs.refreshed_view(run_id)
+    if await ctx.store.children(info.root.id, RUN_ENDS):
         return
     flow = WORKFLOWS.get(info.command)
     if flow is None:

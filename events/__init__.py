@@ -1,7 +1,16 @@
-"""Immutable, typed, versioned events with deterministic identities and a per-run hash chain."""
+"""Immutable, typed, versioned events with deterministic identities and a per-run hash chain.
+
+Payload types are registered when their module is imported, and importing ``events`` imports
+every module that defines them (below, in a fixed order), so any process that imports
+``events`` knows the same types, whatever else it imported first. A new module of payload
+types must be imported here; ``tests/agents/test_routing.py`` checks that a fresh interpreter
+importing only ``events`` knows every type ``events.catalogue.load_all()`` finds.
+Who reacts to which type is declared in ``events.routing``.
+"""
 
 from events import checkpoint_events as checkpoint_events
 from events import lm_events as lm_events
+from events import routing as routing
 from events import stop_events as stop_events
 from events import types as types
 from events.codec import CanonicalError as CanonicalError
@@ -29,6 +38,7 @@ __all__ = (
     "event_id",
     "make_event",
     "payload",
+    "routing",
     "sha256_hex",
     "types",
     "upcaster",

@@ -105,121 +105,7 @@ class Worker:
     def _watch(
         self, h: dict[str, Any], pid: int, started: float, out_r: int, err_r: int, res_r: int, ans_w: int, session: bool
     ) -> dict[str, Any]:
-        wall_deadline = started + float(h["wall_timeout_s"])
-        call_timeout = h.get("call_timeout_s")
-        call_deadline: float | None = None
-        output_limit = int(h["output_limit_bytes"])
-        capture_limit = int(h["capture_limit_bytes"])
-        result_parser = frames.FrameBuffer(int(h["result_limit_bytes"]) + 4096)
-        pidfd = os.pidfd_open(pid)
-        poller = select.poll()
-        names = {out_r: "stdout", err_r: "stderr", res_r: "result", pidfd: "exit"}
-        if session:
-            names[self.ctl_in] = "host"
-        for fd in names:
-            poller.register(fd, select.POLLIN)
-        open_pipes = {out_r, err_r, res_r}
-        captured = {"stdout": bytearray(), "stderr": bytearray()}
-        truncated = {"stdout": False, "stderr": False}
-        total_output = 0
-        violations: list[str] = []
-        result: dict[str, Any] | None = None
-        results = 0
-        kill_reason: str | None = None
-        detail: str | None = None
-        exited_at: float | None = None
-        try:
-            while True:
-                now = time.monotonic()
-                if exited_at is not None and (not open_pipes or now > exited_at + DRAIN_AFTER_EXIT_S):
-                    break
-                if now >= wall_deadline:
-                    kill_reason = "timeout"
-                    break
-                if call_deadline is not None and now >= call_deadline:
-                    kill_reason = "call_timeout"
-                    break
-                until = wall_deadline if call_deadline is None else min(wall_deadline, call_deadline)
-                if exited_at is not None:
-                    until = min(until, exited_at + DRAIN_AFTER_EXIT_S)
-                for fd, _ in poller.poll(max(1, int((until - now) * 1000) + 1)):
-                    which = names[fd]
-                    if which == "exit":
-                        poller.unregister(fd)
-                        exited_at = time.monotonic()
-                        continue
-                    if which == "host":
-                        self._forward_answer(ans_w)
-                        continue
-                    chunk = os.read(fd, 65536)
-                    if not chunk:
-                        poller.unregister(fd)
-                        open_pipes.discard(fd)
-                        continue
-                    if which == "result":
-                        try:
-                            msgs = result_parser.feed(chunk)
-                        except ValueError as exc:
-                            kill_reason, detail = "invalid_output", f"result channel: {exc}"
-                            break
-                        for raw in msgs:
-                            msg = _parse(raw)
-                            kind = msg.get("t") if msg else None
-                            if kind == "start" and call_deadline is None and call_timeout:
-                                call_deadline = time.monotonic() + float(call_timeout) * 1.1 + CALL_GRACE_S
-                            elif kind == "viol" and len(violations) < 64:
-                                violations.append(str(msg.get("v"))[:200])  # type: ignore[union-attr]  # a frame dict, checked by kind
-                            elif kind == "req":
-                                self._forward_request(msg, session, violations)  # type: ignore[arg-type]  # a frame dict, checked by kind
-                            elif kind == "result":
-                                results += 1
-                                result = msg if result is None else result
-                        continue
-                    total_output += len(chunk)
-                    buf = captured[which]
-                    room = capture_limit - len(buf)
-                    if room > 0:
-                        buf += chunk[:room]
-                    if len(chunk) > max(room, 0):
-                        truncated[which] = True
-                    if total_output > output_limit:
-                        kill_reason = "output_limit"
-                        break
-                else:
-                    continue
-                break
-        finally:
-            os.close(pidfd)
-        # Kill the whole process group (the child called setsid, so its pgid is its pid).
-        for kill in (os.killpg, os.kill):
-            try:
-                kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        _, status, usage = os.wait4(pid, 0)
-        wall = time.monotonic() - started
-        code = os.waitstatus_to_exitcode(status)
-        cpu = usage.ru_utime + usage.ru_stime
-        out: dict[str, Any] = {
-            "op": "done",
-            "id": h["id"],
-            "wall_time_s": wall,
-            "cpu_time_s": cpu,
-            "max_rss_kb": usage.ru_maxrss,
-            "exit_code": code if code >= 0 else None,
-            "signal": signal.Signals(-code).name if code < 0 and -code in signal.valid_signals() else None,
-            "stdout": captured["stdout"].decode("utf-8", "replace"),
-            "stderr": captured["stderr"].decode("utf-8", "replace"),
-            "stdout_truncated": truncated["stdout"],
-            "stderr_truncated": truncated["stderr"],
-            "violations": violations,
-        }
-        if results > 1 and kill_reason is None:
-            # The runtime sends exactly one; a second is a forgery attempt by the program.
-            kill_reason, detail = "invalid_output", "the job sent more than one result"
-            violations.append("result:forged")
-        out.update(_classify(kill_reason, detail, result, code, cpu, float(h["cpu_s"]), h))
-        return out
+        return _JobWatch(self, h, pid, started, (out_r, err_r, res_r, ans_w), session).run()
 
     # --- one batch: one process for many instances of one program ---------------------------
     def run_batch(self, header: dict[str, Any], payload: bytes) -> None:
@@ -326,6 +212,179 @@ class Worker:
             frames.write_json(ans_w, answer)
         except (BrokenPipeError, OSError):
             pass
+
+
+class _JobWatch:
+    """The worker's watch over one job's child until it is over: the wall and call deadlines,
+    captured output against its caps, the result channel, and (in a session) the host's answers
+    passed through. ``run`` kills what is left of the child and returns the ``done`` frame."""
+
+    def __init__(
+        self,
+        worker: Worker,
+        h: dict[str, Any],
+        pid: int,
+        started: float,
+        fds: tuple[int, int, int, int],
+        session: bool,
+    ) -> None:
+        self.worker = worker
+        self.h = h
+        self.pid = pid
+        self.started = started
+        self.out_r, self.err_r, self.res_r, self.ans_w = fds
+        self.session = session
+        self.wall_deadline = started + float(h["wall_timeout_s"])
+        self.call_timeout = h.get("call_timeout_s")
+        self.call_deadline: float | None = None
+        self.output_limit = int(h["output_limit_bytes"])
+        self.capture_limit = int(h["capture_limit_bytes"])
+        self.result_parser = frames.FrameBuffer(int(h["result_limit_bytes"]) + 4096)
+        self.open_pipes = {self.out_r, self.err_r, self.res_r}
+        self.captured = {"stdout": bytearray(), "stderr": bytearray()}
+        self.truncated = {"stdout": False, "stderr": False}
+        self.total_output = 0
+        self.violations: list[str] = []
+        self.result: dict[str, Any] | None = None
+        self.results = 0
+        self.kill_reason: str | None = None
+        self.detail: str | None = None
+        self.exited_at: float | None = None
+
+    def run(self) -> dict[str, Any]:
+        pidfd = os.pidfd_open(self.pid)
+        try:
+            self._loop(pidfd)
+        finally:
+            os.close(pidfd)
+        return self._reap()
+
+    # --- the loop ----------------------------------------------------------------------------
+    def _loop(self, pidfd: int) -> None:
+        poller = select.poll()
+        names = {self.out_r: "stdout", self.err_r: "stderr", self.res_r: "result", pidfd: "exit"}
+        if self.session:
+            names[self.worker.ctl_in] = "host"
+        for fd in names:
+            poller.register(fd, select.POLLIN)
+        while True:
+            now = time.monotonic()
+            if self._over(now):
+                return
+            for fd, _ in poller.poll(self._wait_ms(now)):
+                if not self._on_ready(poller, fd, names[fd]):
+                    return
+
+    def _over(self, now: float) -> bool:
+        """Whether watching ends now: the child exited and its pipes are drained (or the drain
+        time is up), or a deadline passed (``kill_reason`` says which)."""
+        if self.exited_at is not None and (not self.open_pipes or now > self.exited_at + DRAIN_AFTER_EXIT_S):
+            return True
+        if now >= self.wall_deadline:
+            self.kill_reason = "timeout"
+            return True
+        if self.call_deadline is not None and now >= self.call_deadline:
+            self.kill_reason = "call_timeout"
+            return True
+        return False
+
+    def _wait_ms(self, now: float) -> int:
+        """How long to poll: until the nearest deadline (the drain's too, once the child exited)."""
+        until = self.wall_deadline if self.call_deadline is None else min(self.wall_deadline, self.call_deadline)
+        if self.exited_at is not None:
+            until = min(until, self.exited_at + DRAIN_AFTER_EXIT_S)
+        return max(1, int((until - now) * 1000) + 1)
+
+    def _on_ready(self, poller: select.poll, fd: int, which: str) -> bool:
+        """Handle one ready descriptor; False when the child must be stopped now."""
+        if which == "exit":
+            poller.unregister(fd)
+            self.exited_at = time.monotonic()
+            return True
+        if which == "host":
+            self.worker._forward_answer(self.ans_w)
+            return True
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            poller.unregister(fd)
+            self.open_pipes.discard(fd)
+            return True
+        if which == "result":
+            return self._on_result_chunk(chunk)
+        return self._on_output(which, chunk)
+
+    # --- what the child sends ----------------------------------------------------------------
+    def _on_result_chunk(self, chunk: bytes) -> bool:
+        try:
+            msgs = self.result_parser.feed(chunk)
+        except ValueError as exc:
+            self.kill_reason, self.detail = "invalid_output", f"result channel: {exc}"
+            return False
+        for raw in msgs:
+            msg = _parse(raw)
+            if msg is not None:
+                self._on_message(msg)
+        return True
+
+    def _on_message(self, msg: dict[str, Any]) -> None:
+        kind = msg.get("t")
+        if kind == "start" and self.call_deadline is None and self.call_timeout:
+            self.call_deadline = time.monotonic() + float(self.call_timeout) * 1.1 + CALL_GRACE_S
+        elif kind == "viol" and len(self.violations) < 64:
+            self.violations.append(str(msg.get("v"))[:200])
+        elif kind == "req":
+            self.worker._forward_request(msg, self.session, self.violations)
+        elif kind == "result":
+            self.results += 1
+            self.result = msg if self.result is None else self.result
+
+    def _on_output(self, which: str, chunk: bytes) -> bool:
+        """Capture stdout/stderr up to the capture cap; False once the output cap is broken."""
+        self.total_output += len(chunk)
+        buf = self.captured[which]
+        room = self.capture_limit - len(buf)
+        if room > 0:
+            buf += chunk[:room]
+        if len(chunk) > max(room, 0):
+            self.truncated[which] = True
+        if self.total_output > self.output_limit:
+            self.kill_reason = "output_limit"
+            return False
+        return True
+
+    # --- the end -----------------------------------------------------------------------------
+    def _reap(self) -> dict[str, Any]:
+        """Kill the whole process group (the child called setsid, so its pgid is its pid), wait
+        for it, and build the ``done`` frame."""
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(self.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        _, status, usage = os.wait4(self.pid, 0)
+        wall = time.monotonic() - self.started
+        code = os.waitstatus_to_exitcode(status)
+        cpu = usage.ru_utime + usage.ru_stime
+        out: dict[str, Any] = {
+            "op": "done",
+            "id": self.h["id"],
+            "wall_time_s": wall,
+            "cpu_time_s": cpu,
+            "max_rss_kb": usage.ru_maxrss,
+            "exit_code": code if code >= 0 else None,
+            "signal": signal.Signals(-code).name if code < 0 and -code in signal.valid_signals() else None,
+            "stdout": self.captured["stdout"].decode("utf-8", "replace"),
+            "stderr": self.captured["stderr"].decode("utf-8", "replace"),
+            "stdout_truncated": self.truncated["stdout"],
+            "stderr_truncated": self.truncated["stderr"],
+            "violations": self.violations,
+        }
+        if self.results > 1 and self.kill_reason is None:
+            # The runtime sends exactly one; a second is a forgery attempt by the program.
+            self.kill_reason, self.detail = "invalid_output", "the job sent more than one result"
+            self.violations.append("result:forged")
+        out.update(_classify(self.kill_reason, self.detail, self.result, code, cpu, float(self.h["cpu_s"]), self.h))
+        return out
 
 
 def _parse(raw: bytes) -> dict[str, Any] | None:
