@@ -11,6 +11,8 @@ import pytest
 from golden_log import load, rows
 
 from events.catalogue import load_all
+from events.model import verify_chain
+from events.registry import current_version
 from replay.audit import audit_run
 from replay.replayer import replay_run
 from store import SqliteStore
@@ -27,6 +29,14 @@ async def test_golden_log_loads_with_its_hashes_and_decodes(tmp_path: Path) -> N
         for ev in stored:
             typed = ev.data  # upcast to the current version, or a ValueError naming the gap
             assert type(typed).TYPE == ev.type
+        # The store upcasts on read: an event stored at an older version reads as the newest.
+        read = await store.read(stored[0].run_id)
+        older = [(e, r) for e, r in zip(read, recorded, strict=True) if r["version"] < current_version(e.type)]
+        assert older, "the golden log must hold an event of an older version"
+        for ev, row in older:
+            assert ev.version == current_version(ev.type) and ev.body()["version"] == row["version"]
+            assert ev.body()["payload"] == row["payload"] and ev.payload != row["payload"]
+        assert verify_chain(read).ok
 
 
 @pytest.mark.anyio
