@@ -14,7 +14,15 @@ from agents.fork import ForkPrefix, fork_prefix
 from agents.identity import causal_path, lm_namespace, seed_from
 from agents.runinfo import RunInfo, run_info
 from events import Event, content_key, make_event, sha256_hex
-from events.stop_events import BudgetExceeded, LMRequested, UtilityRequested
+from events.stop_events import (
+    BudgetExceeded,
+    LMFailed,
+    LMRequested,
+    LMResponded,
+    SessionRequested,
+    UtilityEvaluated,
+    UtilityRequested,
+)
 from lm import LMRequest, cache_key
 from sandbox import BridgeError, Job, LanguageModelProxy, UtilityProxy
 from tasks import get_task
@@ -23,7 +31,7 @@ from tasks.meta import MetaTask
 __all__ = ("SessionBridge", "utility_description")
 
 _LM_KINDS = ("lm.prompt", "lm.batch_prompt")
-_ANSWERS = {"lm.responded", "lm.failed"}
+_ANSWERS = {LMResponded.TYPE, LMFailed.TYPE}
 
 
 def utility_description(task: str, info: RunInfo) -> str:
@@ -56,7 +64,7 @@ class SessionBridge:
         self.work = work
         self.info = info
         self.namespace = namespace
-        self.p = work.payload
+        self.p = work.decode(SessionRequested)
         self.lm_calls = 0
         self.utility_calls = 0
         self._request_counts: Counter[str] = Counter()
@@ -81,7 +89,7 @@ class SessionBridge:
         """In a fork, a request the source asked before the cut keeps the source's model."""
         if self._fork is None:
             return req
-        recorded = self._fork.recorded_request("/".join([*self._session_path, f"lm.requested:{key}"]))
+        recorded = self._fork.recorded_request("/".join([*self._session_path, f"{LMRequested.TYPE}:{key}"]))
         if recorded is None or recorded.get("model") == req.model:
             return req
         alt = LMRequest.from_canonical({**req.canonical(), "model": recorded["model"]})
@@ -94,11 +102,11 @@ class SessionBridge:
             function="improve_algorithm",
             args=(
                 initial_solution,
-                UtilityProxy(description=utility_description(p["utility_task"], self.info), budget=p["utility_calls"]),
-                LanguageModelProxy(budget=p["lm_calls"], max_responses_per_call=p["responses_per_call"]),
+                UtilityProxy(description=utility_description(p.utility_task, self.info), budget=p.utility_calls),
+                LanguageModelProxy(budget=p.lm_calls, max_responses_per_call=p.responses_per_call),
             ),
-            wall_timeout_s=float(p["timeout_s"]),
-            seed=int(p["seed"]),
+            wall_timeout_s=float(p.timeout_s),
+            seed=p.seed,
         )
 
     async def on_request(self, kind: str, body: dict[str, Any], occurrence: int) -> Any:
@@ -120,7 +128,7 @@ class SessionBridge:
         return BridgeError(f"Error: You have exceeded your call budget: {detail}")
 
     async def _utility(self, body: dict[str, Any], key: str) -> float:
-        limit = int(self.p["utility_calls"])
+        limit = self.p.utility_calls
         if self.utility_calls >= limit:
             raise await self._refuse(
                 key,
@@ -141,7 +149,7 @@ class SessionBridge:
         req = make_event(
             self.work.run_id,
             UtilityRequested(
-                task=self.p["utility_task"],
+                task=self.p.utility_task,
                 split=self.info.config.meta_utility.selection_split,
                 solution=sha256_hex(raw),
                 seed=seed_from(self.work.id, key),
@@ -150,12 +158,12 @@ class SessionBridge:
             key=key,
         )
         await self.ctx.store.append([req], blobs=[raw])
-        answer = await self.waiter.wait(req.id, {"utility.evaluated"})
-        return float(answer.payload["utility"])
+        answer = await self.waiter.wait(req.id, {UtilityEvaluated.TYPE})
+        return answer.decode(UtilityEvaluated).utility
 
     async def _lm(self, kind: str, body: dict[str, Any], key: str) -> list[str]:
-        limit = int(self.p["lm_calls"])
-        per_call = int(self.p["responses_per_call"])
+        limit = self.p.lm_calls
+        per_call = self.p.responses_per_call
         if self.lm_calls >= limit:
             raise await self._refuse(
                 key,
@@ -215,9 +223,10 @@ class SessionBridge:
         out: list[str] = [""] * len(messages)
         for ev, positions in requests:
             answer = await self.waiter.wait(ev.id, _ANSWERS)
-            if answer.type == "lm.failed":
-                raise BridgeError(f"language model call failed: {answer.payload['error']}")
-            texts = [(await self.ctx.store.get_blob(c["text"])).decode("utf-8") for c in answer.payload["completions"]]
+            if answer.is_a(LMFailed):
+                raise BridgeError(f"language model call failed: {answer.decode(LMFailed).error}")
+            completions = answer.decode(LMResponded).completions
+            texts = [(await self.ctx.store.get_blob(c["text"])).decode("utf-8") for c in completions]
             for pos, text in zip(positions, texts, strict=True):
                 out[pos] = text
         return out

@@ -94,6 +94,16 @@ class Event:
         assert isinstance(data, cls)
         return data
 
+    def try_decode(self, cls: builtins.type[P]) -> P | None:
+        """``decode(cls)``, or None when this event is of another type or its payload does not
+        decode (inspection reads damaged logs too: the audit names the damage)."""
+        if self.type != cls.TYPE:
+            return None
+        try:
+            return self.decode(cls)
+        except (TypeError, ValueError, KeyError):
+            return None
+
     def is_a(self, cls: builtins.type[Payload]) -> bool:
         """Whether this event is of ``cls``'s type (``ev.is_a(UtilityEvaluated)``)."""
         return self.type == cls.TYPE
@@ -149,8 +159,9 @@ class Event:
     def upcast(self) -> Event:
         """This event at the newest version of its type, its stored form kept in ``stored_as``.
 
-        Itself when already current, of an unknown type, or without an upcaster path (or of a
-        newer version than this code knows): then ``data`` names the problem when read."""
+        Itself when already current, of an unknown type, without an upcaster path (or of a
+        newer version than this code knows), or of a shape its upcaster cannot read (a damaged
+        log must stay readable for the audit): then ``data`` names the problem when read."""
         try:
             target = current_version(self.type)
         except UnknownEventType:
@@ -159,7 +170,7 @@ class Event:
             return self
         try:
             version, payload = upcast(self.type, self.version, self.payload)
-        except ValueError:
+        except (ValueError, KeyError, TypeError, AttributeError):
             return self
         out = object.__new__(Event)
         out.__dict__.update(
