@@ -162,6 +162,8 @@ class SessionBridge:
         return answer.decode(UtilityEvaluated).utility
 
     async def _lm(self, kind: str, body: dict[str, Any], key: str) -> list[str]:
+        """One ``language_model`` call: budgets checked, one ``lm.requested`` per distinct
+        message (identical ones share a request with ``n``), the answers in input order."""
         limit = self.p.lm_calls
         per_call = self.p.responses_per_call
         if self.lm_calls >= limit:
@@ -172,13 +174,7 @@ class SessionBridge:
                 limit,
                 f"language_model.budget is {limit} calls, all used",
             )
-        expertise = str(body.get("expertise", ""))
-        temperature = float(body.get("temperature", 0.7))
-        if kind == "lm.prompt":
-            n = int(body.get("n_responses", 1))
-            messages = [str(body.get("message", ""))] * max(n, 0)
-        else:
-            messages = [str(m) for m in body.get("messages", [])]
+        messages = _messages(kind, body)
         if not messages:
             return []
         if len(messages) > per_call:
@@ -190,43 +186,63 @@ class SessionBridge:
                 f"{len(messages)} responses asked in one call; language_model.max_responses_per_call is {per_call}",
             )
         self.lm_calls += 1
-        requests: list[tuple[Event, list[int]]] = []
-        for gi, (message, count, positions) in enumerate(_groups(messages)):
-            req = LMRequest(
-                model=self.info.model,
-                messages=({"role": "system", "content": expertise}, {"role": "user", "content": message}),
-                temperature=temperature,
-                max_tokens=self.info.config.max_tokens,
-                n=count,
-                # The sampling seed derives from the causal position, so different sessions
-                # asking the same prompt get different samples, reproducibly (offline too).
-                seed=seed_from(self.namespace),
-            )
-            req = self._model_for(f"{key}/{gi}", req)
-            digest = req.request_hash()
-            ordinal = self._request_counts[digest]
-            self._request_counts[digest] += 1
-            ev = make_event(
-                self.work.run_id,
-                LMRequested(
-                    request=req.canonical(),
-                    namespace=self.namespace,
-                    ordinal=ordinal,
-                    cache_key=cache_key(req, ordinal, self.namespace),
-                    purpose=kind,
-                ),
-                cause=self.work,
-                key=f"{key}/{gi}",
-            )
-            requests.append((ev, positions))
+        expertise = str(body.get("expertise", ""))
+        temperature = float(body.get("temperature", 0.7))
+        requests = [
+            (self._lm_request(kind, f"{key}/{gi}", expertise, message, temperature, count), positions)
+            for gi, (message, count, positions) in enumerate(_groups(messages))
+        ]
         await self.ctx.store.append([ev for ev, _ in requests])
         out: list[str] = [""] * len(messages)
         for ev, positions in requests:
-            answer = await self.waiter.wait(ev.id, _ANSWERS)
-            if answer.is_a(LMFailed):
-                raise BridgeError(f"language model call failed: {answer.decode(LMFailed).error}")
-            completions = answer.decode(LMResponded).completions
-            texts = [(await self.ctx.store.get_blob(c["text"])).decode("utf-8") for c in completions]
+            texts = await self._answer_texts(ev)
             for pos, text in zip(positions, texts, strict=True):
                 out[pos] = text
         return out
+
+    def _lm_request(self, kind: str, key: str, expertise: str, message: str, temperature: float, n: int) -> Event:
+        """The ``lm.requested`` for ``n`` samples of one message (its ordinal among identical
+        requests of this session fixes which recorded samples it gets)."""
+        req = LMRequest(
+            model=self.info.model,
+            messages=({"role": "system", "content": expertise}, {"role": "user", "content": message}),
+            temperature=temperature,
+            max_tokens=self.info.config.max_tokens,
+            n=n,
+            # The sampling seed derives from the causal position, so different sessions
+            # asking the same prompt get different samples, reproducibly (offline too).
+            seed=seed_from(self.namespace),
+        )
+        req = self._model_for(key, req)
+        digest = req.request_hash()
+        ordinal = self._request_counts[digest]
+        self._request_counts[digest] += 1
+        return make_event(
+            self.work.run_id,
+            LMRequested(
+                request=req.canonical(),
+                namespace=self.namespace,
+                ordinal=ordinal,
+                cache_key=cache_key(req, ordinal, self.namespace),
+                purpose=kind,
+            ),
+            cause=self.work,
+            key=key,
+        )
+
+    async def _answer_texts(self, request: Event) -> list[str]:
+        """Wait for the answer to ``request``: its completion texts, or the failure as an error."""
+        answer = await self.waiter.wait(request.id, _ANSWERS)
+        if answer.is_a(LMFailed):
+            raise BridgeError(f"language model call failed: {answer.decode(LMFailed).error}")
+        completions = answer.decode(LMResponded).completions
+        return [(await self.ctx.store.get_blob(c["text"])).decode("utf-8") for c in completions]
+
+
+def _messages(kind: str, body: dict[str, Any]) -> list[str]:
+    """The user messages of an ``lm.prompt`` (one message, ``n_responses`` times) or an
+    ``lm.batch_prompt`` (a list)."""
+    if kind == "lm.prompt":
+        n = int(body.get("n_responses", 1))
+        return [str(body.get("message", ""))] * max(n, 0)
+    return [str(m) for m in body.get("messages", [])]

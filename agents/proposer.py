@@ -35,6 +35,7 @@ from events.types import RunFailed
 from lm import (
     CacheMiss,
     CacheMode,
+    LMAnswer,
     LMBackend,
     LMError,
     LMFatalError,
@@ -222,18 +223,7 @@ async def _answer(
         except CacheMiss:
             raise  # replay found a request the recording never made: a divergence, not a failure
         except LMFatalError as e:
-            if ledger is not None:
-                ledger.settle(work.id, req.model, 0, 0)
-                ledger.fatal = str(e)
-            await _fail(ctx, work, LMFailed(error=str(e)[:2000], kind=e.kind, status=e.status, fatal=True))
-            log.error("lm.failed", run_id=work.run_id, kind=e.kind, status=e.status, error=str(e)[:500])
-            failed = make_event(
-                work.run_id,
-                RunFailed(error=f"the language model is unusable: {e}"[:2000], detail=f"lm.failed {e.kind}"),
-                cause=await _root(ctx, work.run_id),
-                key="failed",
-            )
-            await append_once(ctx.store, [failed])
+            await _fail_fatal(ctx, work, req, ledger, e)
             return True
         except LMError as e:
             if ledger is not None:
@@ -244,6 +234,33 @@ async def _answer(
             await _fail(ctx, work, LMFailed(error=str(e)[:2000], kind=kind, status=status))
             return True
     crash_point("proposer.before_announce")
+    done, texts = _responded(work, answer)
+    await append_once(ctx.store, [done], blobs=texts, cache=[answer.cache_entry()])
+    if ledger is not None and answer.source != "cache":
+        ledger.settle(work.id, req.model, answer.prompt_tokens, answer.completion_tokens)
+    return True
+
+
+async def _fail_fatal(
+    ctx: AgentContext, work: Event, req: LMRequest, ledger: SpendLedger | None, e: LMFatalError
+) -> None:
+    """A fatal refusal: this request fails, and so does the run (nothing more is asked)."""
+    if ledger is not None:
+        ledger.settle(work.id, req.model, 0, 0)
+        ledger.fatal = str(e)
+    await _fail(ctx, work, LMFailed(error=str(e)[:2000], kind=e.kind, status=e.status, fatal=True))
+    log.error("lm.failed", run_id=work.run_id, kind=e.kind, status=e.status, error=str(e)[:500])
+    failed = make_event(
+        work.run_id,
+        RunFailed(error=f"the language model is unusable: {e}"[:2000], detail=f"lm.failed {e.kind}"),
+        cause=await _root(ctx, work.run_id),
+        key="failed",
+    )
+    await append_once(ctx.store, [failed])
+
+
+def _responded(work: Event, answer: LMAnswer) -> tuple[Event, list[bytes]]:
+    """The ``lm.responded`` for an answer, and its completion texts (the blobs it names)."""
     texts = [c.text.encode("utf-8") for c in answer.completions]
     completions = [
         {
@@ -266,10 +283,7 @@ async def _answer(
         cause=work,
         key="answer",
     )
-    await append_once(ctx.store, [done], blobs=texts, cache=[answer.cache_entry()])
-    if ledger is not None and answer.source != "cache":
-        ledger.settle(work.id, req.model, answer.prompt_tokens, answer.completion_tokens)
-    return True
+    return done, texts
 
 
 async def run_proposer(

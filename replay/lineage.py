@@ -422,67 +422,75 @@ class _Builder:
 
     # ---- stop improve ------------------------------------------------------------------------
     def improve(self) -> None:
-        tree, root = self.tree, self.root
-        before = tree.child(root, UtilityRequested.TYPE, "before/val")
-        scored_before = before.try_decode(UtilityRequested) if before is not None else None
-        seed_id: str | None = None
-        seed_prog: str | None = None
-        if before is not None and scored_before is not None:
-            seed_prog = scored_before.solution
-            v, _ = self.meta_of(before)
-            t, _ = self.meta_of(tree.child(root, UtilityRequested.TYPE, "before/test"))
-            seed_id = self.add(
-                LineageNode(
-                    id=before.id,
-                    kind="solution",
-                    program=seed_prog,
-                    parent=None,
-                    task=scored_before.task,
-                    status="seed",
-                    val=v,
-                    test=t,
-                    label="seed solution",
-                )
-            ).id
-        for session in tree.children(root, SessionRequested.TYPE):
+        """The seed solution, what each improver session tried, and what it returned."""
+        seed_id, seed_prog = self._seed_solution()
+        for session in self.tree.children(self.root, SessionRequested.TYPE):
             asked = session.try_decode(SessionRequested)
             if asked is None:
                 continue
-            done = tree.child(session, SessionCompleted.TYPE, "result")
+            done = self.tree.child(session, SessionCompleted.TYPE, "result")
             ended = done.try_decode(SessionCompleted) if done is not None else None
             result = ended.solution if ended is not None else None
             seed_prog = seed_prog or asked.initial_solution
             self._tried_solutions(session, seed_id, seed_prog, result)
-            if done is not None and result is not None:
-                v, _ = self.meta_of(tree.child(done, UtilityRequested.TYPE, "after/val"))
-                t, _ = self.meta_of(tree.child(done, UtilityRequested.TYPE, "after/test"))
-                node = self.add(
-                    LineageNode(
-                        id=done.id,
-                        kind="solution",
-                        program=result,
-                        parent=seed_id,
-                        base=seed_prog,
-                        task=asked.utility_task,
-                        status="returned",
-                        val=v,
-                        test=t,
-                        label="improved solution",
-                    )
-                )
+            if done is not None:
+                node = self._session_result(done, result, asked.utility_task, seed_id, seed_prog)
                 self.owner[session.id] = node.id
-            elif done is not None:
-                # Nothing was returned: "after" is 0, whatever the improver tried on the way.
-                node = self.failed_session(
-                    done,
-                    seed_id,
-                    seed_prog,
-                    task=asked.utility_task,
-                    val=0.0,
-                    test=0.0,
-                    label="improver session failed: nothing returned",
-                )
-                self.owner[session.id] = node.id
+
+    def _seed_solution(self) -> tuple[str | None, str | None]:
+        """(node id, program) of the solution the improvement starts from (its "before")."""
+        before = self.tree.child(self.root, UtilityRequested.TYPE, "before/val")
+        scored = before.try_decode(UtilityRequested) if before is not None else None
+        if before is None or scored is None:
+            return None, None
+        v, _ = self.meta_of(before)
+        t, _ = self.meta_of(self.tree.child(self.root, UtilityRequested.TYPE, "before/test"))
+        node = self.add(
+            LineageNode(
+                id=before.id,
+                kind="solution",
+                program=scored.solution,
+                parent=None,
+                task=scored.task,
+                status="seed",
+                val=v,
+                test=t,
+                label="seed solution",
+            )
+        )
+        return node.id, scored.solution
+
+    def _session_result(
+        self, done: Event, result: str | None, task: str, seed_id: str | None, seed_prog: str | None
+    ) -> LineageNode:
+        """The solution an improver session returned (its "after"), or why it returned none."""
+        if result is None:
+            # Nothing was returned: "after" is 0, whatever the improver tried on the way.
+            return self.failed_session(
+                done,
+                seed_id,
+                seed_prog,
+                task=task,
+                val=0.0,
+                test=0.0,
+                label="improver session failed: nothing returned",
+            )
+        v, _ = self.meta_of(self.tree.child(done, UtilityRequested.TYPE, "after/val"))
+        t, _ = self.meta_of(self.tree.child(done, UtilityRequested.TYPE, "after/test"))
+        return self.add(
+            LineageNode(
+                id=done.id,
+                kind="solution",
+                program=result,
+                parent=seed_id,
+                base=seed_prog,
+                task=task,
+                status="returned",
+                val=v,
+                test=t,
+                label="improved solution",
+            )
+        )
 
     def _tried_solutions(self, session: Event, seed_id: str | None, seed_prog: str | None, result: str | None) -> None:
         """Solutions the improver scored on its way but did not return."""
