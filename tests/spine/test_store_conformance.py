@@ -251,6 +251,15 @@ async def test_old_versions_are_stored_as_written_and_read_upcast(make_store: St
         assert read is not None and read.version == 2 and read.hash == got.hash
     assert verify_chain(await s.read("r")).ok
     assert await s.append([old]) == [got]  # idempotent: the stored v1 is the same content
+    assert await s.append([got]) == [got]  # the read (upcast) event is the same content too
+    (tmp_path / "other").mkdir()
+    other = await make_store(tmp_path / "other")
+    root_read = await s.get(root.id)
+    assert root_read is not None
+    copied = await other.append([root_read, got])  # appended as read: written in its stored form
+    assert [e.hash for e in copied] == [root_read.hash, got.hash] and copied[1].version == 2
+    assert verify_chain(await other.read("r")).ok
+    await other.aclose()
     await s.aclose()
 
 
