@@ -65,7 +65,9 @@ class Event:
     ``version`` and ``payload`` are what consumers read: a store hands out every event upcast
     to the newest version of its type (``upcast_on_read``). What was stored stays in
     ``stored_as`` (None when the two are the same): identity, the hash chain, conflicts and
-    copies all use the stored form (``body``), so reading never rewrites history."""
+    copies all use the stored form (``body``), so reading never rewrites history. ``stored_as``
+    is no ``__init__`` argument: only a read sets it, so ``Event(...)`` and
+    ``dataclasses.replace`` give an event exactly as written."""
 
     id: str
     run_id: str
@@ -77,7 +79,7 @@ class Event:
     seq: int | None = None
     prev_hash: str | None = None
     hash: str | None = None
-    stored_as: StoredForm | None = field(default=None, compare=False, repr=False)
+    stored_as: StoredForm | None = field(default=None, init=False, compare=False, repr=False)
 
     @cached_property
     def data(self) -> Payload:
