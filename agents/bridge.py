@@ -14,7 +14,15 @@ from agents.fork import ForkPrefix, fork_prefix
 from agents.identity import causal_path, lm_namespace, seed_from
 from agents.runinfo import RunInfo, run_info
 from events import Event, content_key, make_event, sha256_hex
-from events.stop_events import BudgetExceeded, LMRequested, UtilityRequested
+from events.stop_events import (
+    BudgetExceeded,
+    LMFailed,
+    LMRequested,
+    LMResponded,
+    SessionRequested,
+    UtilityEvaluated,
+    UtilityRequested,
+)
 from lm import LMRequest, cache_key
 from sandbox import BridgeError, Job, LanguageModelProxy, UtilityProxy
 from tasks import get_task
@@ -23,7 +31,7 @@ from tasks.meta import MetaTask
 __all__ = ("SessionBridge", "utility_description", "utility_text")
 
 _LM_KINDS = ("lm.prompt", "lm.batch_prompt")
-_ANSWERS = {"lm.responded", "lm.failed"}
+_ANSWERS = {LMResponded.TYPE, LMFailed.TYPE}
 
 
 def utility_description(task: str, info: RunInfo) -> str:
@@ -63,7 +71,7 @@ class SessionBridge:
         self.work = work
         self.info = info
         self.namespace = namespace
-        self.p = work.payload
+        self.p = work.decode(SessionRequested)
         self.lm_calls = 0
         self.utility_calls = 0
         self._request_counts: Counter[str] = Counter()
@@ -88,7 +96,7 @@ class SessionBridge:
         """In a fork, a request the source asked before the cut keeps the source's model."""
         if self._fork is None:
             return req
-        recorded = self._fork.recorded_request("/".join([*self._session_path, f"lm.requested:{key}"]))
+        recorded = self._fork.recorded_request("/".join([*self._session_path, f"{LMRequested.TYPE}:{key}"]))
         if recorded is None or recorded.get("model") == req.model:
             return req
         alt = LMRequest.from_canonical({**req.canonical(), "model": recorded["model"]})
@@ -102,14 +110,14 @@ class SessionBridge:
             args=(
                 initial_solution,
                 UtilityProxy(
-                    description=utility_description(p["utility_task"], self.info),
-                    budget=p["utility_calls"],
-                    text=utility_text(p["utility_task"], self.info),
+                    description=utility_description(p.utility_task, self.info),
+                    budget=p.utility_calls,
+                    text=utility_text(p.utility_task, self.info),
                 ),
-                LanguageModelProxy(budget=p["lm_calls"], max_responses_per_call=p["responses_per_call"]),
+                LanguageModelProxy(budget=p.lm_calls, max_responses_per_call=p.responses_per_call),
             ),
-            wall_timeout_s=float(p["timeout_s"]),
-            seed=int(p["seed"]),
+            wall_timeout_s=float(p.timeout_s),
+            seed=p.seed,
         )
 
     async def on_request(self, kind: str, body: dict[str, Any], occurrence: int) -> Any:
@@ -131,7 +139,7 @@ class SessionBridge:
         return BridgeError(f"Error: You have exceeded your call budget: {detail}")
 
     async def _utility(self, body: dict[str, Any], key: str) -> float:
-        limit = int(self.p["utility_calls"])
+        limit = self.p.utility_calls
         if self.utility_calls >= limit:
             raise await self._refuse(
                 key,
@@ -152,7 +160,7 @@ class SessionBridge:
         req = make_event(
             self.work.run_id,
             UtilityRequested(
-                task=self.p["utility_task"],
+                task=self.p.utility_task,
                 split=self.info.config.meta_utility.selection_split,
                 solution=sha256_hex(raw),
                 seed=seed_from(self.work.id, key),
@@ -161,12 +169,14 @@ class SessionBridge:
             key=key,
         )
         await self.ctx.store.append([req], blobs=[raw])
-        answer = await self.waiter.wait(req.id, {"utility.evaluated"})
-        return float(answer.payload["utility"])
+        answer = await self.waiter.wait(req.id, {UtilityEvaluated.TYPE})
+        return answer.decode(UtilityEvaluated).utility
 
     async def _lm(self, kind: str, body: dict[str, Any], key: str) -> list[str]:
-        limit = int(self.p["lm_calls"])
-        per_call = int(self.p["responses_per_call"])
+        """One ``language_model`` call: budgets checked, one ``lm.requested`` per distinct
+        message (identical ones share a request with ``n``), the answers in input order."""
+        limit = self.p.lm_calls
+        per_call = self.p.responses_per_call
         if self.lm_calls >= limit:
             raise await self._refuse(
                 key,
@@ -175,13 +185,7 @@ class SessionBridge:
                 limit,
                 f"language_model.budget is {limit} calls, all used",
             )
-        expertise = str(body.get("expertise", ""))
-        temperature = float(body.get("temperature", 0.7))
-        if kind == "lm.prompt":
-            n = int(body.get("n_responses", 1))
-            messages = [str(body.get("message", ""))] * max(n, 0)
-        else:
-            messages = [str(m) for m in body.get("messages", [])]
+        messages = _messages(kind, body)
         if not messages:
             return []
         if len(messages) > per_call:
@@ -193,42 +197,63 @@ class SessionBridge:
                 f"{len(messages)} responses asked in one call; language_model.max_responses_per_call is {per_call}",
             )
         self.lm_calls += 1
-        requests: list[tuple[Event, list[int]]] = []
-        for gi, (message, count, positions) in enumerate(_groups(messages)):
-            req = LMRequest(
-                model=self.info.model,
-                messages=({"role": "system", "content": expertise}, {"role": "user", "content": message}),
-                temperature=temperature,
-                max_tokens=self.info.config.max_tokens,
-                n=count,
-                # The sampling seed derives from the causal position, so different sessions
-                # asking the same prompt get different samples, reproducibly (offline too).
-                seed=seed_from(self.namespace),
-            )
-            req = self._model_for(f"{key}/{gi}", req)
-            digest = req.request_hash()
-            ordinal = self._request_counts[digest]
-            self._request_counts[digest] += 1
-            ev = make_event(
-                self.work.run_id,
-                LMRequested(
-                    request=req.canonical(),
-                    namespace=self.namespace,
-                    ordinal=ordinal,
-                    cache_key=cache_key(req, ordinal, self.namespace),
-                    purpose=kind,
-                ),
-                cause=self.work,
-                key=f"{key}/{gi}",
-            )
-            requests.append((ev, positions))
+        expertise = str(body.get("expertise", ""))
+        temperature = float(body.get("temperature", 0.7))
+        requests = [
+            (self._lm_request(kind, f"{key}/{gi}", expertise, message, temperature, count), positions)
+            for gi, (message, count, positions) in enumerate(_groups(messages))
+        ]
         await self.ctx.store.append([ev for ev, _ in requests])
         out: list[str] = [""] * len(messages)
         for ev, positions in requests:
-            answer = await self.waiter.wait(ev.id, _ANSWERS)
-            if answer.type == "lm.failed":
-                raise BridgeError(f"language model call failed: {answer.payload['error']}")
-            texts = [(await self.ctx.store.get_blob(c["text"])).decode("utf-8") for c in answer.payload["completions"]]
+            texts = await self._answer_texts(ev)
             for pos, text in zip(positions, texts, strict=True):
                 out[pos] = text
         return out
+
+    def _lm_request(self, kind: str, key: str, expertise: str, message: str, temperature: float, n: int) -> Event:
+        """The ``lm.requested`` for ``n`` samples of one message (its ordinal among identical
+        requests of this session fixes which recorded samples it gets)."""
+        req = LMRequest(
+            model=self.info.model,
+            messages=({"role": "system", "content": expertise}, {"role": "user", "content": message}),
+            temperature=temperature,
+            max_tokens=self.info.config.max_tokens,
+            n=n,
+            # The sampling seed derives from the causal position, so different sessions
+            # asking the same prompt get different samples, reproducibly (offline too).
+            seed=seed_from(self.namespace),
+        )
+        req = self._model_for(key, req)
+        digest = req.request_hash()
+        ordinal = self._request_counts[digest]
+        self._request_counts[digest] += 1
+        return make_event(
+            self.work.run_id,
+            LMRequested(
+                request=req.canonical(),
+                namespace=self.namespace,
+                ordinal=ordinal,
+                cache_key=cache_key(req, ordinal, self.namespace),
+                purpose=kind,
+            ),
+            cause=self.work,
+            key=key,
+        )
+
+    async def _answer_texts(self, request: Event) -> list[str]:
+        """Wait for the answer to ``request``: its completion texts, or the failure as an error."""
+        answer = await self.waiter.wait(request.id, _ANSWERS)
+        if answer.is_a(LMFailed):
+            raise BridgeError(f"language model call failed: {answer.decode(LMFailed).error}")
+        completions = answer.decode(LMResponded).completions
+        return [(await self.ctx.store.get_blob(c["text"])).decode("utf-8") for c in completions]
+
+
+def _messages(kind: str, body: dict[str, Any]) -> list[str]:
+    """The user messages of an ``lm.prompt`` (one message, ``n_responses`` times) or an
+    ``lm.batch_prompt`` (a list)."""
+    if kind == "lm.prompt":
+        n = int(body.get("n_responses", 1))
+        return [str(body.get("message", ""))] * max(n, 0)
+    return [str(m) for m in body.get("messages", [])]

@@ -83,10 +83,10 @@ def _worker_alive(worker: str) -> bool | None:
 
 
 def lease_expired(claim: Event, renewals: list[Event], now: float, renewed_until: float | None = None) -> bool:
-    worker = claim.payload["worker"]
-    if _worker_alive(worker) is False:
+    lease = claim.decode(WorkClaimed)
+    if _worker_alive(lease.worker) is False:
         return True
-    expires = max([claim.payload["expires_at"]] + [r.payload["expires_at"] for r in renewals])
+    expires = max([lease.expires_at] + [r.decode(WorkRenewed).expires_at for r in renewals])
     return now > max(expires, renewed_until or 0.0)
 
 
@@ -104,13 +104,13 @@ async def try_claim(ctx: AgentContext, work: Event, done_types: Collection[str])
     kids = await ctx.store.children(work.id)
     if any(k.type in done_types for k in kids):
         return Claim(None, done=True)
-    claims = [k for k in kids if k.type == "work.claimed"]
+    claims = [k for k in kids if k.is_a(WorkClaimed)]
     attempt = 0
     if claims:
-        latest = max(claims, key=lambda c: c.payload["attempt"])
-        n = latest.payload["attempt"]
-        renewals = [k for k in kids if k.type == "work.renewed" and k.payload["attempt"] == n]
-        if latest.payload["worker"] == ctx.worker:
+        latest = max(claims, key=lambda c: c.decode(WorkClaimed).attempt)
+        n = latest.decode(WorkClaimed).attempt
+        renewals = [k for k in kids if k.is_a(WorkRenewed) and k.decode(WorkRenewed).attempt == n]
+        if latest.decode(WorkClaimed).worker == ctx.worker:
             return Claim(latest)
         table = await ctx.store.lease_expiry(work.id, n) if isinstance(ctx.store, LeaseTable) else None
         if not lease_expired(latest, renewals, await store_clock(ctx.store), table):
@@ -124,7 +124,7 @@ async def try_claim(ctx: AgentContext, work: Event, done_types: Collection[str])
         key=f"claim/{attempt}",
     )
     stored = await append_once(ctx.store, [ev])
-    if stored is None or stored[0].payload["worker"] != ctx.worker:
+    if stored is None or stored[0].decode(WorkClaimed).worker != ctx.worker:
         return Claim(None)
     if isinstance(ctx.store, LeaseTable):
         await ctx.store.lease_renew(work, attempt, ctx.worker, _HOST, ctx.lease_s)
@@ -135,7 +135,7 @@ async def try_claim(ctx: AgentContext, work: Event, done_types: Collection[str])
 @asynccontextmanager
 async def hold_lease(ctx: AgentContext, work: Event, claim: Event) -> AsyncIterator[None]:
     """Renew the lease every third of its length while the body runs."""
-    attempt = claim.payload["attempt"]
+    attempt = claim.decode(WorkClaimed).attempt
 
     async def renew_row(store: LeaseTable) -> None:
         while True:

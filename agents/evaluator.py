@@ -17,7 +17,7 @@ from agents.context import AgentContext, append_once
 from agents.loop import serve
 from agents.tasks_view import fold_utility
 from events import Event, make_event, sha256_hex
-from events.stop_events import SandboxBatchRequested, UtilityEvaluated
+from events.stop_events import SandboxBatchCompleted, SandboxBatchRequested, UtilityEvaluated, UtilityRequested
 from sandbox import JobResult
 
 __all__ = ("META_TASK", "run_evaluator")
@@ -26,14 +26,14 @@ META_TASK = "meta"
 
 
 async def on_utility_requested(ctx: AgentContext, ev: Event) -> bool:
-    p = ev.payload
-    if p["task"] == META_TASK:
+    p = ev.decode(UtilityRequested)
+    if p.task == META_TASK:
         return True  # the meta-evaluator's
-    if await ctx.store.children(ev.id, {"utility.evaluated"}):
+    if await ctx.store.children(ev.id, {UtilityEvaluated.TYPE}):
         return True
     batch = make_event(
         ev.run_id,
-        SandboxBatchRequested(task=p["task"], split=p["split"], solution=p["solution"], seed=p["seed"]),
+        SandboxBatchRequested(task=p.task, split=p.split, solution=p.solution, seed=p.seed),
         cause=ev,
         key="batch",
     )
@@ -46,13 +46,15 @@ async def on_batch_completed(ctx: AgentContext, ev: Event) -> bool:
     request = await ctx.store.get(batch.causation_id or "") if batch else None
     if batch is None or request is None:
         raise LookupError(f"batch result {ev.id} has no recorded request")
-    if await ctx.store.children(request.id, {"utility.evaluated"}):
+    if await ctx.store.children(request.id, {UtilityEvaluated.TYPE}):
         return True
-    raw = json.loads(await ctx.store.get_blob(ev.payload["results"]))
+    completed = ev.decode(SandboxBatchCompleted)
+    scored = batch.decode(SandboxBatchRequested)
+    raw = json.loads(await ctx.store.get_blob(completed.results))
     results = [JobResult.from_json(r) for r in raw]
-    utility, detail, evaluation = fold_utility(batch.payload["task"], batch.payload["split"], results)
-    detail["statuses"] = ev.payload["statuses"]
-    detail["violations"] = ev.payload["violations"]
+    utility, detail, evaluation = fold_utility(scored.task, scored.split, results)
+    detail["statuses"] = dict(completed.statuses)
+    detail["violations"] = list(completed.violations)
     blobs: list[bytes] = []
     outcomes = None
     if evaluation is not None:
@@ -62,11 +64,12 @@ async def on_batch_completed(ctx: AgentContext, ev: Event) -> bool:
         detail["invalid_outputs"] = sum(
             1 for o in evaluation.instances if o.error_kind in ("invalid", "invalid_output")
         )
+    asked = request.decode(UtilityRequested)
     done = make_event(
         request.run_id,
         UtilityEvaluated(
-            task=request.payload["task"],
-            split=request.payload["split"],
+            task=asked.task,
+            split=asked.split,
             utility=float(utility),
             detail=detail,
             outcomes=outcomes,
@@ -82,8 +85,8 @@ async def run_evaluator(
     ctx: AgentContext, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
 ) -> None:
     async def handle(ev: Event) -> bool:
-        if ev.type == "utility.requested":
+        if ev.is_a(UtilityRequested):
             return await on_utility_requested(ctx, ev)
         return await on_batch_completed(ctx, ev)
 
-    await serve(ctx, {"utility.requested", "sandbox.batch.completed"}, handle, limit=4, task_status=task_status)
+    await serve(ctx, {UtilityRequested.TYPE, SandboxBatchCompleted.TYPE}, handle, limit=4, task_status=task_status)

@@ -12,7 +12,9 @@ from agents.meta_evaluator import run_meta_evaluator
 from agents.proposer import run_proposer
 from agents.runner import run_runner
 from events import Event
+from events.lm_events import BudgetExhausted
 from events.signing import Signer
+from events.types import RunFailed, RunFinished
 from lm import CacheMode, LMBackend
 from sandbox import SandboxPool
 from store.base import EventStore
@@ -22,7 +24,7 @@ __all__ = ("AGENTS", "Agents", "run_agents", "wait_for_end")
 
 AGENTS = ("proposer", "sandbox-runner", "evaluator", "meta-evaluator")
 #: A run's end: finished, failed, or stopped at a spend cap (resumable with a raised cap).
-_END = {"run.finished", "run.failed", "budget.exhausted"}
+_END = {RunFinished.TYPE, RunFailed.TYPE, BudgetExhausted.TYPE}
 
 
 class Agents:

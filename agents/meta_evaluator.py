@@ -15,14 +15,35 @@ from agents.loop import serve
 from agents.metautility import progress_meta
 from agents.workflows import progress
 from events import Event
-from events.stop_events import SessionRequested, UtilityRequested
+from events.stop_events import (
+    GenerationStarted,
+    LMFailed,
+    LMResponded,
+    RepairProblemStarted,
+    RepairProgram,
+    SessionCompleted,
+    SessionRequested,
+    UtilityEvaluated,
+    UtilityRequested,
+)
+from events.types import RunStarted
 from store.causation import ancestors
 
 __all__ = ("run_meta_evaluator",)
 
-_TRIGGERS = {"run.started", "utility.requested", "session.completed", "utility.evaluated", "lm.responded", "lm.failed"}
+_TRIGGERS = {
+    RunStarted.TYPE,
+    UtilityRequested.TYPE,
+    SessionCompleted.TYPE,
+    UtilityEvaluated.TYPE,
+    LMResponded.TYPE,
+    LMFailed.TYPE,
+}
 #: LM answers move a workflow only when the workflow itself asked (self-repair), not a session.
-_LM_ANSWERS = {"lm.responded", "lm.failed"}
+_LM_ANSWERS = {LMResponded.TYPE, LMFailed.TYPE}
+_REPAIR_NODES = {RepairProblemStarted.TYPE, RepairProgram.TYPE}
+#: A utility answer moves the workflow when the workflow itself asked (not a session inside it).
+_WORKFLOW_ASKERS = {RunStarted.TYPE, GenerationStarted.TYPE, RepairProgram.TYPE}
 _TOP_LEVEL_PURPOSES = {"improve", "generation"}
 
 
@@ -32,32 +53,32 @@ async def _meta_request_above(ctx: AgentContext, ev: Event) -> Event | None:
     The walk stops at the first such request, or at a session that is not a meta-utility run
     (what lies below that session belongs to it, not to a meta-utility)."""
     async for up in ancestors(ctx.store.get, ev):
-        if up.type == UtilityRequested.TYPE and up.decode(UtilityRequested).task == "meta":
+        if up.is_a(UtilityRequested) and up.decode(UtilityRequested).task == "meta":
             return up
-        if up.type == SessionRequested.TYPE and up.decode(SessionRequested).purpose != "meta_run":
+        if up.is_a(SessionRequested) and up.decode(SessionRequested).purpose != "meta_run":
             return None
     return None
 
 
 async def _moves_workflow(ctx: AgentContext, ev: Event) -> bool:
     """Whether ``ev`` is a fact at the workflow's own level (not deep inside a session)."""
-    if ev.type == "run.started":
+    if ev.is_a(RunStarted):
         return True
     if ev.type in _LM_ANSWERS:
         request = await ctx.store.get(ev.causation_id or "")
         parent = await ctx.store.get(request.causation_id or "") if request else None
-        return parent is not None and parent.type in ("repair.problem", "repair.program")
-    if ev.type == "session.completed":
+        return parent is not None and parent.type in _REPAIR_NODES
+    if ev.is_a(SessionCompleted):
         session = await ctx.store.get(ev.causation_id or "")
         return session is not None and session.decode(SessionRequested).purpose in _TOP_LEVEL_PURPOSES
-    if ev.type == "utility.evaluated":
+    if ev.is_a(UtilityEvaluated):
         request = await ctx.store.get(ev.causation_id or "")
         parent = await ctx.store.get(request.causation_id or "") if request else None
         if parent is None:
             return False
-        if parent.type in ("run.started", "generation.started", "repair.program"):
+        if parent.type in _WORKFLOW_ASKERS:
             return True
-        if parent.type == "session.completed":
+        if parent.is_a(SessionCompleted):
             session = await ctx.store.get(parent.causation_id or "")
             return session is not None and session.decode(SessionRequested).purpose != "meta_run"
     return False
@@ -69,7 +90,7 @@ async def run_meta_evaluator(
     locks: dict[str, anyio.Lock] = {}
 
     async def handle(ev: Event) -> bool:
-        if ev.type == UtilityRequested.TYPE:
+        if ev.is_a(UtilityRequested):
             if ev.decode(UtilityRequested).task == "meta":
                 await progress_meta(ctx, ev)
             return True

@@ -29,12 +29,13 @@ from agents.crashpoints import crash_point
 from agents.loop import serve
 from agents.runinfo import run_info
 from events import Event, make_event, sha256_hex
-from events.lm_events import BudgetExhausted, LMEndpointObserved
-from events.stop_events import LMFailed, LMResponded
+from events.lm_events import BudgetExhausted, BudgetRaised, LMEndpointObserved
+from events.stop_events import LMFailed, LMRequested, LMResponded
 from events.types import RunFailed
 from lm import (
     CacheMiss,
     CacheMode,
+    LMAnswer,
     LMBackend,
     LMError,
     LMFatalError,
@@ -50,8 +51,8 @@ __all__ = ("ProposerState", "answer_request", "load_ledger", "run_caps", "run_pr
 
 log = structlog.get_logger("lm.proposer")
 
-_DONE = {"lm.responded", "lm.failed"}
-_LEDGER_TYPES = {"lm.requested", "lm.responded", "lm.failed", "budget.raised", "run.failed"}
+_DONE = {LMResponded.TYPE, LMFailed.TYPE}
+_LEDGER_TYPES = {LMRequested.TYPE, LMResponded.TYPE, LMFailed.TYPE, BudgetRaised.TYPE, RunFailed.TYPE}
 
 
 @dataclass
@@ -72,8 +73,8 @@ async def run_caps(store: EventStore, run_id: str) -> tuple[SpendCaps, int]:
         max_lm_calls=info.config.max_lm_calls,
     )
     raised = 0
-    for ev in await store.read(run_id, types={"budget.raised"}):
-        caps = caps.raised(ev.payload["caps"])
+    for ev in await store.read(run_id, types={BudgetRaised.TYPE}):
+        caps = caps.raised(ev.decode(BudgetRaised).caps)
         raised += 1
     return caps, raised
 
@@ -85,20 +86,20 @@ async def load_ledger(store: EventStore, run_id: str) -> SpendLedger:
     ledger = SpendLedger(caps=caps, prices=dict(info.config.lm.get("prices") or {}), raised=raised)
     models: dict[str, str] = {}
     for ev in await store.read(run_id, types=_LEDGER_TYPES):
-        if ev.type == "lm.requested":
-            models[ev.id] = str(ev.payload["request"]["model"])
-        elif ev.type == "lm.responded" and ev.payload.get("source") != "cache":
-            comps = ev.payload["completions"]
+        if ev.is_a(LMRequested):
+            models[ev.id] = str(ev.decode(LMRequested).request["model"])
+        elif ev.is_a(LMResponded) and (answered := ev.decode(LMResponded)).source != "cache":
+            comps = answered.completions
             ledger.settle(
                 ev.id,
                 models.get(ev.causation_id or "", ""),
                 sum(int(c["prompt_tokens"]) for c in comps),
                 sum(int(c["completion_tokens"]) for c in comps),
             )
-        elif ev.type == "lm.failed" and ev.payload.get("kind") != "skipped":
+        elif ev.is_a(LMFailed) and (failed := ev.decode(LMFailed)).kind != "skipped":
             ledger.settle(ev.id, "", 0, 0)
-            if ev.payload.get("fatal"):
-                ledger.fatal = str(ev.payload["error"])
+            if failed.fatal:
+                ledger.fatal = failed.error
     return ledger
 
 
@@ -161,9 +162,9 @@ async def answer_request(
     state: ProposerState | None = None,
 ) -> bool:
     state = state or ProposerState()
-    p = work.payload
-    req = LMRequest.from_canonical(p["request"])
-    service = LMService(backend, cache, mode, namespace=p["namespace"])
+    p = work.decode(LMRequested)
+    req = LMRequest.from_canonical(p.request)
+    service = LMService(backend, cache, mode, namespace=p.namespace)
     live = mode is not CacheMode.REPLAY
     if not live and await _replay_failure(ctx, cache, work):
         return True
@@ -179,7 +180,7 @@ async def answer_request(
                 LMFailed(error=f"not sent: the run stopped asking the model ({ledger.fatal[:300]})", kind="skipped"),
             )
             return True
-        if await cache.cache_get(service.key(req, int(p["ordinal"]))) is None:
+        if await cache.cache_get(service.key(req, p.ordinal)) is None:
             hit = ledger.reserve(work.id, req)
             if hit is not None:  # stays unanswered: resume with a raised cap answers it
                 await _maybe_exhausted(ctx, ledger, work.run_id)
@@ -196,14 +197,14 @@ async def answer_request(
 async def _replay_failure(ctx: AgentContext, recorded: EventStore, work: Event) -> bool:
     """Replay: a request the recording answered with ``lm.failed`` fails the same way (and a
     fatal one fails the run the same way), so a run with LM failures replays identically."""
-    failed = await recorded.children(work.id, {"lm.failed"})
+    failed = await recorded.children(work.id, {LMFailed.TYPE})
     if not failed:
         return False
     data = failed[0].decode(LMFailed)
     await _fail(ctx, work, data)
     if data.fatal:
         root = await _root(ctx, work.run_id)
-        ends = await recorded.children(root.id, {"run.failed"})
+        ends = await recorded.children(root.id, {RunFailed.TYPE})
         if ends:
             await append_once(ctx.store, [make_event(work.run_id, ends[0].decode(RunFailed), cause=root, key="failed")])
     return True
@@ -215,25 +216,14 @@ async def _answer(
     claim = await try_claim(ctx, work, _DONE)
     if claim.event is None:
         return claim.done
-    p = work.payload
+    ordinal = work.decode(LMRequested).ordinal
     async with hold_lease(ctx, work, claim.event):
         try:
-            answer = await service.answer(req, int(p["ordinal"]), cause=work.id)
+            answer = await service.answer(req, ordinal, cause=work.id)
         except CacheMiss:
             raise  # replay found a request the recording never made: a divergence, not a failure
         except LMFatalError as e:
-            if ledger is not None:
-                ledger.settle(work.id, req.model, 0, 0)
-                ledger.fatal = str(e)
-            await _fail(ctx, work, LMFailed(error=str(e)[:2000], kind=e.kind, status=e.status, fatal=True))
-            log.error("lm.failed", run_id=work.run_id, kind=e.kind, status=e.status, error=str(e)[:500])
-            failed = make_event(
-                work.run_id,
-                RunFailed(error=f"the language model is unusable: {e}"[:2000], detail=f"lm.failed {e.kind}"),
-                cause=await _root(ctx, work.run_id),
-                key="failed",
-            )
-            await append_once(ctx.store, [failed])
+            await _fail_fatal(ctx, work, req, ledger, e)
             return True
         except LMError as e:
             if ledger is not None:
@@ -244,6 +234,33 @@ async def _answer(
             await _fail(ctx, work, LMFailed(error=str(e)[:2000], kind=kind, status=status))
             return True
     crash_point("proposer.before_announce")
+    done, texts = _responded(work, answer)
+    await append_once(ctx.store, [done], blobs=texts, cache=[answer.cache_entry()])
+    if ledger is not None and answer.source != "cache":
+        ledger.settle(work.id, req.model, answer.prompt_tokens, answer.completion_tokens)
+    return True
+
+
+async def _fail_fatal(
+    ctx: AgentContext, work: Event, req: LMRequest, ledger: SpendLedger | None, e: LMFatalError
+) -> None:
+    """A fatal refusal: this request fails, and so does the run (nothing more is asked)."""
+    if ledger is not None:
+        ledger.settle(work.id, req.model, 0, 0)
+        ledger.fatal = str(e)
+    await _fail(ctx, work, LMFailed(error=str(e)[:2000], kind=e.kind, status=e.status, fatal=True))
+    log.error("lm.failed", run_id=work.run_id, kind=e.kind, status=e.status, error=str(e)[:500])
+    failed = make_event(
+        work.run_id,
+        RunFailed(error=f"the language model is unusable: {e}"[:2000], detail=f"lm.failed {e.kind}"),
+        cause=await _root(ctx, work.run_id),
+        key="failed",
+    )
+    await append_once(ctx.store, [failed])
+
+
+def _responded(work: Event, answer: LMAnswer) -> tuple[Event, list[bytes]]:
+    """The ``lm.responded`` for an answer, and its completion texts (the blobs it names)."""
     texts = [c.text.encode("utf-8") for c in answer.completions]
     completions = [
         {
@@ -266,10 +283,7 @@ async def _answer(
         cause=work,
         key="answer",
     )
-    await append_once(ctx.store, [done], blobs=texts, cache=[answer.cache_entry()])
-    if ledger is not None and answer.source != "cache":
-        ledger.settle(work.id, req.model, answer.prompt_tokens, answer.completion_tokens)
-    return True
+    return done, texts
 
 
 async def run_proposer(
@@ -288,4 +302,4 @@ async def run_proposer(
     async def handle(ev: Event) -> bool:
         return await answer_request(ctx, backend, source, mode, ev, state)
 
-    await serve(ctx, {"lm.requested"}, handle, limit=concurrency, task_status=task_status)
+    await serve(ctx, {LMRequested.TYPE}, handle, limit=concurrency, task_status=task_status)

@@ -19,14 +19,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from events import Event
-from events.stop_events import SessionCompleted
+from events.lm_events import BudgetExhausted, BudgetRaised
+from events.stop_events import GenerationStarted, LMFailed, SessionCompleted, SessionRequested
+from events.types import RunFailed, RunFinished, RunStarted
 from outcome import ExitCode, Status, exit_code_for
 from store.base import EventStore
 
 __all__ = ("JUDGES", "RUN_LEVEL_STATUS", "RunError", "RunOutcome", "run_outcome")
 
 #: Run-level event types that decide a run's status when present (first in log order wins).
-RUN_LEVEL_STATUS: dict[str, Status] = {"budget.exhausted": Status.BUDGET_EXHAUSTED}
+RUN_LEVEL_STATUS: dict[str, Status] = {BudgetExhausted.TYPE: Status.BUDGET_EXHAUSTED}
 
 #: Sessions whose failure is the run's business (meta-utility runs are part of scoring).
 _TOP_LEVEL_PURPOSES = frozenset({"improve", "generation"})
@@ -112,21 +114,31 @@ JUDGES: dict[str, Judge] = {
 }
 
 
+def _run_level_message(ev: Event) -> str:
+    """The one line a run-level event gives for its status (its ``message``, ``reason`` or
+    ``detail`` field, whichever its payload type has)."""
+    data = ev.data
+    for name in ("message", "reason", "detail"):
+        value = getattr(data, name, None)
+        if value:
+            return str(value)
+    return ev.type
+
+
 async def _session_errors(store: EventStore, events: list[Event]) -> list[RunError]:
     by_id = {e.id: e for e in events}
     out: list[RunError] = []
     for ev in events:
-        if ev.type == "session.completed":
-            data = ev.data
-            assert isinstance(data, SessionCompleted)
+        if ev.is_a(SessionCompleted):
+            data = ev.decode(SessionCompleted)
             req = by_id.get(ev.causation_id or "")
-            purpose = str(req.payload.get("purpose")) if req is not None else ""
+            purpose = req.decode(SessionRequested).purpose if req is not None else ""
             if (data.status == "ok" and data.solution) or purpose not in _TOP_LEVEL_PURPOSES:
                 continue
             where = purpose
             gen = by_id.get(req.causation_id or "") if req is not None else None
-            if gen is not None and gen.type == "generation.started":
-                where = f"generation {int(gen.payload.get('generation', 0)) + 1}"
+            if gen is not None and gen.is_a(GenerationStarted):
+                where = f"generation {gen.decode(GenerationStarted).generation + 1}"
             trace = (await store.get_blob(data.traceback)).decode("utf-8", "replace") if data.traceback else None
             out.append(
                 RunError(
@@ -137,15 +149,13 @@ async def _session_errors(store: EventStore, events: list[Event]) -> list[RunErr
                     where=where,
                 )
             )
-        elif ev.type == "lm.failed":
-            p = ev.payload
-            out.append(RunError(str(p.get("kind") or "lm.failed"), str(p.get("error") or ""), ev.id, where="lm"))
+        elif ev.is_a(LMFailed):
+            failed = ev.decode(LMFailed)
+            out.append(RunError(failed.kind or LMFailed.TYPE, failed.error, ev.id, where="lm"))
         elif ev.type in RUN_LEVEL_STATUS:
-            p = ev.payload
-            message = str(p.get("message") or p.get("reason") or p.get("detail") or ev.type)
-            out.append(RunError(ev.type, message, ev.id))
-        elif ev.type == "run.failed":
-            out.append(RunError("run.failed", str(ev.payload.get("error") or ""), ev.id))
+            out.append(RunError(ev.type, _run_level_message(ev), ev.id))
+        elif ev.is_a(RunFailed):
+            out.append(RunError(RunFailed.TYPE, ev.decode(RunFailed).error, ev.id))
     return out
 
 
@@ -153,7 +163,7 @@ async def run_outcome(store: EventStore, run_id: str, final: Event | None) -> Ru
     """The truthful outcome of a run from its log (``final``: its end event, None if it has none)."""
     events = await store.read(run_id)
     # a spend cap raised afterwards (``stop resume --max-cost-usd``) supersedes the stop at it
-    raised_at = max((e.seq or 0 for e in events if e.type == "budget.raised"), default=-1)
+    raised_at = max((e.seq or 0 for e in events if e.is_a(BudgetRaised)), default=-1)
     superseded = {e.id for e in events if e.type in RUN_LEVEL_STATUS and (e.seq or 0) < raised_at}
     errors = [e for e in await _session_errors(store, events) if e.event_id not in superseded]
     if final is None:
@@ -163,9 +173,10 @@ async def run_outcome(store: EventStore, run_id: str, final: Event | None) -> Ru
         if status is not None and ev.id not in superseded:
             why = next((e.message for e in errors if e.event_id == ev.id), ev.type)
             return RunOutcome(status, why, errors)
-    if final.type == "run.failed":
-        return RunOutcome(Status.FAILED, str(final.payload.get("error") or "the run failed"), errors)
-    command = str(events[0].payload.get("command", "")) if events else ""
+    if final.is_a(RunFailed):
+        return RunOutcome(Status.FAILED, final.decode(RunFailed).error or "the run failed", errors)
+    command = events[0].decode(RunStarted).command if events else ""
     judge = JUDGES.get(command)
-    reason = judge(final.payload.get("summary") or {}, errors) if judge is not None else None
+    summary = final.decode(RunFinished).summary if final.is_a(RunFinished) else {}
+    reason = judge(summary, errors) if judge is not None else None
     return RunOutcome(Status.FAILED if reason else Status.FINISHED, reason or "", errors)

@@ -21,13 +21,20 @@ from agents.guest_errors import improver_traceback
 from agents.loop import serve
 from agents.tasks_view import task_for
 from events import Event, make_event, sha256_hex
-from events.stop_events import ProgramScanned, SandboxBatchCompleted, SessionCompleted, session_error_kind
+from events.stop_events import (
+    ProgramScanned,
+    SandboxBatchCompleted,
+    SandboxBatchRequested,
+    SessionCompleted,
+    SessionRequested,
+    session_error_kind,
+)
 from sandbox import JobResult, SandboxPool, scan_program
 
 __all__ = ("run_runner",)
 
-_BATCH_DONE = {"sandbox.batch.completed"}
-_SESSION_DONE = {"session.completed"}
+_BATCH_DONE = {SandboxBatchCompleted.TYPE}
+_SESSION_DONE = {SessionCompleted.TYPE}
 
 
 async def _scan(ctx: AgentContext, work: Event, program: str, program_hash: str, role: str) -> None:
@@ -51,31 +58,31 @@ async def _serve_recorded(ctx: AgentContext, work: Event) -> bool:
     if not recorded:
         return False
     ev = recorded[0]
-    blob = await ctx.recorded.get_blob(ev.payload["results"])
-    await ctx.store.append([ev.__class__(**ev.body())], blobs=[blob])
+    blob = await ctx.recorded.get_blob(ev.decode(SandboxBatchCompleted).results)
+    await ctx.store.append([Event(**ev.body())], blobs=[blob])  # as it was recorded
     return True
 
 
 async def handle_batch(ctx: AgentContext, pool: SandboxPool, work: Event) -> bool:
     if await ctx.store.children(work.id, _BATCH_DONE):
         return True
-    p = work.payload
-    solution = (await ctx.store.get_blob(p["solution"])).decode("utf-8")
+    p = work.decode(SandboxBatchRequested)
+    solution = (await ctx.store.get_blob(p.solution)).decode("utf-8")
     if ctx.recorded is not None and not ctx.re_execute_evaluations:
-        await _scan(ctx, work, solution, p["solution"], "solution")
+        await _scan(ctx, work, solution, p.solution, "solution")
         if await _serve_recorded(ctx, work):
             return True
     claim = await try_claim(ctx, work, _BATCH_DONE)
     if claim.event is None:
         return claim.done
-    await _scan(ctx, work, solution, p["solution"], "solution")
-    task = task_for(p["task"])
+    await _scan(ctx, work, solution, p.solution, "solution")
+    task = task_for(p.task)
     async with hold_lease(ctx, work, claim.event):
         start = anyio.current_time()
         # One evaluation is one sandboxed batch (one process; more only after a stopped
         # instance): splitting it per worker doubled the fixed cost of every batch while the
         # evaluations of a run already keep the workers busy.
-        results, facts = await pool.run_batch_facts(task.jobs(solution, p["split"], seed=p["seed"]))
+        results, facts = await pool.run_batch_facts(task.jobs(solution, p.split, seed=p.seed))
         wall = anyio.current_time() - start
     crash_point("runner.batch.before_record")
     data = [r.to_json() for r in results]
@@ -107,10 +114,10 @@ async def handle_session(ctx: AgentContext, pool: SandboxPool, waiter: AnswerWai
     claim = await try_claim(ctx, work, _SESSION_DONE)
     if claim.event is None:
         return claim.done
-    p = work.payload
-    improver = ctx.substitutions.get(p["improver"]) or (await ctx.store.get_blob(p["improver"])).decode("utf-8")
-    initial = (await ctx.store.get_blob(p["initial_solution"])).decode("utf-8")
-    await _scan(ctx, work, improver, p["improver"], "improver")
+    p = work.decode(SessionRequested)
+    improver = ctx.substitutions.get(p.improver) or (await ctx.store.get_blob(p.improver)).decode("utf-8")
+    initial = (await ctx.store.get_blob(p.initial_solution)).decode("utf-8")
+    await _scan(ctx, work, improver, p.improver, "improver")
     bridge = await SessionBridge.create(ctx, waiter, work)
     async with hold_lease(ctx, work, claim.event):
         result = await pool.run_session(bridge.job(improver, initial), bridge.on_request)
@@ -181,10 +188,10 @@ async def run_runner(
     session_slots = anyio.CapacityLimiter(pool.config.max_sessions)
 
     async def handle(ev: Event) -> bool:
-        if ev.type == "sandbox.batch.requested":
+        if ev.is_a(SandboxBatchRequested):
             async with batch_slots:
                 return await handle_batch(ctx, pool, ev)
-        if ev.payload.get("purpose") == "generation":
+        if ev.decode(SessionRequested).purpose == "generation":
             return await handle_session(ctx, pool, waiter, ev)
         async with session_slots:
             return await handle_session(ctx, pool, waiter, ev)
@@ -193,7 +200,7 @@ async def run_runner(
         await tg.start(waiter.run)
         await tg.start(
             lambda task_status: serve(
-                ctx, {"sandbox.batch.requested", "session.requested"}, handle, task_status=task_status
+                ctx, {SandboxBatchRequested.TYPE, SessionRequested.TYPE}, handle, task_status=task_status
             )
         )
         task_status.started()

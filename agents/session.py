@@ -17,7 +17,7 @@ from agents.launch import AGENTS, Agents, run_agents
 from agents.notify import Notify, run_notifier
 from agents.progress import report_progress
 from events import Event, canonical_json, make_event, sha256_hex
-from events.lm_events import BudgetRaised
+from events.lm_events import BudgetExhausted, BudgetRaised
 from events.signing import signer_from_env
 from events.types import RunStarted
 from lm import LMBackend, backend_from_config, price_snapshot
@@ -205,16 +205,16 @@ async def raise_caps(store: EventStore, run_id: str, changes: dict[str, Any]) ->
 async def _resume_point(store: EventStore, run_id: str, caps: dict[str, Any] | None) -> int:
     """The sequence number after which the resumed run's end is looked for; refuses to resume a
     run stopped at a spend cap without raising the cap (it would stop again at once)."""
-    ends = await store.read(run_id, types={"budget.exhausted", "budget.raised"})
+    ends = await store.read(run_id, types={BudgetExhausted.TYPE, BudgetRaised.TYPE})
     raised = await raise_caps(store, run_id, dict(caps or {}))
     if raised is not None:
         return raised.seq or 0
-    if ends and ends[-1].type == "budget.exhausted":
-        p = ends[-1].payload
-        flag = "--" + str(p["cap"]).replace("_", "-")
+    if ends and ends[-1].is_a(BudgetExhausted):
+        p = ends[-1].decode(BudgetExhausted)
+        flag = "--" + p.cap.replace("_", "-")
         raise UsageError(
-            f"run {run_id} stopped at its spend cap: {p['message']}",
-            hint=f"resume with a higher cap, e.g. `stop resume {run_id} {flag} {float(p['limit']) * 2:g}`",
+            f"run {run_id} stopped at its spend cap: {p.message}",
+            hint=f"resume with a higher cap, e.g. `stop resume {run_id} {flag} {p.limit * 2:g}`",
         )
     return 0
 

@@ -5,6 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from agents.claims import store_clock
+from events.stop_events import (
+    LMFailed,
+    LMResponded,
+    SandboxBatchCompleted,
+    SessionCompleted,
+    WorkClaimed,
+    WorkRenewed,
+)
 from store.base import EventStore
 
 __all__ = ("workers_report",)
@@ -19,19 +27,20 @@ async def workers_report(store: EventStore) -> list[dict[str, Any]]:
         return rows
     now = await store_clock(store)
     seen: dict[str, dict[str, Any]] = {}
-    claims = await store.read(types={"work.claimed", "work.renewed"})
+    claims = await store.read(types={WorkClaimed.TYPE, WorkRenewed.TYPE})
     expiry: dict[tuple[str, int], tuple[str, float, str]] = {}
     for ev in claims:
-        worker = ev.payload["worker"]
+        lease = ev.decode(WorkClaimed) if ev.is_a(WorkClaimed) else ev.decode(WorkRenewed)
+        worker = lease.worker
         agent, _, where = worker.partition("@")
         host = where.rpartition(":")[0]
         host, _, pid = host.rpartition(":")
         seen.setdefault(worker, {"worker": worker, "agent": agent, "host": host, "pid": int(pid or 0)})
-        k = (ev.causation_id or "", int(ev.payload["attempt"]))
+        k = (ev.causation_id or "", lease.attempt)
         prior = expiry.get(k)
-        expires = max(float(ev.payload["expires_at"]), prior[1] if prior else 0.0)
+        expires = max(lease.expires_at, prior[1] if prior else 0.0)
         expiry[k] = (worker, expires, ev.run_id)
-    done_types = {"sandbox.batch.completed", "session.completed", "lm.responded", "lm.failed"}
+    done_types = {SandboxBatchCompleted.TYPE, SessionCompleted.TYPE, LMResponded.TYPE, LMFailed.TYPE}
     for (work_id, attempt), (worker, expires, run_id) in expiry.items():
         if expires <= now:
             continue

@@ -16,6 +16,7 @@ from agents.notify import Notify, notify_from_config
 from agents.run_status import RunOutcome, run_outcome
 from agents.session import RunRequest, start_and_run
 from events import Event
+from events.types import RunFailed, RunFinished
 from outcome import Status, UsageError
 from store import open_store
 from store.factory import DurableStore
@@ -171,8 +172,12 @@ def report_outcome(
     **extra: Any,
 ) -> int:
     """Print how a run ended (the table or ``--json``, then why it failed) and return its exit code."""
-    ok = final.type == "run.finished"
-    summary: dict[str, Any] = (final.payload.get("summary") or {}) if ok else {"error": final.payload.get("error")}
+    ok = final.is_a(RunFinished)
+    if ok:
+        summary: dict[str, Any] = final.decode(RunFinished).summary
+    else:
+        failed = final.try_decode(RunFailed)
+        summary = {"error": failed.error if failed is not None else None}
     if getattr(args, "json", False):
         emit_json(
             {

@@ -24,6 +24,7 @@ from cli.common import (
     spend_caps,
 )
 from events import Event
+from events.types import RunFailed, RunFinished, RunStarted
 from outcome import UsageError
 from replay.replayer import ReplayResult, replay_run
 from replay.runs import resolve_run
@@ -92,9 +93,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
         try:
             run_id = await resolve_run(store, args.run)
             first = (await store.read(run_id, limit=1))[0]
-            command = str(first.payload.get("command", ""))
+            command = first.decode(RunStarted).command
             resolved.append((run_id, command))
-            done = await store.children(first.id, {"run.finished", "run.failed"})
+            done = await store.children(first.id, {RunFinished.TYPE, RunFailed.TYPE})
             if done:
                 final = done[0]
             else:

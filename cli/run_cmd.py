@@ -22,6 +22,9 @@ from cli.common import (
     read_text_arg,
     spend_caps,
 )
+from events import Event
+from events.stop_events import GenerationStarted, ImproverDecided, SessionCompleted
+from events.types import RunFailed, RunFinished, RunStarted
 from outcome import UsageError
 from store.base import EventStore
 from tasks import task_names
@@ -45,6 +48,15 @@ async def _resolve_options(store: EventStore, options: dict[str, Any]) -> None:
         options["improver"] = await _resolve_improver(store, options.pop("improver_ref"))
 
 
+def _program_of(ev: Event) -> str | None:
+    """The program an event names: a generation's improver, a decided candidate, a session's result."""
+    if ev.is_a(GenerationStarted):
+        return ev.decode(GenerationStarted).improver
+    if ev.is_a(ImproverDecided):
+        return ev.decode(ImproverDecided).candidate
+    return ev.decode(SessionCompleted).solution
+
+
 async def _resolve_improver(store: EventStore, ref: str | None) -> str | None:
     """``seed`` (or nothing) is the seed improver; a path to a ``.py`` file is stored as a blob
     and used by its hash; otherwise a blob hash or unique prefix from this store's runs."""
@@ -54,11 +66,10 @@ async def _resolve_improver(store: EventStore, ref: str | None) -> str | None:
     if ref.endswith(".py"):
         text = await read_text_arg(ref, "improver file")
         return await store.put_blob(text.encode("utf-8"))
-    for ev in await store.read(types={"generation.started", "improver.decided", "session.completed"}):
-        for key in ("improver", "candidate", "solution"):
-            value = ev.payload.get(key)
-            if isinstance(value, str) and value.startswith(ref):
-                return value
+    for ev in await store.read(types={GenerationStarted.TYPE, ImproverDecided.TYPE, SessionCompleted.TYPE}):
+        value = _program_of(ev)
+        if value is not None and value.startswith(ref):
+            return value
     raise UsageError(
         f"no improver {ref!r} in this store", hint="use a program hash from `stop lineage`, 'seed', or a .py file"
     )
@@ -159,13 +170,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
             rows = []
             for run_id in await store.run_ids():
                 first = (await store.read(run_id, limit=1))[0]
-                end = await store.children(first.id, {"run.finished", "run.failed"})
+                end = await store.children(first.id, {RunFinished.TYPE, RunFailed.TYPE})
                 head = await store.head(run_id)
+                started = first.try_decode(RunStarted)
                 rows.append(
                     {
                         "run_id": run_id,
-                        "command": first.payload.get("command"),
-                        "seed": first.payload.get("seed"),
+                        "command": started.command if started is not None else None,
+                        "seed": started.seed if started is not None else None,
                         "status": end[0].type.split(".")[1] if end else "unfinished",
                         "events": (head.seq or 0) - (first.seq or 0) + 1 if head else 0,
                     }

@@ -5,22 +5,25 @@ from __future__ import annotations
 import builtins
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from json.encoder import encode_basestring as _encode_basestring
 from typing import Any, TypeVar
 
 from events.codec import canonical_bytes, canonical_json, sha256_hex
-from events.registry import Payload, UnknownEventType, decode_payload, payload_class, upcast
+from events.registry import Payload, UnknownEventType, current_version, decode_payload, payload_class, upcast
 
 __all__ = (
     "GENESIS",
     "ChainReport",
     "Event",
+    "StoredForm",
     "chain_hash",
     "content_key",
     "event_id",
     "make_event",
+    "stored_event",
+    "upcast_on_read",
     "verify_chain",
 )
 
@@ -48,8 +51,23 @@ def content_key(content: Any, occurrence: int) -> str:
 
 
 @dataclass(frozen=True)
+class StoredForm:
+    """The version and payload an event was stored with, kept when it is read upcast."""
+
+    version: int
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Event:
-    """One immutable fact. ``seq``, ``prev_hash`` and ``hash`` are assigned by the store."""
+    """One immutable fact. ``seq``, ``prev_hash`` and ``hash`` are assigned by the store.
+
+    ``version`` and ``payload`` are what consumers read: a store hands out every event upcast
+    to the newest version of its type (``upcast_on_read``). What was stored stays in
+    ``stored_as`` (None when the two are the same): identity, the hash chain, conflicts and
+    copies all use the stored form (``body``), so reading never rewrites history. ``stored_as``
+    is no ``__init__`` argument: only a read sets it, so ``Event(...)`` and
+    ``dataclasses.replace`` give an event exactly as written."""
 
     id: str
     run_id: str
@@ -61,10 +79,11 @@ class Event:
     seq: int | None = None
     prev_hash: str | None = None
     hash: str | None = None
+    stored_as: StoredForm | None = field(default=None, init=False, compare=False, repr=False)
 
-    @property
+    @cached_property
     def data(self) -> Payload:
-        """The payload as its typed, upcast dataclass."""
+        """The payload as its typed, upcast dataclass (decoded once per event object)."""
         return decode_payload(self.type, self.version, self.payload)
 
     def decode(self, cls: builtins.type[P]) -> P:
@@ -73,14 +92,33 @@ class Event:
         A ``TypeError`` when this event is of another type (a routing bug, not bad data)."""
         if self.type != cls.TYPE:
             raise TypeError(f"event {self.id} is {self.type!r}, not {cls.TYPE!r}")
-        data = decode_payload(self.type, self.version, self.payload)
+        data = self.data
         assert isinstance(data, cls)
         return data
 
+    def try_decode(self, cls: builtins.type[P]) -> P | None:
+        """``decode(cls)``, or None when this event is of another type or its payload does not
+        decode (inspection reads damaged logs too: the audit names the damage)."""
+        if self.type != cls.TYPE:
+            return None
+        try:
+            return self.decode(cls)
+        except (TypeError, ValueError, KeyError):
+            return None
+
+    def is_a(self, cls: builtins.type[Payload]) -> bool:
+        """Whether this event is of ``cls``'s type (``ev.is_a(UtilityEvaluated)``)."""
+        return self.type == cls.TYPE
+
     @cached_property
     def payload_json(self) -> str:
-        """The payload's canonical JSON, encoded once per event object."""
-        return canonical_json(self.payload)
+        """The stored payload's canonical JSON (what a store writes), encoded once per event."""
+        return canonical_json(self.payload if self.stored_as is None else self.stored_as.payload)
+
+    @property
+    def stored_version(self) -> int:
+        """The version this event was stored with (what a store writes)."""
+        return self.version if self.stored_as is None else self.stored_as.version
 
     @cached_property
     def body_json(self) -> str:
@@ -88,47 +126,119 @@ class Event:
         return (
             f'{{"causation_id":{_STR(self.causation_id)},"id":{_STR(self.id)},'
             f'"key":{_STR(self.key)},"payload":{self.payload_json},'
-            f'"run_id":{_STR(self.run_id)},"type":{_STR(self.type)},"version":{int(self.version)}}}'
+            f'"run_id":{_STR(self.run_id)},"type":{_STR(self.type)},"version":{int(self.stored_version)}}}'
         )
 
     def body(self) -> dict[str, Any]:
-        """Everything that makes the event what it is (what the chain hash and conflicts cover)."""
+        """Everything that makes the event what it is, as stored (what the chain hash and
+        conflicts cover; ``Event(**ev.body())`` is the event as it was recorded)."""
         return {
             "id": self.id,
             "run_id": self.run_id,
             "type": self.type,
-            "version": self.version,
+            "version": self.stored_version,
             "causation_id": self.causation_id,
             "key": self.key,
-            "payload": self.payload,
+            "payload": self.payload if self.stored_as is None else self.stored_as.payload,
         }
 
     def same_content(self, other: Event) -> bool:
         return self.body_json == other.body_json
 
     def comparable(self) -> dict[str, Any]:
-        """The body without wall-clock/machine fields: what replay and resume compare."""
-        body = self.body()
-        payload = self.payload
+        """The body at the current version, without wall-clock/machine fields: what replay and
+        resume compare. An event recorded before a payload changed compares equal to the same
+        fact recorded now (the upcaster carries it forward)."""
+        ev = self.upcast()
+        body = {**ev.body(), "version": ev.version}
         try:
             volatile = payload_class(self.type).VOLATILE
-            # Both sides at the current version: an event recorded before a payload changed
-            # compares equal to the same fact recorded now (the upcaster carries it forward).
-            body["version"], payload = upcast(self.type, self.version, payload)
         except UnknownEventType:
             volatile = frozenset()
-        except ValueError:
-            pass  # no upcaster path (or a newer version): compare as stored
-        body["payload"] = {k: v for k, v in payload.items() if k not in volatile}
+        body["payload"] = {k: v for k, v in ev.payload.items() if k not in volatile}
         return body
 
-    def stored(self, *, seq: int, prev_hash: str) -> Event:
-        # A copy with the store's fields set; built through __dict__ because this is the
-        # append hot path and the frozen dataclass __init__ costs more than the hashing.
+    def upcast(self) -> Event:
+        """This event at the newest version of its type, its stored form kept in ``stored_as``.
+
+        Itself when already current, of an unknown type, without an upcaster path (or of a
+        newer version than this code knows), or of a shape its upcaster cannot read (a damaged
+        log must stay readable for the audit): then ``data`` names the problem when read."""
+        try:
+            target = current_version(self.type)
+        except UnknownEventType:
+            return self
+        if self.version == target:
+            return self
+        try:
+            version, payload = upcast(self.type, self.version, self.payload)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return self
         out = object.__new__(Event)
-        out.__dict__.update(self.__dict__)
-        out.__dict__.update(seq=seq, prev_hash=prev_hash, hash=chain_hash(prev_hash, self))
+        out.__dict__.update(
+            id=self.id,
+            run_id=self.run_id,
+            type=self.type,
+            version=version,
+            causation_id=self.causation_id,
+            key=self.key,
+            payload=payload,
+            seq=self.seq,
+            prev_hash=self.prev_hash,
+            hash=self.hash,
+            stored_as=self.stored_as or StoredForm(self.version, self.payload),
+        )
         return out
+
+    def as_stored(self) -> Event:
+        """This event exactly as it was (or will be) stored: the form a store writes."""
+        if self.stored_as is None:
+            return self
+        return Event(**self.body(), seq=self.seq, prev_hash=self.prev_hash, hash=self.hash)
+
+    def stored(self, *, seq: int, prev_hash: str) -> Event:
+        """The stored form with the store's fields set (what an append writes)."""
+        # Built through __dict__ because this is the append hot path and the frozen dataclass
+        # __init__ costs more than the hashing.
+        base = self.as_stored()
+        out = object.__new__(Event)
+        out.__dict__.update(base.__dict__)
+        out.__dict__.pop("data", None)
+        out.__dict__.update(seq=seq, prev_hash=prev_hash, hash=chain_hash(prev_hash, base))
+        return out
+
+
+def upcast_on_read(ev: Event) -> Event:
+    """What every store applies to an event it hands out: the newest version of its type."""
+    return ev.upcast()
+
+
+def stored_event(
+    *,
+    id: str,
+    run_id: str,
+    type: str,
+    version: int,
+    causation_id: str | None,
+    key: str,
+    payload: dict[str, Any],
+    seq: int | None = None,
+    prev_hash: str | None = None,
+    hash: str | None = None,
+) -> Event:
+    """A stored row as the Event consumers read (upcast; the stored form kept for the chain)."""
+    return Event(
+        id=id,
+        run_id=run_id,
+        type=type,
+        version=version,
+        causation_id=causation_id,
+        key=key,
+        payload=payload,
+        seq=seq,
+        prev_hash=prev_hash,
+        hash=hash,
+    ).upcast()
 
 
 def make_event(run_id: str, data: Payload, *, cause: Event | str | None, key: str | int) -> Event:

@@ -18,10 +18,11 @@ from events import Event
 from events.checkpoint_events import AUDIT_TYPES
 from events.lm_events import LIVE_ONLY_TYPES
 from events.stop_events import SCHEDULING_TYPES
+from events.types import RunFailed, RunFinished
 
 __all__ = ("Comparison", "Divergence", "compare_runs")
 
-_ENDS = {"run.finished", "run.failed"}
+_ENDS = {RunFinished.TYPE, RunFailed.TYPE}
 
 
 @dataclass(frozen=True)

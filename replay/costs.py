@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from events.model import Event
+from events.stop_events import LMFailed, LMRequested, LMResponded
 from replay.tree import CausalTree
 
 __all__ = ("SOURCES", "LMCall", "LMUsage", "Prices", "lm_calls", "prices_from_config")
@@ -104,21 +105,19 @@ def _int(value: Any) -> int:
 
 def lm_calls(tree: CausalTree, prices: Prices) -> list[LMCall]:
     out: list[LMCall] = []
-    for req in tree.of_type("lm.requested"):
-        request = req.payload.get("request")
-        model = str(request.get("model", "?")) if isinstance(request, Mapping) else "?"
-        answer = tree.child(req, "lm.responded") or tree.child(req, "lm.failed")
+    for req in tree.of_type(LMRequested.TYPE):
+        model = str(req.decode(LMRequested).request.get("model", "?"))
+        answer = tree.child(req, LMResponded.TYPE) or tree.child(req, LMFailed.TYPE)
         if answer is None:
             out.append(LMCall(req, None, model, "unanswered"))
             continue
-        if answer.type == "lm.failed":
+        if answer.is_a(LMFailed):
             out.append(LMCall(req, answer, model, "failed"))
             continue
-        source = str(answer.payload.get("source", "live"))
+        answered = answer.decode(LMResponded)
+        source = answered.source
         call = LMCall(req, answer, model, source)
-        for c in answer.payload.get("completions") or []:
-            if not isinstance(c, Mapping):
-                continue
+        for c in answered.completions:
             call.completions += 1
             call.prompt_tokens += _int(c.get("prompt_tokens"))
             call.completion_tokens += _int(c.get("completion_tokens"))

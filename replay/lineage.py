@@ -22,7 +22,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from events.model import Event
-from events.stop_events import SessionCompleted
+from events.stop_events import (
+    GenerationStarted,
+    ImproverDecided,
+    LMRequested,
+    RepairProblemStarted,
+    RepairProgram,
+    SessionCompleted,
+    SessionRequested,
+    UtilityEvaluated,
+    UtilityRequested,
+)
+from events.types import RunStarted
 from outcome import UsageError
 from replay.costs import LMCall, LMUsage, lm_calls, prices_from_config
 from replay.runs import load_run
@@ -143,8 +154,9 @@ class Lineage:
 
 def session_failure(done: Event) -> tuple[str, str, str | None]:
     """(error kind, message, traceback blob) of a ``session.completed`` (kind "" if it succeeded)."""
-    data = done.data
-    assert isinstance(data, SessionCompleted)
+    data = done.try_decode(SessionCompleted)
+    if data is None:
+        return "unreadable", f"event {done.id} does not decode as {SessionCompleted.TYPE}", None
     if data.status == "ok" and data.solution:
         return "", "", None
     return data.error_kind or data.status, data.error or f"the session ended with {data.status}", data.traceback
@@ -160,7 +172,8 @@ class _Builder:
         self.calls = calls
         root = tree.root
         self.root = root
-        command = str(root.payload.get("command", "")) if root is not None and root.type == "run.started" else ""
+        started = root.try_decode(RunStarted) if root is not None else None
+        command = started.command if started is not None else ""
         self.lineage = Lineage(run_id=root.run_id if root else "", command=command)
         #: event id -> node id, for LM attribution (session requests, LM requests, ...)
         self.owner: dict[str, str] = {}
@@ -170,7 +183,7 @@ class _Builder:
         return self.lineage.nodes[node.id]
 
     def evaluated(self, request: Event | None) -> Event | None:
-        return self.tree.child(request, "utility.evaluated") if request is not None else None
+        return self.tree.child(request, UtilityEvaluated.TYPE) if request is not None else None
 
     def failed_session(self, done: Event, parent: str | None, base: str | None, **fields: Any) -> LineageNode:
         """A node for an improver session that returned nothing: what it was, and why it failed."""
@@ -192,142 +205,176 @@ class _Builder:
 
     def meta_of(self, request: Event | None) -> tuple[float | None, float | None]:
         ev = self.evaluated(request)
-        if ev is None:
+        done = ev.try_decode(UtilityEvaluated) if ev is not None else None
+        if done is None:
             return None, None
-        detail = ev.payload.get("detail") or {}
-        return _num(ev.payload.get("utility")), _num(detail.get("test") if isinstance(detail, dict) else None)
+        return _num(done.utility), _num(done.detail.get("test"))
 
     # ---- stop self-improve -----------------------------------------------------------------
     def self_improve(self) -> None:
-        tree = self.tree
-        gens = sorted(tree.of_type("generation.started"), key=lambda e: int(e.payload.get("generation", 0)))
-        by_program: dict[str, str] = {}
-        for gen in gens:
-            g = int(gen.payload.get("generation", 0))
-            improver = gen.payload.get("improver")
-            current_id = by_program.get(improver) if isinstance(improver, str) else None
-            if current_id is None:
-                parent_prog = gen.payload.get("parent")
-                node = self.add(
-                    LineageNode(
-                        id=gen.id,
-                        kind="improver",
-                        program=improver,
-                        parent=by_program.get(parent_prog) if isinstance(parent_prog, str) else None,
-                        base=parent_prog if isinstance(parent_prog, str) else None,
-                        generation=g,
-                        status="seed" if g == 0 else "",
-                        label="seed improver" if g == 0 else "improver",
-                    )
-                )
-                current_id = node.id
-                if isinstance(improver, str):
-                    by_program[improver] = current_id
-            current = self.lineage.nodes[current_id]
-            val, test = self.meta_of(tree.child(gen, "utility.requested", "meta"))
-            if current.val is None:
-                current.val, current.test = val, test
-            self.lineage.generations[g] = (
-                val if val is not None else current.val,
-                test if test is not None else current.test,
-            )
-            session = tree.child(gen, "session.requested", "generation")
-            gen_programs: dict[str, str] = {}
+        """One pass per generation: the improver in force, its meta-utility, the candidates its
+        generation session proposed, the improver it returned, and the adoption decision."""
+        by_program: dict[str, str] = {}  # improver program -> node of the improver in force
+        for gen, started in self._generations():
+            g = started.generation
+            current = self._improver_in_force(gen, started, by_program)
+            self._generation_meta(gen, g, current)
+            gen_programs: dict[str, str] = {}  # program -> node, for this generation's improvers
+            session = self.tree.child(gen, SessionRequested.TYPE, "generation")
             if session is not None:
-                for req in tree.children(session, "utility.requested"):
-                    prog = req.payload.get("solution")
-                    if req.payload.get("task") != "meta" or not isinstance(prog, str):
-                        continue
-                    if prog == current.program or prog in gen_programs:
-                        continue
-                    v, t = self.meta_of(req)
-                    node = self.add(
-                        LineageNode(
-                            id=req.id,
-                            kind="improver",
-                            program=prog,
-                            parent=current_id,
-                            base=current.program,
-                            generation=g + 1,
-                            status="proposed",
-                            val=v,
-                            test=t,
-                            label="candidate",
-                        )
-                    )
-                    gen_programs[prog] = node.id
-                    self.owner[req.id] = node.id
-                done = tree.child(session, "session.completed", "result")
-                if done is not None:
-                    prog = done.payload.get("solution")
-                    if isinstance(prog, str):
-                        node_id = gen_programs.get(prog)
-                        if node_id is None:
-                            node = self.add(
-                                LineageNode(
-                                    id=done.id,
-                                    kind="improver",
-                                    program=prog,
-                                    parent=current_id,
-                                    base=current.program,
-                                    generation=g + 1,
-                                    label="returned",
-                                )
-                            )
-                            node_id = node.id
-                            gen_programs[prog] = node_id
-                        node = self.lineage.nodes[node_id]
-                        node.status = "returned"
-                        v, t = self.meta_of(tree.child(done, "utility.requested", "meta"))
-                        node.val = v if v is not None else node.val
-                        node.test = t if t is not None else node.test
-                        self.owner[session.id] = node_id
-                        self.owner[done.id] = node_id
-                    else:
-                        self.failed_session(
-                            done,
-                            current_id,
-                            current.program,
-                            kind="improver",
-                            generation=g + 1,
-                            label="generation session (returned no improver)",
-                        )
-            decided = tree.child(gen, "improver.decided", "decision")
+                self._proposed_candidates(session, g, current, gen_programs)
+                self._returned_improver(session, g, current, gen_programs)
+            decided = self.tree.child(gen, ImproverDecided.TYPE, "decision")
             if decided is not None:
-                cand = decided.payload.get("candidate")
-                adopted_node: LineageNode | None = None
-                if isinstance(cand, str):
-                    node_id = gen_programs.get(cand)
-                    if node_id is None:
-                        node_id = self.add(
-                            LineageNode(
-                                id=decided.id,
-                                kind="improver",
-                                program=cand,
-                                parent=current_id,
-                                base=current.program,
-                                generation=g + 1,
-                                label="candidate",
-                            )
-                        ).id
-                        gen_programs[cand] = node_id
-                    node = self.lineage.nodes[node_id]
-                    node.adopted = bool(decided.payload.get("adopted"))
-                    node.status = "adopted" if node.adopted else "rejected"
-                    node.reason = str(decided.payload.get("reason", ""))
-                    mv, mt = _num(decided.payload.get("meta_val")), _num(decided.payload.get("meta_test"))
-                    node.val = mv if mv is not None else node.val
-                    node.test = mt if mt is not None else node.test
-                    if node.adopted:
-                        by_program[cand] = node_id
-                        adopted_node = node
-                # The improver in force once this generation is decided: the adopted candidate,
-                # or the same improver again (so T generations plot as T + 1 points, as in STOP).
-                if adopted_node is not None and adopted_node.val is not None:
-                    self.lineage.generations[g + 1] = (adopted_node.val, adopted_node.test)
-                else:
-                    self.lineage.generations[g + 1] = self.lineage.generations[g]
+                self._decision(decided, g, current, gen_programs, by_program)
         self.meta_run_solutions()
+
+    def _generations(self) -> list[tuple[Event, GenerationStarted]]:
+        typed = ((ev, ev.try_decode(GenerationStarted)) for ev in self.tree.of_type(GenerationStarted.TYPE))
+        return sorted(((ev, g) for ev, g in typed if g is not None), key=lambda pair: pair[1].generation)
+
+    def _improver_in_force(self, gen: Event, started: GenerationStarted, by_program: dict[str, str]) -> LineageNode:
+        """The node of the improver a generation starts from (the seed at generation 0)."""
+        current_id = by_program.get(started.improver)
+        if current_id is not None:
+            return self.lineage.nodes[current_id]
+        g, parent = started.generation, started.parent
+        node = self.add(
+            LineageNode(
+                id=gen.id,
+                kind="improver",
+                program=started.improver,
+                parent=by_program.get(parent) if parent is not None else None,
+                base=parent,
+                generation=g,
+                status="seed" if g == 0 else "",
+                label="seed improver" if g == 0 else "improver",
+            )
+        )
+        by_program[started.improver] = node.id
+        return node
+
+    def _generation_meta(self, gen: Event, g: int, current: LineageNode) -> None:
+        """The meta-utility of the improver in force at generation ``g``."""
+        val, test = self.meta_of(self.tree.child(gen, UtilityRequested.TYPE, "meta"))
+        if current.val is None:
+            current.val, current.test = val, test
+        self.lineage.generations[g] = (
+            val if val is not None else current.val,
+            test if test is not None else current.test,
+        )
+
+    def _proposed_candidates(self, session: Event, g: int, current: LineageNode, gen_programs: dict[str, str]) -> None:
+        """Every improver the generation session scored (its meta ``utility.requested``)."""
+        for req in self.tree.children(session, UtilityRequested.TYPE):
+            asked = req.try_decode(UtilityRequested)
+            if asked is None or asked.task != "meta":
+                continue
+            prog = asked.solution
+            if prog == current.program or prog in gen_programs:
+                continue
+            v, t = self.meta_of(req)
+            node = self.add(
+                LineageNode(
+                    id=req.id,
+                    kind="improver",
+                    program=prog,
+                    parent=current.id,
+                    base=current.program,
+                    generation=g + 1,
+                    status="proposed",
+                    val=v,
+                    test=t,
+                    label="candidate",
+                )
+            )
+            gen_programs[prog] = node.id
+            self.owner[req.id] = node.id
+
+    def _returned_improver(self, session: Event, g: int, current: LineageNode, gen_programs: dict[str, str]) -> None:
+        """The improver the generation session returned, or a failed-session node."""
+        done = self.tree.child(session, SessionCompleted.TYPE, "result")
+        if done is None:
+            return
+        ended = done.try_decode(SessionCompleted)
+        prog = ended.solution if ended is not None else None
+        if prog is None:
+            self.failed_session(
+                done,
+                current.id,
+                current.program,
+                kind="improver",
+                generation=g + 1,
+                label="generation session (returned no improver)",
+            )
+            return
+        node_id = gen_programs.get(prog)
+        if node_id is None:
+            node_id = self.add(
+                LineageNode(
+                    id=done.id,
+                    kind="improver",
+                    program=prog,
+                    parent=current.id,
+                    base=current.program,
+                    generation=g + 1,
+                    label="returned",
+                )
+            ).id
+            gen_programs[prog] = node_id
+        node = self.lineage.nodes[node_id]
+        node.status = "returned"
+        v, t = self.meta_of(self.tree.child(done, UtilityRequested.TYPE, "meta"))
+        node.val = v if v is not None else node.val
+        node.test = t if t is not None else node.test
+        self.owner[session.id] = node_id
+        self.owner[done.id] = node_id
+
+    def _decision(
+        self,
+        decided_ev: Event,
+        g: int,
+        current: LineageNode,
+        gen_programs: dict[str, str],
+        by_program: dict[str, str],
+    ) -> None:
+        """Mark the decided candidate adopted or rejected; set the improver in force at ``g + 1``."""
+        decided = decided_ev.try_decode(ImproverDecided)
+        if decided is None:
+            return
+        adopted_node: LineageNode | None = None
+        cand = decided.candidate
+        if cand is not None:
+            node_id = gen_programs.get(cand)
+            if node_id is None:
+                node_id = self.add(
+                    LineageNode(
+                        id=decided_ev.id,
+                        kind="improver",
+                        program=cand,
+                        parent=current.id,
+                        base=current.program,
+                        generation=g + 1,
+                        label="candidate",
+                    )
+                ).id
+                gen_programs[cand] = node_id
+            node = self.lineage.nodes[node_id]
+            node.adopted = decided.adopted
+            node.status = "adopted" if node.adopted else "rejected"
+            node.reason = decided.reason
+            mv, mt = _num(decided.meta_val), _num(decided.meta_test)
+            node.val = mv if mv is not None else node.val
+            node.test = mt if mt is not None else node.test
+            if node.adopted:
+                by_program[cand] = node_id
+                adopted_node = node
+        # The improver in force once this generation is decided: the adopted candidate, or the
+        # same improver again (so T generations plot as T + 1 points, as in STOP).
+        if adopted_node is not None and adopted_node.val is not None:
+            self.lineage.generations[g + 1] = (adopted_node.val, adopted_node.test)
+        else:
+            self.lineage.generations[g + 1] = self.lineage.generations[g]
 
     def meta_run_solutions(self) -> None:
         """Downstream solutions produced while an improver was scored by the meta-utility."""
@@ -336,30 +383,32 @@ class _Builder:
         for n in self.lineage.nodes.values():
             if n.kind == "improver" and n.program:
                 nodes_by_program.setdefault(n.program, n.id)
-        for sess in tree.of_type("session.requested"):
-            if sess.payload.get("purpose") != "meta_run":
+        for sess in tree.of_type(SessionRequested.TYPE):
+            asked = sess.try_decode(SessionRequested)
+            if asked is None or asked.purpose != "meta_run":
                 continue
             cause = tree.parent(sess)
             producer = None
             if cause is not None:
-                producer = self.owner.get(cause.id) or nodes_by_program.get(cause.payload.get("solution", ""))
-            producer = producer or nodes_by_program.get(sess.payload.get("improver", ""))
-            done = tree.child(sess, "session.completed", "result")
-            task = str(sess.payload.get("utility_task") or sess.key.split("/")[0])
-            prog = done.payload.get("solution") if done is not None else None
+                scored = cause.try_decode(UtilityRequested)
+                producer = self.owner.get(cause.id) or (nodes_by_program.get(scored.solution) if scored else None)
+            producer = producer or nodes_by_program.get(asked.improver)
+            done = tree.child(sess, SessionCompleted.TYPE, "result")
+            ended = done.try_decode(SessionCompleted) if done is not None else None
+            task = asked.utility_task or sess.key.split("/")[0]
             error_kind, error, trace = session_failure(done) if done is not None else ("", "", None)
-            v, _ = self.meta_of(tree.child(done, "utility.requested", "val")) if done else (None, None)
-            t, _ = self.meta_of(tree.child(done, "utility.requested", "test")) if done else (None, None)
+            v, _ = self.meta_of(tree.child(done, UtilityRequested.TYPE, "val")) if done else (None, None)
+            t, _ = self.meta_of(tree.child(done, UtilityRequested.TYPE, "test")) if done else (None, None)
             node = self.add(
                 LineageNode(
                     id=(done or sess).id,
                     kind="solution",
-                    program=prog if isinstance(prog, str) else None,
+                    program=ended.solution if ended is not None else None,
                     parent=producer,
-                    base=sess.payload.get("initial_solution"),
+                    base=asked.initial_solution,
                     generation=self.lineage.nodes[producer].generation if producer in self.lineage.nodes else None,
                     task=task,
-                    status=str(done.payload.get("status", "")) if done else "unfinished",
+                    status=(ended.status if ended is not None else "") if done else "unfinished",
                     val=v,
                     test=t,
                     label=f"{task} run {sess.key.split('/')[-1]}",
@@ -373,119 +422,135 @@ class _Builder:
 
     # ---- stop improve ------------------------------------------------------------------------
     def improve(self) -> None:
-        tree, root = self.tree, self.root
-        before = tree.child(root, "utility.requested", "before/val")
-        seed_id: str | None = None
-        seed_prog: str | None = None
-        if before is not None:
-            seed_prog = before.payload.get("solution")
-            v, _ = self.meta_of(before)
-            t, _ = self.meta_of(tree.child(root, "utility.requested", "before/test"))
-            task = str(before.payload.get("task"))
-            seed_id = self.add(
+        """The seed solution, what each improver session tried, and what it returned."""
+        seed_id, seed_prog = self._seed_solution()
+        for session in self.tree.children(self.root, SessionRequested.TYPE):
+            asked = session.try_decode(SessionRequested)
+            if asked is None:
+                continue
+            done = self.tree.child(session, SessionCompleted.TYPE, "result")
+            ended = done.try_decode(SessionCompleted) if done is not None else None
+            result = ended.solution if ended is not None else None
+            seed_prog = seed_prog or asked.initial_solution
+            self._tried_solutions(session, seed_id, seed_prog, result)
+            if done is not None:
+                node = self._session_result(done, result, asked.utility_task, seed_id, seed_prog)
+                self.owner[session.id] = node.id
+
+    def _seed_solution(self) -> tuple[str | None, str | None]:
+        """(node id, program) of the solution the improvement starts from (its "before")."""
+        before = self.tree.child(self.root, UtilityRequested.TYPE, "before/val")
+        scored = before.try_decode(UtilityRequested) if before is not None else None
+        if before is None or scored is None:
+            return None, None
+        v, _ = self.meta_of(before)
+        t, _ = self.meta_of(self.tree.child(self.root, UtilityRequested.TYPE, "before/test"))
+        node = self.add(
+            LineageNode(
+                id=before.id,
+                kind="solution",
+                program=scored.solution,
+                parent=None,
+                task=scored.task,
+                status="seed",
+                val=v,
+                test=t,
+                label="seed solution",
+            )
+        )
+        return node.id, scored.solution
+
+    def _session_result(
+        self, done: Event, result: str | None, task: str, seed_id: str | None, seed_prog: str | None
+    ) -> LineageNode:
+        """The solution an improver session returned (its "after"), or why it returned none."""
+        if result is None:
+            # Nothing was returned: "after" is 0, whatever the improver tried on the way.
+            return self.failed_session(
+                done,
+                seed_id,
+                seed_prog,
+                task=task,
+                val=0.0,
+                test=0.0,
+                label="improver session failed: nothing returned",
+            )
+        v, _ = self.meta_of(self.tree.child(done, UtilityRequested.TYPE, "after/val"))
+        t, _ = self.meta_of(self.tree.child(done, UtilityRequested.TYPE, "after/test"))
+        return self.add(
+            LineageNode(
+                id=done.id,
+                kind="solution",
+                program=result,
+                parent=seed_id,
+                base=seed_prog,
+                task=task,
+                status="returned",
+                val=v,
+                test=t,
+                label="improved solution",
+            )
+        )
+
+    def _tried_solutions(self, session: Event, seed_id: str | None, seed_prog: str | None, result: str | None) -> None:
+        """Solutions the improver scored on its way but did not return."""
+        tried: dict[str, str] = {}
+        for req in self.tree.children(session, UtilityRequested.TYPE):
+            asked = req.try_decode(UtilityRequested)
+            if asked is None:
+                continue
+            prog = asked.solution
+            if prog == seed_prog or prog in tried or prog == result:
+                continue
+            v, _ = self.meta_of(req)
+            tried[prog] = self.add(
                 LineageNode(
-                    id=before.id,
+                    id=req.id,
                     kind="solution",
-                    program=seed_prog,
-                    parent=None,
-                    task=task,
-                    status="seed",
+                    program=prog,
+                    parent=seed_id,
+                    base=seed_prog,
+                    task=asked.task,
+                    status="tried",
                     val=v,
-                    test=t,
-                    label="seed solution",
+                    label="tried by the improver, not returned",
                 )
             ).id
-        for session in tree.children(root, "session.requested"):
-            done = tree.child(session, "session.completed", "result")
-            result = done.payload.get("solution") if done is not None else None
-            seed_prog = seed_prog or session.payload.get("initial_solution")
-            tried: dict[str, str] = {}
-            for req in tree.children(session, "utility.requested"):
-                prog = req.payload.get("solution")
-                if not isinstance(prog, str) or prog == seed_prog or prog in tried or prog == result:
-                    continue
-                v, _ = self.meta_of(req)
-                tried[prog] = self.add(
-                    LineageNode(
-                        id=req.id,
-                        kind="solution",
-                        program=prog,
-                        parent=seed_id,
-                        base=seed_prog,
-                        task=str(req.payload.get("task")),
-                        status="tried",
-                        val=v,
-                        label="tried by the improver, not returned",
-                    )
-                ).id
-            if done is not None and isinstance(result, str):
-                v, _ = self.meta_of(tree.child(done, "utility.requested", "after/val"))
-                t, _ = self.meta_of(tree.child(done, "utility.requested", "after/test"))
-                node = self.add(
-                    LineageNode(
-                        id=done.id,
-                        kind="solution",
-                        program=result,
-                        parent=seed_id,
-                        base=seed_prog,
-                        task=str(session.payload.get("utility_task")),
-                        status="returned",
-                        val=v,
-                        test=t,
-                        label="improved solution",
-                    )
-                )
-                self.owner[session.id] = node.id
-            elif done is not None:
-                # Nothing was returned: "after" is 0, whatever the improver tried on the way.
-                node = self.failed_session(
-                    done,
-                    seed_id,
-                    seed_prog,
-                    task=str(session.payload.get("utility_task")),
-                    val=0.0,
-                    test=0.0,
-                    label="improver session failed: nothing returned",
-                )
-                self.owner[session.id] = node.id
 
     # ---- stop repair -------------------------------------------------------------------------
     def repair(self) -> None:
         tree = self.tree
-        for prob in tree.of_type("repair.problem"):
-            self.add(
-                LineageNode(
-                    id=prob.id,
-                    kind="problem",
-                    program=None,
-                    parent=None,
-                    task=str(prob.payload.get("problem")),
-                    label=str(prob.payload.get("problem")),
-                )
-            )
+        problems: dict[str, str] = {}
+        for prob in tree.of_type(RepairProblemStarted.TYPE):
+            started = prob.try_decode(RepairProblemStarted)
+            name = started.problem if started is not None else ""
+            self.add(LineageNode(id=prob.id, kind="problem", program=None, parent=None, task=name, label=name))
             self.owner[prob.id] = prob.id
-        problems = {str(p.payload.get("problem")): p.id for p in tree.of_type("repair.problem")}
-        for rp in tree.of_type("repair.program"):
-            parent_id = rp.payload.get("parent")
-            parent_ev = tree.by_id.get(parent_id) if isinstance(parent_id, str) else None
-            check = self.evaluated(tree.child(rp, "utility.requested", "check"))
-            util = _num(check.payload.get("utility")) if check is not None else None
-            problem = str(rp.payload.get("problem"))
+            problems[name] = prob.id
+        for rp in tree.of_type(RepairProgram.TYPE):
+            program = rp.try_decode(RepairProgram)
+            if program is None:
+                continue
+            parent_ev = tree.by_id.get(program.parent) if program.parent is not None else None
+            parent_program = parent_ev.try_decode(RepairProgram) if parent_ev is not None else None
+            check = self.evaluated(tree.child(rp, UtilityRequested.TYPE, "check"))
+            checked = check.try_decode(UtilityEvaluated) if check is not None else None
+            util = _num(checked.utility) if checked is not None else None
             node = self.add(
                 LineageNode(
                     id=rp.id,
                     kind="program",
-                    program=rp.payload.get("program"),
-                    parent=parent_id if parent_ev is not None else problems.get(problem),
-                    base=parent_ev.payload.get("program") if parent_ev is not None else None,
-                    task=problem,
+                    program=program.program,
+                    parent=program.parent if parent_ev is not None else problems.get(program.problem),
+                    base=parent_program.program if parent_program is not None else None,
+                    task=program.problem,
                     status="" if util is None else ("pass" if util >= 1.0 else "fail"),
                     val=util,
-                    label=str(rp.payload.get("kind", "program")),
+                    label=program.kind,
                 )
             )
             for anc in tree.ancestors(rp):
-                if anc.type == "lm.requested":
+                if anc.is_a(LMRequested):
                     self.owner.setdefault(anc.id, node.id)
                     break
 
@@ -498,8 +563,9 @@ class _Builder:
             if target is None:
                 for anc in self.tree.ancestors(call.request):
                     target = self.owner.get(anc.id)
-                    if target is None and anc.type == "session.requested":
-                        target = improver_by_program.get(anc.payload.get("improver", ""))
+                    asked = anc.try_decode(SessionRequested)
+                    if target is None and asked is not None:
+                        target = improver_by_program.get(asked.improver)
                     if target is not None:
                         break
             (nodes[target].lm if target in nodes else self.lineage.unattributed).add(call)
@@ -509,12 +575,12 @@ def lineage_from_tree(tree: CausalTree, calls: list[LMCall] | None = None) -> Li
     """The lineage projection of one run's causal tree."""
     if calls is None:
         root = tree.root
-        config = root.payload.get("config") if root is not None else None
-        calls = lm_calls(tree, prices_from_config(config if isinstance(config, dict) else None))
+        started = root.try_decode(RunStarted) if root is not None else None
+        calls = lm_calls(tree, prices_from_config(started.config if started is not None else None))
     b = _Builder(tree, calls)
-    if tree.of_type("generation.started"):
+    if tree.of_type(GenerationStarted.TYPE):
         b.self_improve()
-    elif tree.of_type("repair.program") or tree.of_type("repair.problem"):
+    elif tree.of_type(RepairProgram.TYPE) or tree.of_type(RepairProblemStarted.TYPE):
         b.repair()
     else:
         b.improve()

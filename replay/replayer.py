@@ -10,6 +10,7 @@ utilities that come out different (flaky or time-sensitive code).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,9 @@ from agents.progress import report_progress
 from agents.runinfo import run_info
 from agents.session import open_pool
 from agents.steps import put_text
-from events import Event
+from events import Event, make_event
+from events.stop_events import UtilityEvaluated
+from events.types import RunFailed, RunFinished, RunStarted
 from lm import CacheMode
 from replay.compare import Comparison, compare_runs
 from replay.scratch import ReplayStore
@@ -59,13 +62,15 @@ class ReplayResult:
 
 
 def _root_for_replay(root: Event, config: RunConfig | None) -> Event:
-    body = root.body()
-    if config is not None:
-        payload = dict(body["payload"])
-        options = payload["config"].get("options", {})
-        payload["config"] = {**config.to_dict(), "options": options}
-        body["payload"] = payload
-    return Event(**body)
+    """The recorded root as it was stored, or (``config``) the same root with another config."""
+    if config is None:
+        return Event(**root.body())
+    started = root.decode(RunStarted)
+    options = started.config.get("options", {})
+    changed = dataclasses.replace(started, config={**config.to_dict(), "options": options})
+    out = make_event(root.run_id, changed, cause=root.causation_id, key=root.key)
+    assert out.id == root.id  # an identity never depends on the payload
+    return out
 
 
 async def _starting_improver(recorded: EventStore, run_id: str) -> str:
@@ -74,18 +79,21 @@ async def _starting_improver(recorded: EventStore, run_id: str) -> str:
 
 
 def _flaky(recorded: list[Event], replayed: list[Event]) -> list[dict[str, Any]]:
-    old = {e.id: e for e in recorded if e.type == "utility.evaluated"}
+    old = {e.id: e.decode(UtilityEvaluated) for e in recorded if e.is_a(UtilityEvaluated)}
     out = []
     for ev in replayed:
         prior = old.get(ev.id)
-        if ev.type == "utility.evaluated" and prior is not None and prior.payload["utility"] != ev.payload["utility"]:
+        if prior is None or not ev.is_a(UtilityEvaluated):
+            continue
+        now = ev.decode(UtilityEvaluated)
+        if prior.utility != now.utility:
             out.append(
                 {
                     "event_id": ev.id,
-                    "task": ev.payload["task"],
-                    "split": ev.payload["split"],
-                    "recorded": prior.payload["utility"],
-                    "replayed": ev.payload["utility"],
+                    "task": now.task,
+                    "split": now.split,
+                    "recorded": prior.utility,
+                    "replayed": now.utility,
                 }
             )
     return out
@@ -107,7 +115,7 @@ async def replay_run(
     ``config`` replaces its configuration: how a user finds where behaviour changed.
     """
     rec_events = await recorded.read(run_id)
-    if not rec_events or rec_events[0].type != "run.started":
+    if not rec_events or not rec_events[0].is_a(RunStarted):
         raise LookupError(f"run {run_id} has no run.started event to replay from")
     scratch = ReplayStore(recorded)
     root = _root_for_replay(rec_events[0], config)
@@ -135,7 +143,7 @@ async def replay_run(
                 final = await run_agents(agents, run_id)
                 tg.cancel_scope.cancel()
     replayed = await scratch.read(run_id)
-    unfinished = not any(e.type in ("run.finished", "run.failed") for e in rec_events)
+    unfinished = not any(e.is_a(RunFinished) or e.is_a(RunFailed) for e in rec_events)
     comparison = compare_runs(rec_events, replayed, ignore_root=config is not None, prefix_only=unfinished)
     flaky = _flaky(rec_events, replayed) if re_execute_evaluations else []
     return ReplayResult(run_id, comparison, final, flaky, replayed, unfinished)

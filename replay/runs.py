@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 import structlog
 
-from events.model import Event
+from events.model import Event, stored_event
 from outcome import UsageError
 from store.base import EventStore
 
@@ -96,7 +96,7 @@ def _read_rows_raw(path: str, run_id: str) -> RunLog:
             out.unreadable.append(UnreadableEvent(row[0], row[1], f"payload is not valid JSON: {exc}"))
             continue
         out.events.append(
-            Event(
+            stored_event(
                 seq=row[0],
                 id=row[1],
                 run_id=row[2],

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from events import Event, verify_chain
+from events.stop_events import LMResponded
 from replay.audit import blob_refs
 from store.base import CacheEntry, EventStore
 from store.errors import StoreError
@@ -48,8 +49,8 @@ class RunCopy:
 
 
 def _cache_keys(ev: Event) -> list[str]:
-    key = ev.payload.get("cache_key") if ev.type == "lm.responded" else None
-    return [key] if isinstance(key, str) and key else []
+    key = ev.decode(LMResponded).cache_key if ev.is_a(LMResponded) else ""
+    return [key] if key else []
 
 
 async def copy_run(src: EventStore, dst: EventStore, run_id: str) -> RunCopy:
@@ -75,6 +76,7 @@ async def copy_run(src: EventStore, dst: EventStore, run_id: str) -> RunCopy:
                 if value is None:
                     raise StoreError(f"source has no LM cache row {key} named by event {ev.id}")
                 cache.append(CacheEntry(key, value))
+        # ``body()`` is each event as stored (not as read, upcast): the copy keeps its hashes.
         await dst.append([Event(**ev.body()) for ev in chunk], blobs=list(blobs.values()), cache=cache)
         digests.extend(blobs)
         keys.extend(c.key for c in cache)

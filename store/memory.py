@@ -8,7 +8,7 @@ from typing import Any
 import anyio
 
 from events.codec import normalise, sha256_hex
-from events.model import Event
+from events.model import Event, upcast_on_read
 from store.base import CacheEntry, blob_bytes
 from store.errors import CorruptBlob, StoreError
 from store.follow import follow
@@ -37,7 +37,8 @@ class MemoryStore:
         existing = {e.id: self._by_id[e.id] for e in events if e.id in self._by_id}
         inserts, out = plan_append(events, existing, self._heads.get, len(self._events) + 1)
         new_cache = check_cache(cache, {c.key: self._cache[c.key] for c in cache if c.key in self._cache})
-        for ev in inserts:
+        for row in inserts:
+            ev = upcast_on_read(row)  # kept as a read gives it; the stored form rides along
             self._events.append(ev)
             self._by_id[ev.id] = ev
             self._heads[ev.run_id] = ev.hash or ""

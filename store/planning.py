@@ -9,7 +9,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from events.codec import canonical_json, sha256_hex
-from events.model import GENESIS, Event
+from events.model import GENESIS, Event, upcast_on_read
 from store.base import CacheEntry, blob_bytes
 from store.errors import ConflictError
 
@@ -31,7 +31,10 @@ class AppendPlanner:
         self._fresh: dict[str, Event] = {}
 
     def plan(self, chunk: Sequence[Event]) -> tuple[list[Event], list[Event]]:
-        """Return (rows to insert, the stored event for each input in order)."""
+        """Return (rows to insert, the stored event for each input in order).
+
+        The rows are in their stored form (what the chain hash covers); the returned events are
+        as a read would give them, upcast to the newest version of their type."""
         inserts: list[Event] = []
         out: list[Event] = []
         heads = self._heads
@@ -52,7 +55,7 @@ class AppendPlanner:
             self._next_seq += 1
             self._fresh[ev.id] = stored
             inserts.append(stored)
-            out.append(stored)
+            out.append(upcast_on_read(stored))
         return inserts, out
 
 

@@ -47,7 +47,7 @@ import structlog
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from events.codec import canonical_json, sha256_hex
-from events.model import Event
+from events.model import Event, stored_event
 from outcome import ExitCode, UsageError
 from store.base import CacheEntry, blob_bytes
 from store.errors import (
@@ -180,7 +180,7 @@ def check_url(url: str) -> None:
 
 
 def _row_to_event(row: Sequence[Any]) -> Event:
-    return Event(
+    return stored_event(
         seq=row[0],
         id=row[1],
         run_id=row[2],
@@ -200,7 +200,7 @@ def _columns(events: Sequence[Event]) -> list[list[Any]]:
         [e.id for e in events],
         [e.run_id for e in events],
         [e.type for e in events],
-        [e.version for e in events],
+        [e.stored_version for e in events],
         [e.causation_id for e in events],
         [e.key for e in events],
         [e.payload_json for e in events],

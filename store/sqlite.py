@@ -37,7 +37,7 @@ import structlog
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from events.codec import canonical_json, sha256_hex
-from events.model import Event
+from events.model import Event, stored_event
 from store.base import CacheEntry, blob_bytes
 from store.errors import (
     CorruptBlob,
@@ -93,7 +93,7 @@ T = TypeVar("T")
 
 
 def _row_to_event(row: Sequence[Any]) -> Event:
-    return Event(
+    return stored_event(
         seq=row[0],
         id=row[1],
         run_id=row[2],

@@ -228,8 +228,8 @@ def _gadget_v1_to_v2(data: dict) -> dict:
 
 @pytest.mark.anyio
 async def test_old_versions_are_stored_as_written_and_read_upcast(make_store: StoreFactory, tmp_path: Path) -> None:
-    """An event written at version 1 stays version 1 in the log (its hash covers it) and reads
-    back as the current class through the upcaster."""
+    """An event written at version 1 stays version 1 in the log (its hash covers it) and every
+    read hands it out upcast to version 2, its stored form kept for the chain and conflicts."""
     s = await make_store(tmp_path)
     root = _run_events("r", [])[0]
     old = Event(
@@ -243,9 +243,23 @@ async def test_old_versions_are_stored_as_written_and_read_upcast(make_store: St
     )
     await s.append([root, old])
     (got,) = await s.children(root.id)
-    assert got.version == 1 and got.payload == {"name": "g", "size_cm": 3}
+    assert got.version == 2 and got.payload == {"name": "g", "size_mm": 30}
     assert got.data == Gadget("g", 30)
+    assert got.stored_version == 1 and got.body()["payload"] == {"name": "g", "size_cm": 3}
+    assert got.same_content(old)
+    for read in (await s.get(old.id), (await s.read("r"))[1], await s.head("r")):
+        assert read is not None and read.version == 2 and read.hash == got.hash
     assert verify_chain(await s.read("r")).ok
+    assert await s.append([old]) == [got]  # idempotent: the stored v1 is the same content
+    assert await s.append([got]) == [got]  # the read (upcast) event is the same content too
+    (tmp_path / "other").mkdir()
+    other = await make_store(tmp_path / "other")
+    root_read = await s.get(root.id)
+    assert root_read is not None
+    copied = await other.append([root_read, got])  # appended as read: written in its stored form
+    assert [e.hash for e in copied] == [root_read.hash, got.hash] and copied[1].version == 2
+    assert verify_chain(await other.read("r")).ok
+    await other.aclose()
     await s.aclose()
 
 
