@@ -129,11 +129,11 @@ def _generation_figures(r: PaperRun, targets: bool) -> list[Figure]:
             note="CPU of the process running every agent (store, workflows, evaluator, LM client)",
         ),
         fig(
-            "sandbox_cpu_s",
-            r.sandbox_cpu_s,
-            "s",
-            note=f"CPU of the sandbox processes; {r.workers_started} worker processes started, "
-            f"{r.session_workers_reused} sessions reused a worker",
+            "workers_started",
+            r.workers_started,
+            "processes",
+            note=f"sandbox worker processes started by the live run; {r.session_workers_reused} sessions "
+            "reused a finished session's worker",
         ),
         fig(
             "replay_s",

@@ -174,10 +174,8 @@ class PaperRun:
     replay_server_calls: int
     replay_live_answers: int
     breakdown: TimeBreakdown
-    #: CPU seconds of the live run: this process (every agent, the store, the LM client) and the
-    #: sandbox processes (workers and their children, counted once reaped at the pool's close)
+    #: CPU seconds of the live run in this process (every agent, the store, the LM client)
     host_cpu_s: float
-    sandbox_cpu_s: float
     workers_started: int
     session_workers_reused: int
     replay_workers_started: int
@@ -213,9 +211,9 @@ class _PoolSpy:
         agents.session.open_pool = replay.replayer.open_pool = self._open
 
 
-def _cpu() -> tuple[float, float]:
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
+def _cpu() -> float:
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    return me.ru_utime + me.ru_stime
 
 
 async def _run(db: Path, latency: float, generations: int) -> PaperRun:
@@ -272,8 +270,7 @@ async def _run(db: Path, latency: float, generations: int) -> PaperRun:
             1 for e in replay.events if e.type == "lm.responded" and e.payload.get("source") == "live"
         ),
         breakdown=time_breakdown(events, seen, chain),
-        host_cpu_s=cpu1[0] - cpu0[0],
-        sandbox_cpu_s=cpu1[1] - cpu0[1],
+        host_cpu_s=cpu1 - cpu0,
         workers_started=sum(p.workers_started for p in live_spy.pools),
         session_workers_reused=sum(p.session_workers_reused for p in live_spy.pools),
         replay_workers_started=sum(p.workers_started for p in replay_spy.pools),
