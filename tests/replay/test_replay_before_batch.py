@@ -19,7 +19,7 @@ import pytest
 
 from events.model import verify_chain
 from events.registry import current_version
-from events.stop_events import SessionCompleted, session_error_kind
+from events.stop_events import SandboxBatchCompleted, SessionCompleted, session_error_kind
 from replay.replayer import ReplayResult, replay_run
 from store import SqliteStore
 
@@ -63,13 +63,17 @@ def test_old_versions_in_the_fixture_are_read_as_the_newest(recorded: Path) -> N
             events = await s.read()
             old = [e for e in events if stored_versions[e.id] < current_version(e.type)]
             assert old, "the fixture must hold an event of an older version"
-            assert {e.type for e in old} >= {SessionCompleted.TYPE}
+            assert {e.type for e in old} >= {SessionCompleted.TYPE, SandboxBatchCompleted.TYPE}
             for ev in old:
                 assert ev.version == current_version(ev.type) and ev.stored_version == stored_versions[ev.id]
                 assert ev.body()["version"] == stored_versions[ev.id]
-                done = ev.decode(SessionCompleted)
-                assert done.error_kind == session_error_kind(done.status, done.error) and done.traceback is None
-                assert "error_kind" in ev.payload
+                if ev.type == SessionCompleted.TYPE:
+                    done = ev.decode(SessionCompleted)
+                    assert done.error_kind == session_error_kind(done.status, done.error) and done.traceback is None
+                    assert "error_kind" in ev.payload
+                elif ev.type == SandboxBatchCompleted.TYPE:
+                    batch = ev.decode(SandboxBatchCompleted)  # v1: no batch facts, read as unknown
+                    assert batch.processes is None and batch.worker_s is None and "processes" in ev.payload
             assert verify_chain(events).ok
 
     anyio.run(main)
