@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from events.checkpoint_events import CheckpointSigned
 from events.lm_events import BudgetExhausted, BudgetRaised, LMEndpointObserved
 from events.stop_events import (
     BudgetExceeded,
@@ -118,6 +119,8 @@ ROLES: Mapping[str, Role] = {
     # self-repair
     RepairProblemStarted.TYPE: Role(workflow=True, workflow_step=True),
     RepairProgram.TYPE: Role(workflow=True, workflow_step=True),
+    # audit: written by the checkpoint agent for ``stop audit``; no agent reacts to one
+    CheckpointSigned.TYPE: Role(),
 }
 
 
