@@ -3,26 +3,40 @@
 from __future__ import annotations
 
 import builtins
+import contextvars
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from json.encoder import encode_basestring as _encode_basestring
 from typing import Any, TypeVar
 
 from events.codec import canonical_bytes, canonical_json, sha256_hex
-from events.registry import Payload, UnknownEventType, current_version, decode_payload, payload_class, upcast
+from events.registry import (
+    Payload,
+    PayloadMismatch,
+    UnknownEventType,
+    current_version,
+    decode_payload,
+    payload_class,
+    upcast,
+)
+from outcome import UsageError
 
 __all__ = (
     "GENESIS",
     "ChainReport",
     "Event",
     "StoredForm",
+    "UndecodableEvent",
     "chain_hash",
     "content_key",
     "event_id",
     "make_event",
     "stored_event",
+    "tolerating_unknown_fields",
+    "undecodable_events",
     "upcast_on_read",
     "verify_chain",
 )
@@ -48,6 +62,79 @@ def event_id(run_id: str, causation_id: str | None, type_name: str, key: str) ->
 def content_key(content: Any, occurrence: int) -> str:
     """Key for requests that come out of running code: content hash plus occurrence index."""
     return f"{sha256_hex(canonical_bytes(content))[:24]}#{occurrence}"
+
+
+class UndecodableEvent(UsageError, ValueError):
+    """A stored event whose payload does not fit its type (exit 2): named by id, type and field.
+
+    Raised by ``Event.data``/``Event.decode`` instead of a bare ``TypeError``/``ValueError`` from
+    deep inside a command, so a read command says in one line which event cannot be read and
+    why; ``stop audit`` lists every such event as a finding instead (``undecodable_events``)."""
+
+    def __init__(self, event: Event, problem: ValueError) -> None:
+        self.event_id = event.id
+        self.event_type = event.type
+        self.seq = event.seq
+        self.unknown: tuple[str, ...] = getattr(problem, "unknown", ())
+        self.missing: tuple[str, ...] = getattr(problem, "missing", ())
+        where = f"seq {event.seq}, " if event.seq is not None else ""
+        self.reason = str(problem)
+        super().__init__(
+            f"event {event.id} ({where}run {event.run_id}) cannot be read: {problem}"
+            " (written by a newer STOP, or edited after it was recorded)",
+            hint=f"`stop audit {event.run_id}` lists every such event; a newer STOP may read it",
+        )
+
+
+#: While set (``tolerating_unknown_fields``), decoding leaves out fields a type does not know and
+#: records the event here instead of raising.
+_TOLERATED: contextvars.ContextVar[dict[str, UndecodableEvent] | None] = contextvars.ContextVar(
+    "stop_tolerated_payloads", default=None
+)
+
+
+@contextmanager
+def tolerating_unknown_fields() -> Iterator[dict[str, UndecodableEvent]]:
+    """Within the block, a payload with fields its type does not know decodes without them
+    (missing fields still raise); the events met are collected, by id, in the yielded dict.
+
+    For the audit: it must go on past such an event to check and count everything else, and
+    report the event as a finding rather than stop at it."""
+    seen: dict[str, UndecodableEvent] = {}
+    token = _TOLERATED.set(seen)
+    try:
+        yield seen
+    finally:
+        _TOLERATED.reset(token)
+
+
+def _decode(ev: Event) -> Payload:
+    try:
+        return decode_payload(ev.type, ev.version, ev.payload)
+    except PayloadMismatch as exc:
+        tolerated = _TOLERATED.get()
+        if tolerated is None or exc.missing:
+            raise UndecodableEvent(ev, exc) from exc
+        tolerated.setdefault(ev.id, UndecodableEvent(ev, exc))
+        return decode_payload(ev.type, ev.version, ev.payload, drop_unknown=True)
+    except UnknownEventType:
+        raise  # a routing or registration bug, not bad data
+    except ValueError as exc:  # a version this code has no upcaster for (or a newer one)
+        raise UndecodableEvent(ev, exc) from exc
+
+
+def undecodable_events(events: Iterable[Event]) -> list[UndecodableEvent]:
+    """The events of a registered type whose payload does not decode to it, in order (events of
+    a type this code does not know are not judged: nothing here reads them)."""
+    out: list[UndecodableEvent] = []
+    for ev in events:
+        try:
+            decode_payload(ev.type, ev.version, ev.payload)
+        except UnknownEventType:
+            continue
+        except ValueError as exc:  # PayloadMismatch, or a version without an upcaster
+            out.append(UndecodableEvent(ev, exc))
+    return out
 
 
 @dataclass(frozen=True)
@@ -83,8 +170,9 @@ class Event:
 
     @cached_property
     def data(self) -> Payload:
-        """The payload as its typed, upcast dataclass (decoded once per event object)."""
-        return decode_payload(self.type, self.version, self.payload)
+        """The payload as its typed, upcast dataclass (decoded once per event object);
+        ``UndecodableEvent`` if it does not fit its type."""
+        return _decode(self)
 
     def decode(self, cls: builtins.type[P]) -> P:
         """The payload as ``cls``, upcast to its current version; the type checker sees the fields.

@@ -9,11 +9,12 @@ current version, and only then builds the dataclass.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar, dataclass_transform
 
 __all__ = (
     "Payload",
+    "PayloadMismatch",
     "UnknownEventType",
     "current_version",
     "decode_payload",
@@ -27,6 +28,23 @@ __all__ = (
 
 class UnknownEventType(KeyError):
     """An event type name that no payload class is registered for."""
+
+
+class PayloadMismatch(ValueError):
+    """A stored payload whose fields are not those of its type (after upcasting): fields this
+    code does not know (written by a newer version, or edited by hand) or required ones missing."""
+
+    def __init__(self, type_name: str, version: int, unknown: Sequence[str], missing: Sequence[str]) -> None:
+        self.type_name = type_name
+        self.version = version
+        self.unknown = tuple(unknown)
+        self.missing = tuple(missing)
+        parts = []
+        if self.unknown:
+            parts.append(f"unknown field{'s' if len(self.unknown) > 1 else ''} {', '.join(self.unknown)}")
+        if self.missing:
+            parts.append(f"missing field{'s' if len(self.missing) > 1 else ''} {', '.join(self.missing)}")
+        super().__init__(f"{type_name!r} v{version} payload has {' and '.join(parts)}")
 
 
 class Payload:
@@ -112,11 +130,21 @@ def upcast(type_name: str, version: int, data: dict[str, Any]) -> tuple[int, dic
     return version, data
 
 
-def decode_payload(type_name: str, version: int, data: dict[str, Any]) -> Payload:
+def decode_payload(type_name: str, version: int, data: dict[str, Any], *, drop_unknown: bool = False) -> Payload:
+    """The typed payload. ``PayloadMismatch`` if its fields are not its type's, unless the only
+    difference is fields this code does not know and ``drop_unknown`` is set (they are left out)."""
     cls = payload_class(type_name)
     _, data = upcast(type_name, version, data)
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # registered classes are dataclasses
-    extra = set(data) - names
-    if extra:
-        raise ValueError(f"{type_name!r} payload has unknown fields {sorted(extra)}")
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]  # registered classes are dataclasses
+    names = {f.name for f in fields}
+    unknown = sorted(set(data) - names)
+    missing = [
+        f.name
+        for f in fields
+        if f.name not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if missing or (unknown and not drop_unknown):
+        raise PayloadMismatch(type_name, version, unknown, missing)
+    if unknown:
+        data = {k: v for k, v in data.items() if k in names}
     return cls(**data)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from events.lm_events import BudgetExhausted, BudgetRaised
-from events.model import ChainReport, Event, verify_chain
+from events.model import ChainReport, Event, tolerating_unknown_fields, undecodable_events, verify_chain
 from events.registry import UnknownEventType
 from events.stop_events import (
     BudgetExceeded,
@@ -592,7 +592,9 @@ async def audit_run(
     """Audit one run: chain, signed checkpoints, blobs, LM cache rows, head anchor, LM usage and
     cost, violations, reward hacking, budgets. ``public_key`` pins the signing key."""
     run = await load_run(store, run_id)
-    report = audit_log(run, public_key=public_key)
+    with tolerating_unknown_fields():  # a payload field this code does not know is a finding, not a crash
+        report = audit_log(run, public_key=public_key)
+    report.unreadable += [UnreadableEvent(u.seq or 0, u.event_id, u.reason) for u in undecodable_events(run.events)]
     report.head = run.events[-1].hash if run.events else None
     report.expected_head = expected_head
     await check_blobs(store, run.events, report)
