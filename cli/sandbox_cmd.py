@@ -1,8 +1,8 @@
 """``stop sandbox run FILE`` and ``stop doctor``.
 
 ``register(subparsers)`` adds both commands; each handler takes the parsed namespace and
-returns an exit code (0: the job ran and succeeded / all is well, 1: the job failed or no
-isolation is available, 2: bad input).
+returns an exit code (0: the job ran and succeeded / all is well, 1: the job failed, 2: bad input,
+3: the sandbox cannot run here).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 
 from cli.common import read_program
-from outcome import UsageError
+from outcome import ExitCode, UsageError
 from sandbox import Finding, Job, JobResult, SandboxConfig, SandboxPool, SandboxUnavailable, detect_layers, scan_program
 from sandbox._pool import effective_layers
 
@@ -50,6 +50,9 @@ def register(subparsers: Any) -> None:
         "doctor", help="which isolation layers work on this machine, and why any is missing"
     )
     doctor_p.add_argument("--json", action="store_true", help="print JSON")
+    doctor_p.add_argument(
+        "--python", default=None, help="check workers started with this interpreter (default: this one)"
+    )
     doctor_p.set_defaults(func=_cmd_doctor)
 
 
@@ -132,21 +135,49 @@ def _print_result(result: JobResult, findings: list[Finding], layers: dict[str, 
         print(result.traceback.rstrip("\n"))
 
 
+async def _start_check(python: str | None) -> tuple[bool, str]:
+    """Start one real worker and run one tiny job in it: what every command will do first."""
+    try:
+        async with SandboxPool(SandboxConfig(workers=1, python=python)) as pool:
+            result = await pool.run(Job(program="def f():\n    return 1\n", function="f", wall_timeout_s=30.0))
+    except SandboxUnavailable as exc:
+        return False, exc.message
+    if not result.ok:
+        return False, f"a worker started but a trivial job failed: {result.status} {result.error or ''}".strip()
+    return True, f"a worker started and ran a job ({pool.layers.summary()})"
+
+
 def _cmd_doctor(args: argparse.Namespace) -> int:
+    """Each layer, then a real worker start; exit 3 when the sandbox cannot run here."""
     report = detect_layers()
     try:
         effective_layers(SandboxConfig(), report)
         usable, reason = True, ""
     except SandboxUnavailable as exc:
-        usable, reason = False, str(exc)
+        usable, reason = False, exc.message
+    started, start_detail = anyio.run(_start_check, args.python) if usable else (False, "not tried")
+    if usable and not started:
+        usable, reason = False, start_detail
+    code = int(ExitCode.OK if usable else ExitCode.ENVIRONMENT)
     if args.json:
-        print(json.dumps({**report.to_json(), "usable": usable, "reason": reason}, indent=2))
-        return 0 if usable else 1
-    print(f"python      {sys.executable}")
+        print(
+            json.dumps(
+                {
+                    **report.to_json(),
+                    "start": {"ok": started, "detail": start_detail},
+                    "usable": usable,
+                    "reason": reason,
+                },
+                indent=2,
+            )
+        )
+        return code
+    print(f"python      {args.python or sys.executable}")
     for layer in report.layers:
         mark = "ok " if layer.active else "-- "
         print(f"{mark} {layer.name:<11} {layer.detail}")
+    print(f"{'ok ' if started else '-- '} {'start':<11} {start_detail}")
     for note in report.notes:
         print(f"note: {note}")
     print("sandbox: usable" if usable else f"sandbox: NOT usable: {reason}")
-    return 0 if usable else 1
+    return code

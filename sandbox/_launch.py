@@ -63,6 +63,12 @@ class LaunchSpec:
     init: dict[str, Any]
     host_scratch: str | None  # a host directory to remove when the worker is gone
 
+    @property
+    def python(self) -> str:
+        """The worker's interpreter (after bubblewrap's ``--`` when it is started inside it)."""
+        argv = list(self.argv)
+        return argv[argv.index("--") + 1] if "--" in argv else argv[0]
+
 
 def _worker_env(tmpdir: str) -> dict[str, str]:
     return {

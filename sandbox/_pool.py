@@ -193,8 +193,16 @@ class SandboxPool:
             async with anyio.create_task_group() as tg:
                 for _ in range(n):
                     tg.start_soon(self._add_worker)
-        except BaseException:
+        except BaseException as exc:
             await self._shutdown()
+            # Workers start together and fail alike: one line says why, not a group of N.
+            if isinstance(exc, BaseExceptionGroup):
+                unavailable, rest = exc.split(SandboxUnavailable)
+                if unavailable is not None and rest is None:
+                    first: BaseException = unavailable
+                    while isinstance(first, BaseExceptionGroup):
+                        first = first.exceptions[0]
+                    raise first from None
             raise
         return self
 

@@ -16,6 +16,7 @@ import anyio
 import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+from ._diagnose import explain_start_failure
 from ._errors import SandboxUnavailable
 from ._launch import LaunchSpec
 
@@ -60,7 +61,7 @@ class WorkerHandle:
             )
         except OSError as exc:
             log.close()
-            raise SandboxUnavailable(f"cannot start a sandbox worker: {exc}") from exc
+            raise SandboxUnavailable(explain_start_failure(spec.python, "", exc)) from exc
         handle = cls(process, spec, log)
         try:
             with anyio.fail_after(timeout_s):
@@ -69,15 +70,17 @@ class WorkerHandle:
         except (TimeoutError, WorkerLost, OSError, anyio.BrokenResourceError) as exc:
             detail = handle.stderr_tail()
             await handle.kill()
-            raise SandboxUnavailable(
-                f"sandbox worker failed to start: {exc!r}; worker stderr: {detail or '(empty)'}"
-            ) from exc
+            raise SandboxUnavailable(explain_start_failure(spec.python, detail, exc)) from exc
         except BaseException:  # cancelled while starting: leave no process or file behind
             await handle.kill()
             raise
         if ready.get("op") != "ready":
             await handle.kill()
-            raise SandboxUnavailable(f"sandbox worker refused to start: {ready.get('error')}")
+            raise SandboxUnavailable(
+                explain_start_failure(spec.python, str(ready.get("error") or ""), None)
+                if "landlock" in str(ready.get("error")).lower()
+                else f"sandbox worker refused to start: {' '.join(str(ready.get('error')).split())[:300]}"
+            )
         handle.ready = ready
         return handle
 
