@@ -86,13 +86,14 @@ def _agents(*names: str) -> frozenset[str]:
 
 
 #: Every project event type and its role. Types absent from every set (scheduling, notes,
-#: scans, endpoint facts) are recorded for the record and read by inspection commands only.
+#: checkpoints, scans, endpoint facts) are recorded for the record and read by inspection commands only.
 ROLES: Mapping[str, Role] = {
     # the run
     RunStarted.TYPE: Role(agents=_agents(META_EVALUATOR), workflow=True, workflow_step=True),
     RunFinished.TYPE: Role(ends_run=True, stops_run=True, workflow=True),
     RunFailed.TYPE: Role(ends_run=True, stops_run=True, workflow=True),
     Note.TYPE: Role(),
+    CheckpointSigned.TYPE: Role(),  # signed for audit; no agent reacts to it
     # scheduling
     WorkClaimed.TYPE: Role(),
     WorkRenewed.TYPE: Role(),
