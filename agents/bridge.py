@@ -10,10 +10,11 @@ from collections import Counter
 from typing import Any
 
 from agents.context import AgentContext, AnswerWaiter
-from agents.fork import ForkPrefix, fork_prefix
+from agents.fork import ForkPrefix
 from agents.identity import causal_path, lm_namespace, seed_from
-from agents.runinfo import RunInfo, run_info
+from agents.runinfo import RunInfo
 from events import Event, content_key, make_event, sha256_hex
+from events.routing import LM_ANSWERS
 from events.stop_events import (
     BudgetExceeded,
     LMFailed,
@@ -31,7 +32,7 @@ from tasks.meta import MetaTask
 __all__ = ("SessionBridge", "utility_description", "utility_text")
 
 _LM_KINDS = ("lm.prompt", "lm.batch_prompt")
-_ANSWERS = {LMResponded.TYPE, LMFailed.TYPE}
+_ANSWERS = LM_ANSWERS
 
 
 def utility_description(task: str, info: RunInfo) -> str:
@@ -80,7 +81,7 @@ class SessionBridge:
 
     @classmethod
     async def create(cls, ctx: AgentContext, waiter: AnswerWaiter, work: Event) -> SessionBridge:
-        info = await run_info(ctx.store, work.run_id)
+        info = await ctx.runs.info(work.run_id)
         path = await causal_path(ctx.store, work)
         return cls(
             ctx,
@@ -89,7 +90,7 @@ class SessionBridge:
             info,
             await lm_namespace(ctx.store, work, info.seed),
             path,
-            await fork_prefix(ctx.store, info.options),
+            await ctx.runs.fork_prefix(info.options),
         )
 
     def _model_for(self, key: str, req: LMRequest) -> LMRequest:

@@ -17,6 +17,7 @@ from agents.context import AgentContext, append_once
 from agents.loop import serve
 from agents.tasks_view import fold_utility
 from events import Event, make_event, sha256_hex
+from events.routing import EVALUATOR, triggers
 from events.stop_events import SandboxBatchCompleted, SandboxBatchRequested, UtilityEvaluated, UtilityRequested
 from sandbox import JobResult
 
@@ -89,4 +90,4 @@ async def run_evaluator(
             return await on_utility_requested(ctx, ev)
         return await on_batch_completed(ctx, ev)
 
-    await serve(ctx, {UtilityRequested.TYPE, SandboxBatchCompleted.TYPE}, handle, limit=4, task_status=task_status)
+    await serve(ctx, triggers(EVALUATOR), handle, limit=4, task_status=task_status)

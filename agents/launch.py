@@ -12,9 +12,8 @@ from agents.meta_evaluator import run_meta_evaluator
 from agents.proposer import run_proposer
 from agents.runner import run_runner
 from events import Event
-from events.lm_events import BudgetExhausted
+from events.routing import RUN_STOPS
 from events.signing import Signer
-from events.types import RunFailed, RunFinished
 from lm import CacheMode, LMBackend
 from sandbox import SandboxPool
 from store.base import EventStore
@@ -24,7 +23,7 @@ __all__ = ("AGENTS", "Agents", "run_agents", "wait_for_end")
 
 AGENTS = ("proposer", "sandbox-runner", "evaluator", "meta-evaluator")
 #: A run's end: finished, failed, or stopped at a spend cap (resumable with a raised cap).
-_END = {RunFinished.TYPE, RunFailed.TYPE, BudgetExhausted.TYPE}
+_END = RUN_STOPS
 
 
 class Agents:

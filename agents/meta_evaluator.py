@@ -15,10 +15,9 @@ from agents.loop import serve
 from agents.metautility import progress_meta
 from agents.workflows import progress
 from events import Event
+from events.routing import LM_ANSWERS, META_EVALUATOR, triggers
 from events.stop_events import (
     GenerationStarted,
-    LMFailed,
-    LMResponded,
     RepairProblemStarted,
     RepairProgram,
     SessionCompleted,
@@ -31,16 +30,9 @@ from store.causation import ancestors
 
 __all__ = ("run_meta_evaluator",)
 
-_TRIGGERS = {
-    RunStarted.TYPE,
-    UtilityRequested.TYPE,
-    SessionCompleted.TYPE,
-    UtilityEvaluated.TYPE,
-    LMResponded.TYPE,
-    LMFailed.TYPE,
-}
+_TRIGGERS = triggers(META_EVALUATOR)
 #: LM answers move a workflow only when the workflow itself asked (self-repair), not a session.
-_LM_ANSWERS = {LMResponded.TYPE, LMFailed.TYPE}
+_LM_ANSWERS = LM_ANSWERS
 _REPAIR_NODES = {RepairProblemStarted.TYPE, RepairProgram.TYPE}
 #: A utility answer moves the workflow when the workflow itself asked (not a session inside it).
 _WORKFLOW_ASKERS = {RunStarted.TYPE, GenerationStarted.TYPE, RepairProgram.TYPE}

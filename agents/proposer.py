@@ -30,6 +30,7 @@ from agents.loop import serve
 from agents.runinfo import run_info
 from events import Event, make_event, sha256_hex
 from events.lm_events import BudgetExhausted, BudgetRaised, LMEndpointObserved
+from events.routing import LM_ANSWERS
 from events.stop_events import LMFailed, LMRequested, LMResponded
 from events.types import RunFailed
 from lm import (
@@ -51,7 +52,7 @@ __all__ = ("ProposerState", "answer_request", "load_ledger", "run_caps", "run_pr
 
 log = structlog.get_logger("lm.proposer")
 
-_DONE = {LMResponded.TYPE, LMFailed.TYPE}
+_DONE = LM_ANSWERS
 _LEDGER_TYPES = {LMRequested.TYPE, LMResponded.TYPE, LMFailed.TYPE, BudgetRaised.TYPE, RunFailed.TYPE}
 
 
@@ -111,7 +112,7 @@ async def _ledger(ctx: AgentContext, state: ProposerState, run_id: str) -> Spend
 
 
 async def _root(ctx: AgentContext, run_id: str) -> Event:
-    return (await run_info(ctx.store, run_id)).root
+    return (await ctx.runs.info(run_id)).root
 
 
 async def _maybe_exhausted(ctx: AgentContext, ledger: SpendLedger, run_id: str) -> None:

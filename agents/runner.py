@@ -21,6 +21,7 @@ from agents.guest_errors import improver_traceback
 from agents.loop import serve
 from agents.tasks_view import task_for
 from events import Event, make_event, sha256_hex
+from events.routing import SANDBOX_RUNNER, answer_types, triggers
 from events.stop_events import (
     ProgramScanned,
     SandboxBatchCompleted,
@@ -33,8 +34,8 @@ from sandbox import JobResult, SandboxPool, scan_program
 
 __all__ = ("run_runner",)
 
-_BATCH_DONE = {SandboxBatchCompleted.TYPE}
-_SESSION_DONE = {SessionCompleted.TYPE}
+_BATCH_DONE = answer_types(SandboxBatchRequested.TYPE)
+_SESSION_DONE = answer_types(SessionRequested.TYPE)
 
 
 async def _scan(ctx: AgentContext, work: Event, program: str, program_hash: str, role: str) -> None:
@@ -198,9 +199,5 @@ async def run_runner(
 
     async with anyio.create_task_group() as tg:
         await tg.start(waiter.run)
-        await tg.start(
-            lambda task_status: serve(
-                ctx, {SandboxBatchRequested.TYPE, SessionRequested.TYPE}, handle, task_status=task_status
-            )
-        )
+        await tg.start(lambda task_status: serve(ctx, triggers(SANDBOX_RUNNER), handle, task_status=task_status))
         task_status.started()

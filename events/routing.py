@@ -121,7 +121,6 @@ ROLES: Mapping[str, Role] = {
     RepairProblemStarted.TYPE: Role(workflow=True, workflow_step=True),
     RepairProgram.TYPE: Role(workflow=True, workflow_step=True),
     # audit: written by the checkpoint agent for ``stop audit``; no agent reacts to one
-    CheckpointSigned.TYPE: Role(),
 }
 
 

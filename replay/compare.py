@@ -17,12 +17,12 @@ from typing import Any
 from events import Event
 from events.checkpoint_events import AUDIT_TYPES
 from events.lm_events import LIVE_ONLY_TYPES
+from events.routing import RUN_ENDS
 from events.stop_events import SCHEDULING_TYPES
-from events.types import RunFailed, RunFinished
 
 __all__ = ("Comparison", "Divergence", "compare_runs")
 
-_ENDS = {RunFinished.TYPE, RunFailed.TYPE}
+_ENDS = RUN_ENDS
 
 
 @dataclass(frozen=True)
