@@ -16,6 +16,7 @@ from agents.notify import Notify, notify_from_config
 from agents.run_status import RunOutcome, run_outcome
 from agents.session import RunRequest, start_and_run
 from events import Event
+from events.signing import signer_from_env
 from events.types import RunFailed, RunFinished
 from outcome import Status, UsageError
 from store import open_store
@@ -236,6 +237,7 @@ def execute_run(
 ) -> int:
     """Record a new run, work on it to its end, print the summary (table or ``--json``)."""
     run_ids: list[str] = []
+    signer_from_env()  # a bad STOP_SIGNING_KEY is refused before the store is created
 
     async def main() -> tuple[Event, RunOutcome]:
         store = await open_store_arg(args.store, create=True)

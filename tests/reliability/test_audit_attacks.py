@@ -26,7 +26,7 @@ def _stop(*args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**{k: v for k, v in os.environ.items() if k != "STOP_SIGNING_KEY"}, "PYTHONPATH": str(ROOT)},
     )
 
 
@@ -118,5 +118,7 @@ def test_payload_edit_with_recomputed_chain_is_caught_by_the_head_anchor(db: Pat
     assert forged == 1
     rc, unanchored = _audit(db)
     assert unanchored["chain"]["ok"]  # the chain alone cannot tell: it was recomputed
+    # Recorded without STOP_SIGNING_KEY: no signature to check, and the audit says so.
+    assert rc == 0 and unanchored["checkpoints"]["status"] == "unsigned"
     rc, report = _audit(db, "--head", before["head"]["hash"])
     assert rc == 1 and not report["head"]["ok"]

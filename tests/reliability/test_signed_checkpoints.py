@@ -147,6 +147,17 @@ def test_keygen_writes_a_private_key_only_its_owner_reads_and_refuses_to_overwri
     assert made.returncode == 0 and made.stdout.strip() == Path(f"{other}.pub").read_text().strip()
 
 
+def test_a_bad_signing_key_is_refused_before_anything_is_recorded(keys: Path, tmp_path: Path) -> None:
+    loose = tmp_path / "loose.key"
+    loose.write_bytes(keys.read_bytes())
+    loose.chmod(0o644)
+    for bad in (tmp_path / "missing.key", loose):
+        db = tmp_path / "stop.db"
+        done = _stop("self-improve", "--config", str(TINY), "--store", str(db), env=_env(STOP_SIGNING_KEY=str(bad)))
+        assert done.returncode == 2 and str(bad) in done.stderr and "Traceback" not in done.stderr
+        assert not db.exists()
+
+
 def test_a_signed_run_records_periodic_and_end_checkpoints_and_audits_verified(recorded: Path, keys: Path) -> None:
     rows = _rows(recorded)
     cps = _checkpoints(rows)
