@@ -81,8 +81,10 @@ def _follow(tmux: Tmux, timeout_s: float = 240) -> tuple[list[int], str, int | N
         gens = [int(g) for g in GEN.findall(screen)]
         if gens and (not seen or gens[-1] != seen[-1]):
             seen.append(gens[-1])
-        if dead:
+        if dead and status is not None:
             return seen, screen, status
+        # tmux marks a pane dead when its terminal closes and fills in the exit status only once
+        # it has reaped the process: under load the two can be seen apart, so wait for both.
         time.sleep(0.2)
     raise AssertionError(f"stop watch did not exit within {timeout_s} s; last screen:\n{screen}")
 
