@@ -222,6 +222,7 @@ def _main(argv: Sequence[str] | None, signals: _Signals) -> int:
             setattr(args, name, default)
     configure_logging(args.log_format, args.verbose)
     signals.go_live()
+    args.interrupt_exit_code = signals.exit_code  # a command that stops on a signal exits with its number
     handler = getattr(args, "handler", None) or getattr(args, "func", None)
     if handler is None:
         parser.print_help()

@@ -40,9 +40,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         anyio.run(serve, ServeOptions(store=args.store, host=args.host, port=args.port, token=args.token))
     except KeyboardInterrupt:
-        # Ctrl-C is how a dashboard is stopped: say so, and exit 130 as every command does.
+        # Ctrl-C is how a dashboard is stopped: say so, and exit as every command does on that
+        # signal (130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP).
         print("stop: dashboard stopped", file=sys.stderr)
-        return int(ExitCode.INTERRUPTED)
+        exit_code = getattr(args, "interrupt_exit_code", None)
+        return int(exit_code()) if callable(exit_code) else int(ExitCode.INTERRUPTED)
     return 0
 
 
@@ -52,7 +54,7 @@ def register(sub: Any) -> None:
         help="read-only live web dashboard of a store (runs, lineage tree, costs, diffs)",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="exit codes: 130 on Ctrl-C (the normal way to stop it), 2 no such store, 3 the port is taken.",
+        epilog="exit codes: 130 on Ctrl-C (the normal way to stop it; 143 on SIGTERM, 129 on SIGHUP), 2 no such store, 3 the port is taken.",
     )
     p.add_argument(
         "--store",

@@ -102,8 +102,8 @@ class Dashboard:
     def port(self) -> int:
         return int(self.url.rstrip("/").rsplit(":", 1)[1])
 
-    def interrupt(self, timeout: float = 30) -> int:
-        self.proc.popen.send_signal(signal.SIGINT)
+    def interrupt(self, timeout: float = 30, signum: int = signal.SIGINT) -> int:
+        self.proc.popen.send_signal(signum)
         return self.proc.wait(timeout)
 
 

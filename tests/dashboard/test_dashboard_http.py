@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import signal
 import socket
 import sqlite3
 from pathlib import Path
@@ -181,3 +182,11 @@ def test_missing_store_and_busy_port(tmp_path: Path) -> None:
         busy = stop_cmd("serve", "--store", str(store), "--port", str(taken.getsockname()[1]))
         assert busy.wait() == 3, busy.stderr
     assert "cannot listen on 127.0.0.1" in busy.stderr and "Traceback" not in busy.stderr
+
+
+def test_sigterm_stops_the_dashboard_with_143(tmp_path: Path) -> None:
+    """SIGTERM (a service manager's stop) is a clean stop too, with its own exit code."""
+    with dashboard(empty_store(tmp_path / "empty.db")) as dash:
+        code = dash.interrupt(signum=signal.SIGTERM)
+    assert code == 143, dash.proc.stderr
+    assert "dashboard stopped" in dash.proc.stderr and "Traceback" not in dash.proc.stderr
