@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from events import Event
+from events.stop_events import LMRequested, LMResponded
 from outcome import RunFailed
 from replay.cache_check import cache_row_problem
 from store.base import EventStore
@@ -59,7 +60,7 @@ async def read_fork_prefix(store: EventStore, run_id: str, at_seq: int) -> ForkP
     await _verify(store, run_id, events, at_seq)
     paths = _paths(events)
     return ForkPrefix(
-        {paths[e.id]: e.payload["request"] for e in events if e.type == "lm.requested" and (e.seq or 0) <= at_seq}
+        {paths[e.id]: e.decode(LMRequested).request for e in events if e.is_a(LMRequested) and (e.seq or 0) <= at_seq}
     )
 
 
@@ -67,9 +68,9 @@ async def _verify(store: EventStore, run_id: str, events: list[Event], at_seq: i
     by_id = {e.id: e for e in events}
     for ev in events:
         cause = by_id.get(ev.causation_id or "")
-        if ev.type != "lm.responded" or cause is None or (cause.seq or 0) > at_seq:
+        if not ev.is_a(LMResponded) or cause is None or (cause.seq or 0) > at_seq:
             continue
-        record = await store.cache_get(str(ev.payload.get("cache_key", "")))
+        record = await store.cache_get(ev.decode(LMResponded).cache_key)
         problem = None if record is None else cache_row_problem(cause, ev, record)
         if problem is not None:
             raise RunFailed(

@@ -20,14 +20,32 @@ from typing import Any, TextIO
 
 import anyio
 
+from events.lm_events import BudgetExhausted, BudgetRaised
 from events.model import Event
+from events.stop_events import (
+    BudgetExceeded,
+    GenerationStarted,
+    ImproverDecided,
+    LMFailed,
+    LMRequested,
+    LMResponded,
+    RepairProblemStarted,
+    RepairProgram,
+    SandboxBatchCompleted,
+    SandboxBatchRequested,
+    SessionCompleted,
+    SessionRequested,
+)
+from events.types import RunFailed, RunFinished, RunStarted
 from store.base import EventStore
 from store.errors import StoreError
 
 __all__ = ("RunProgress", "expected_counts", "follow_progress", "report_progress")
 
 #: The events that end a run, and the outcome status each stands for.
-END_TYPES = {"run.finished": "finished", "run.failed": "failed"}
+END_TYPES = {RunFinished.TYPE: "finished", RunFailed.TYPE: "failed"}
+#: A spend cap's config key and the name the view shows it under.
+_CAP_NAMES = {"max_cost_usd": "cost_usd", "max_tokens_total": "tokens", "max_lm_calls": "calls"}
 
 
 def expected_counts(command: str, config: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, int]:
@@ -109,71 +127,79 @@ class RunProgress:
         if at is not None and not self.ended:
             self.started_at = at if self.started_at is None else self.started_at
             self.last_event_at = at
-        p, t = ev.payload, ev.type
-        if t == "run.started":
-            self._start(ev)
-        elif t == "repair.problem":
-            self.problems_started += 1
-        elif t == "repair.program":
-            self.programs += 1
-        elif t == "generation.started":
-            self.generation = int(p.get("generation", 0))
-        elif t == "session.requested":
-            self.sessions_requested += 1
-        elif t == "session.completed":
-            self.sessions_done += 1
-            if p.get("status") not in ("ok", "finished", "success"):
-                self.sessions_failed += 1
-                self._error("session." + str(p.get("status")), str(p.get("error") or ""), ev)
-            self.violations += [str(v) for v in p.get("violations") or []]
-        elif t == "sandbox.batch.requested":
-            self.batches_requested += 1
-        elif t == "sandbox.batch.completed":
-            self.batches_done += 1
-            self.violations += [str(v) for v in p.get("violations") or []]
-        elif t == "lm.requested":
-            self.lm_requested += 1
-        elif t == "lm.responded":
-            self.lm_calls += 1
-            self._usage(ev)
-        elif t == "lm.failed":
-            self.lm_calls += 1
-            self.lm_failed += 1
-            self._error("lm." + str(p.get("kind") or "failed"), str(p.get("error") or ""), ev)
-        elif t in ("budget.exceeded", "budget.exhausted"):
-            self.refused += 1
-            if t == "budget.exhausted":
-                self.status = "budget_exhausted"
-                self._error(t, str(p.get("message") or p.get("cap") or ""), ev)
-        elif t == "budget.raised":
-            names = {"max_cost_usd": "cost_usd", "max_tokens_total": "tokens", "max_lm_calls": "calls"}
-            for key, value in (p.get("caps") or {}).items():
-                if key in names and isinstance(value, (int, float)) and not isinstance(value, bool):
-                    self.caps[names[key]] = float(value)
-            if self.status == "budget_exhausted":
-                self.status = "running"
-        elif t == "improver.decided":
-            self.decisions.append(
-                {
-                    "generation": p.get("generation"),
-                    "candidate": p.get("candidate"),
-                    "adopted": bool(p.get("adopted")),
-                    "reason": str(p.get("reason") or ""),
-                    "meta_val": p.get("meta_val"),
-                }
-            )
-        elif t in END_TYPES:
-            if self.status != "budget_exhausted" or t == "run.finished":
-                self.status = END_TYPES[t]
-            if t == "run.failed":
-                self._error("run.failed", str(p.get("error") or ""), ev)
+        self._fold(ev)
         return self
 
-    def _start(self, ev: Event) -> None:
-        p = ev.payload
-        self.run_id, self.command = ev.run_id, str(p.get("command") or "")
-        config = p.get("config") if isinstance(p.get("config"), Mapping) else {}
-        assert isinstance(config, Mapping)
+    def _fold(self, ev: Event) -> None:
+        """One event's effect on the figures, read typed. An event whose payload does not decode
+        (a damaged or newer log) is counted but adds no detail: a view never stops on one."""
+        if ev.is_a(RunStarted):
+            if (started := ev.try_decode(RunStarted)) is not None:
+                self._start(ev.run_id, started)
+        elif ev.is_a(RepairProblemStarted):
+            self.problems_started += 1
+        elif ev.is_a(RepairProgram):
+            self.programs += 1
+        elif (generation := ev.try_decode(GenerationStarted)) is not None:
+            self.generation = generation.generation
+        elif ev.is_a(SessionRequested):
+            self.sessions_requested += 1
+        elif ev.is_a(SessionCompleted):
+            self.sessions_done += 1
+            if (session := ev.try_decode(SessionCompleted)) is not None:
+                if session.status not in ("ok", "finished", "success"):
+                    self.sessions_failed += 1
+                    self._error(f"session.{session.status}", session.error, ev)
+                self.violations += [str(v) for v in session.violations]
+        elif ev.is_a(SandboxBatchRequested):
+            self.batches_requested += 1
+        elif ev.is_a(SandboxBatchCompleted):
+            self.batches_done += 1
+            if (batch := ev.try_decode(SandboxBatchCompleted)) is not None:
+                self.violations += [str(v) for v in batch.violations]
+        elif ev.is_a(LMRequested):
+            self.lm_requested += 1
+        elif ev.is_a(LMResponded):
+            self.lm_calls += 1
+            if (answer := ev.try_decode(LMResponded)) is not None:
+                self._usage(answer)
+        elif ev.is_a(LMFailed):
+            self.lm_calls += 1
+            self.lm_failed += 1
+            failed = ev.try_decode(LMFailed)
+            self._error(f"lm.{(failed.kind if failed else '') or 'failed'}", failed.error if failed else "", ev)
+        elif ev.is_a(BudgetExceeded):
+            self.refused += 1
+        elif ev.is_a(BudgetExhausted):
+            self.refused += 1
+            self.status = "budget_exhausted"
+            exhausted = ev.try_decode(BudgetExhausted)
+            self._error(BudgetExhausted.TYPE, (exhausted.message or exhausted.cap) if exhausted else "", ev)
+        elif (raised := ev.try_decode(BudgetRaised)) is not None:
+            for key, value in raised.caps.items():
+                if key in _CAP_NAMES and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self.caps[_CAP_NAMES[key]] = float(value)
+            if self.status == "budget_exhausted":
+                self.status = "running"
+        elif (decided := ev.try_decode(ImproverDecided)) is not None:
+            self.decisions.append(
+                {
+                    "generation": decided.generation,
+                    "candidate": decided.candidate,
+                    "adopted": decided.adopted,
+                    "reason": decided.reason,
+                    "meta_val": decided.meta_val,
+                }
+            )
+        elif ev.type in END_TYPES:
+            if self.status != "budget_exhausted" or ev.is_a(RunFinished):
+                self.status = END_TYPES[ev.type]
+            if (run_failed := ev.try_decode(RunFailed)) is not None:
+                self._error(RunFailed.TYPE, run_failed.error, ev)
+
+    def _start(self, run_id: str, started: RunStarted) -> None:
+        self.run_id, self.command = run_id, started.command
+        config: Mapping[str, Any] = started.config
         lm = config.get("lm") if isinstance(config.get("lm"), Mapping) else {}
         assert isinstance(lm, Mapping)
         self.model = str(lm.get("model") or "offline")
@@ -183,23 +209,22 @@ class RunProgress:
         self._prices = prices_from_config(config)
         budget = lm.get("budget") if isinstance(lm.get("budget"), Mapping) else {}
         assert isinstance(budget, Mapping)
-        names = {"max_cost_usd": "cost_usd", "max_tokens_total": "tokens", "max_lm_calls": "calls"}
-        for key, name in names.items():
+        for key, name in _CAP_NAMES.items():
             value = config.get(key, budget.get(key, lm.get(key)))
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 self.caps[name] = float(value)
 
-    def _usage(self, ev: Event) -> None:
+    def _usage(self, answer: LMResponded) -> None:
         model = "?"
         prompt = completion = 0
-        for c in ev.payload.get("completions") or []:
+        for c in answer.completions:
             if isinstance(c, Mapping):
                 prompt += _int(c.get("prompt_tokens"))
                 completion += _int(c.get("completion_tokens"))
                 model = str(c.get("model") or model)
         self.tokens += prompt + completion
         price = self._prices.get(model) or (next(iter(self._prices.values())) if len(self._prices) == 1 else None)
-        if ev.payload.get("source", "live") == "live" and price is not None:
+        if answer.source == "live" and price is not None:
             self.cost_usd += (prompt * price[0] + completion * price[1]) / 1000
 
     def _error(self, kind: str, message: str, ev: Event) -> None:
