@@ -227,31 +227,30 @@ def _connect_rw(path: str) -> sqlite3.Connection:
         raise map_sqlite_error(e, path) from e
 
 
+def _probe(uri: str) -> sqlite3.Connection:
+    """A connection to ``uri`` that has read the schema (so a bad file fails here, not later)."""
+    conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+    try:
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 def _connect_ro(path: str) -> sqlite3.Connection:
     """A read-only connection. A WAL store in a read-only folder whose WAL is gone (closed
     cleanly) cannot get its shared-memory file; it is then complete in the main file and
     nothing can write to it, so it is opened as immutable."""
     try:
-        conn = sqlite3.connect(_ro_uri(path, immutable=False), uri=True, check_same_thread=False)
-        try:
-            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
-        except BaseException:
-            conn.close()
-            raise
-        return conn
+        return _probe(_ro_uri(path, immutable=False))
     except sqlite3.OperationalError as e:
         if os.path.exists(path + "-wal") or "unable to open" not in str(e):
             raise map_sqlite_error(e, path) from e
     except sqlite3.Error as e:
         raise map_sqlite_error(e, path) from e
     try:
-        conn = sqlite3.connect(_ro_uri(path, immutable=True), uri=True, check_same_thread=False)
-        try:
-            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
-        except BaseException:
-            conn.close()
-            raise
-        return conn
+        return _probe(_ro_uri(path, immutable=True))
     except sqlite3.Error as e:
         raise map_sqlite_error(e, path) from e
 
