@@ -15,6 +15,7 @@ from events.stop_events import LMRequested, LMResponded
 from outcome import RunFailed
 from replay.cache_check import cache_row_problem
 from store.base import EventStore
+from store.causation import ancestors_in
 
 __all__ = ("ForkPrefix", "fork_prefix", "fork_source", "read_fork_prefix", "verify_fork_source")
 
@@ -32,11 +33,7 @@ def _paths(events: list[Event]) -> dict[str, str]:
     by_id = {e.id: e for e in events}
     out: dict[str, str] = {}
     for ev in events:
-        steps = []
-        cur: Event | None = ev
-        while cur is not None:
-            steps.append(f"{cur.type}:{cur.key}")
-            cur = by_id.get(cur.causation_id) if cur.causation_id else None
+        steps = [f"{e.type}:{e.key}" for e in (ev, *ancestors_in(by_id, ev))]
         out[ev.id] = "/".join(reversed(steps))
     return out
 

@@ -19,6 +19,7 @@ from events.checkpoint_events import AUDIT_TYPES
 from events.lm_events import LIVE_ONLY_TYPES
 from events.routing import RUN_ENDS
 from events.stop_events import SCHEDULING_TYPES
+from store.causation import ancestors_in
 
 __all__ = ("Comparison", "Divergence", "compare_runs")
 
@@ -73,11 +74,7 @@ def _relevant(events: list[Event]) -> dict[str, Event]:
 
 
 def _causes(ev: Event, index: dict[str, Event]) -> list[str]:
-    chain: list[str] = []
-    cur: Event | None = ev
-    while cur is not None:
-        chain.append(f"{cur.type}[{cur.key}] {cur.id[:12]}")
-        cur = index.get(cur.causation_id) if cur.causation_id else None
+    chain = [f"{e.type}[{e.key}] {e.id[:12]}" for e in (ev, *ancestors_in(index, ev))]
     return chain[::-1]
 
 
@@ -108,13 +105,7 @@ def compare_runs(
             bad[eid] = Divergence(eid, ev.type, "missing", ev.comparable()["payload"], None, _causes(ev, index))
 
     def caused_by_other(d: Divergence) -> bool:
-        ev = index[d.event_id]
-        cur = index.get(ev.causation_id) if ev.causation_id else None
-        while cur is not None:
-            if cur.id in bad:
-                return True
-            cur = index.get(cur.causation_id) if cur.causation_id else None
-        return False
+        return any(up.id in bad for up in ancestors_in(index, index[d.event_id]))
 
     order_new = {e.id: i for i, e in enumerate(replayed)}
     order_rec = {e.id: i for i, e in enumerate(recorded)}
