@@ -41,10 +41,19 @@ class Tmux:
         assert res.returncode == 0, (args, res.stderr)
         return res.stdout
 
+    @property
+    def rc_file(self) -> Path:
+        """Where the pane's shell writes the watch's exit code."""
+        return self.sock.with_name("watch.rc")
+
     def pane(self) -> tuple[bool, int | None]:
-        """(pane dead, its exit status)."""
-        dead, status = self("display-message", "-p", "-t", "w", "#{pane_dead} #{pane_dead_status}").split(" ")
-        return dead.strip() == "1", int(status) if status.strip() else None
+        """(pane dead, the watch's exit status).
+
+        The status is the one the pane's shell wrote: tmux's own ``pane_dead_status`` was seen
+        empty for a pane that had exited normally on a loaded machine, so it is not relied on."""
+        dead = self("display-message", "-p", "-t", "w", "#{pane_dead}").strip() == "1"
+        text = self.rc_file.read_text().strip() if self.rc_file.exists() else ""
+        return dead, int(text) if text else None
 
 
 @pytest.fixture
@@ -66,7 +75,8 @@ def _stop(*args: str) -> list[str]:
 def _watch_in_pane(tmux: Tmux, db: Path) -> None:
     cmd = shlex.join(_stop("watch", "latest", "--store", str(db)))
     # remain-on-exit keeps the dead pane (its last screen and exit status) until the server is killed
-    tmux("new-session", "-d", "-s", "w", "-x", "200", "-y", "40", "-c", str(ROOT), f"sleep 0.5; exec {cmd}")
+    rc = shlex.quote(str(tmux.rc_file))
+    tmux("new-session", "-d", "-s", "w", "-x", "200", "-y", "40", "-c", str(ROOT), f"sleep 0.5; {cmd}; echo $? > {rc}")
     tmux("set-option", "-t", "w", "remain-on-exit", "on")
 
 
@@ -83,8 +93,7 @@ def _follow(tmux: Tmux, timeout_s: float = 240) -> tuple[list[int], str, int | N
             seen.append(gens[-1])
         if dead and status is not None:
             return seen, screen, status
-        # tmux marks a pane dead when its terminal closes and fills in the exit status only once
-        # it has reaped the process: under load the two can be seen apart, so wait for both.
+        # the pane is dead once its shell has written the status and exited: wait for both
         time.sleep(0.2)
     raise AssertionError(f"stop watch did not exit within {timeout_s} s; last screen:\n{screen}")
 
