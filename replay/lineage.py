@@ -308,27 +308,33 @@ class _Builder:
                 label="generation session (returned no improver)",
             )
             return
-        node_id = gen_programs.get(prog)
-        if node_id is None:
-            node_id = self.add(
-                LineageNode(
-                    id=done.id,
-                    kind="improver",
-                    program=prog,
-                    parent=current.id,
-                    base=current.program,
-                    generation=g + 1,
-                    label="returned",
-                )
-            ).id
-            gen_programs[prog] = node_id
-        node = self.lineage.nodes[node_id]
+        node = self._improver_node(gen_programs, prog, done.id, current, g, "returned")
         node.status = "returned"
         v, t = self.meta_of(self.tree.child(done, UtilityRequested.TYPE, "meta"))
         node.val = v if v is not None else node.val
         node.test = t if t is not None else node.test
-        self.owner[session.id] = node_id
-        self.owner[done.id] = node_id
+        self.owner[session.id] = node.id
+        self.owner[done.id] = node.id
+
+    def _improver_node(
+        self, gen_programs: dict[str, str], program: str, node_id: str, current: LineageNode, g: int, label: str
+    ) -> LineageNode:
+        """The generation's node for ``program``: the one already made, or a new child of ``current``."""
+        known = gen_programs.get(program)
+        if known is None:
+            known = self.add(
+                LineageNode(
+                    id=node_id,
+                    kind="improver",
+                    program=program,
+                    parent=current.id,
+                    base=current.program,
+                    generation=g + 1,
+                    label=label,
+                )
+            ).id
+            gen_programs[program] = known
+        return self.lineage.nodes[known]
 
     def _decision(
         self,
@@ -345,21 +351,7 @@ class _Builder:
         adopted_node: LineageNode | None = None
         cand = decided.candidate
         if cand is not None:
-            node_id = gen_programs.get(cand)
-            if node_id is None:
-                node_id = self.add(
-                    LineageNode(
-                        id=decided_ev.id,
-                        kind="improver",
-                        program=cand,
-                        parent=current.id,
-                        base=current.program,
-                        generation=g + 1,
-                        label="candidate",
-                    )
-                ).id
-                gen_programs[cand] = node_id
-            node = self.lineage.nodes[node_id]
+            node = self._improver_node(gen_programs, cand, decided_ev.id, current, g, "candidate")
             node.adopted = decided.adopted
             node.status = "adopted" if node.adopted else "rejected"
             node.reason = decided.reason
@@ -367,7 +359,7 @@ class _Builder:
             node.val = mv if mv is not None else node.val
             node.test = mt if mt is not None else node.test
             if node.adopted:
-                by_program[cand] = node_id
+                by_program[cand] = node.id
                 adopted_node = node
         # The improver in force once this generation is decided: the adopted candidate, or the
         # same improver again (so T generations plot as T + 1 points, as in STOP).
