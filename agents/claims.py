@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -99,8 +99,14 @@ class Claim:
     done: bool = False
 
 
-async def try_claim(ctx: AgentContext, work: Event, done_types: Collection[str]) -> Claim:
-    """Claim ``work`` for this worker, unless it is done or someone else holds a live lease."""
+async def try_claim(
+    ctx: AgentContext, work: Event, done_types: Collection[str], *, with_claim: Sequence[Event] = ()
+) -> Claim:
+    """Claim ``work`` for this worker, unless it is done or someone else holds a live lease.
+
+    ``with_claim`` are events to record in the claim's own transaction (idempotent ones, such as
+    the work's scan): a worker that loses the claim stores none of them. An extra recorded
+    differently before is left as it was, as ``append_once`` leaves it."""
     kids = await ctx.store.children(work.id)
     if any(k.type in done_types for k in kids):
         return Claim(None, done=True)
@@ -123,7 +129,11 @@ async def try_claim(ctx: AgentContext, work: Event, done_types: Collection[str])
         cause=work,
         key=f"claim/{attempt}",
     )
-    stored = await append_once(ctx.store, [ev])
+    stored = await append_once(ctx.store, [ev, *with_claim])
+    if stored is None and with_claim:
+        # The claim lost, or an extra was recorded differently before (a resume under another
+        # scanner): try the claim alone, as if the extra had been appended on its own.
+        stored = await append_once(ctx.store, [ev])
     if stored is None or stored[0].decode(WorkClaimed).worker != ctx.worker:
         return Claim(None)
     if isinstance(ctx.store, LeaseTable):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Collection
 
+from agents.meta_tally import MetaTally
 from events import Event
 from events.routing import WORKFLOW_VIEW
 from store.base import EventStore
@@ -32,6 +33,8 @@ class RunView:
         self.by_id: dict[str, Event] = {}
         self.kids: defaultdict[str | None, list[Event]] = defaultdict(list)
         self.blobs: dict[str, str] = {}
+        #: Per meta-utility request id: what its walks found so far (``agents.meta_tally``).
+        self.meta_tallies: dict[str, MetaTally] = {}
 
     def add(self, ev: Event) -> None:
         if ev.id not in self.by_id:

@@ -9,7 +9,8 @@ that is already answered in the log (resume, or a session re-run) is answered fr
 from __future__ import annotations
 
 import json
-from collections import Counter
+from collections import Counter, OrderedDict
+from typing import Any
 
 import anyio
 
@@ -31,6 +32,7 @@ from events.stop_events import (
     session_error_kind,
 )
 from sandbox import JobResult, SandboxPool, scan_program
+from store.base import EventStore
 
 __all__ = ("run_runner",)
 
@@ -38,45 +40,84 @@ _BATCH_DONE = answer_types(SandboxBatchRequested.TYPE)
 _SESSION_DONE = answer_types(SessionRequested.TYPE)
 
 
-async def _scan(ctx: AgentContext, work: Event, program: str, program_hash: str, role: str) -> None:
-    findings = scan_program(program)
-    data = [{"category": f.category, "detail": f.detail, "line": f.line} for f in findings]
-    ev = make_event(
+#: Scan findings by program text (most recent last): the scan is a pure function of the text,
+#: and a run scores the same solution in many batches (an improver's candidates, the meta-utility's
+#: runs of one improver), so each distinct text is parsed once per process.
+_SCANS: OrderedDict[str, tuple[list[dict[str, Any]], list[str]]] = OrderedDict()
+_TEXTS_KEPT = 256
+
+
+def _findings(program: str) -> tuple[list[dict[str, Any]], list[str]]:
+    known = _SCANS.get(program)
+    if known is None:
+        findings = scan_program(program)
+        data = [{"category": f.category, "detail": f.detail, "line": f.line} for f in findings]
+        known = (data, sorted({f.category for f in findings}))
+        _SCANS[program] = known
+        while len(_SCANS) > _TEXTS_KEPT:
+            _SCANS.popitem(last=False)
+    else:
+        _SCANS.move_to_end(program)
+    data, categories = known
+    return [dict(d) for d in data], list(categories)
+
+
+def _scan_event(work: Event, program: str, program_hash: str, role: str) -> Event:
+    data, categories = _findings(program)
+    return make_event(
         work.run_id,
-        ProgramScanned(
-            program=program_hash, role=role, findings=data, categories=sorted({f.category for f in findings})
-        ),
+        ProgramScanned(program=program_hash, role=role, findings=data, categories=categories),
         cause=work,
         key="scan",
     )
-    await append_once(ctx.store, [ev])
 
 
-async def _serve_recorded(ctx: AgentContext, work: Event) -> bool:
-    """Replay: re-append the recorded outcome of this batch (same identity) instead of running."""
+class _Texts:
+    """Program texts by blob hash, most recent last (blobs are content-addressed: no invalidation)."""
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+        self._texts: OrderedDict[str, str] = OrderedDict()
+
+    async def get(self, digest: str) -> str:
+        text = self._texts.get(digest)
+        if text is None:
+            text = (await self._store.get_blob(digest)).decode("utf-8")
+            self._texts[digest] = text
+            while len(self._texts) > _TEXTS_KEPT:
+                self._texts.popitem(last=False)
+        else:
+            self._texts.move_to_end(digest)
+        return text
+
+
+async def _serve_recorded(ctx: AgentContext, work: Event, scan: Event) -> bool:
+    """Replay: re-append the recorded outcome of this batch (same identity) instead of running,
+    together with the batch's scan."""
     assert ctx.recorded is not None
     recorded = await ctx.recorded.children(work.id, _BATCH_DONE)
     if not recorded:
         return False
     ev = recorded[0]
     blob = await ctx.recorded.get_blob(ev.decode(SandboxBatchCompleted).results)
-    await ctx.store.append([Event(**ev.body())], blobs=[blob])  # as it was recorded
+    await ctx.store.append([scan, Event(**ev.body())], blobs=[blob])  # as it was recorded
     return True
 
 
-async def handle_batch(ctx: AgentContext, pool: SandboxPool, work: Event) -> bool:
-    if await ctx.store.children(work.id, _BATCH_DONE):
-        return True
+async def handle_batch(ctx: AgentContext, pool: SandboxPool, texts: _Texts, work: Event) -> bool:
+    """Run one batch. Nothing is read to find out whether it is done: the claim does that (and
+    a recorded outcome, or a second copy of a result, is re-appended idempotently)."""
     p = work.decode(SandboxBatchRequested)
-    solution = (await ctx.store.get_blob(p.solution)).decode("utf-8")
+    solution = await texts.get(p.solution)
+    scan = _scan_event(work, solution, p.solution, "solution")
     if ctx.recorded is not None and not ctx.re_execute_evaluations:
-        await _scan(ctx, work, solution, p.solution, "solution")
-        if await _serve_recorded(ctx, work):
+        if await _serve_recorded(ctx, work, scan):
             return True
-    claim = await try_claim(ctx, work, _BATCH_DONE)
+    # The scan is recorded in the claim's transaction (one append, one wake-up of every
+    # subscriber, instead of two); a worker that loses the claim records nothing.
+    claim = await try_claim(ctx, work, _BATCH_DONE, with_claim=[scan])
     if claim.event is None:
         return claim.done
-    await _scan(ctx, work, solution, p.solution, "solution")
     task = task_for(p.task)
     async with hold_lease(ctx, work, claim.event):
         start = anyio.current_time()
@@ -118,7 +159,7 @@ async def handle_session(ctx: AgentContext, pool: SandboxPool, waiter: AnswerWai
     p = work.decode(SessionRequested)
     improver = ctx.substitutions.get(p.improver) or (await ctx.store.get_blob(p.improver)).decode("utf-8")
     initial = (await ctx.store.get_blob(p.initial_solution)).decode("utf-8")
-    await _scan(ctx, work, improver, p.improver, "improver")
+    await append_once(ctx.store, [_scan_event(work, improver, p.improver, "improver")])
     bridge = await SessionBridge.create(ctx, waiter, work)
     async with hold_lease(ctx, work, claim.event):
         result = await pool.run_session(bridge.job(improver, initial), bridge.on_request)
@@ -185,13 +226,14 @@ async def run_runner(
     ``generation`` session waits on the ``meta_run`` sessions its utility calls start, so it
     holds no slot (counting it could deadlock); there is one per generation."""
     waiter = AnswerWaiter(ctx.store, ctx.run_id)
+    texts = _Texts(ctx.store)
     batch_slots = anyio.CapacityLimiter(2 * pool.config.worker_count)
     session_slots = anyio.CapacityLimiter(pool.config.max_sessions)
 
     async def handle(ev: Event) -> bool:
         if ev.is_a(SandboxBatchRequested):
             async with batch_slots:
-                return await handle_batch(ctx, pool, ev)
+                return await handle_batch(ctx, pool, texts, ev)
         if ev.decode(SessionRequested).purpose == "generation":
             return await handle_session(ctx, pool, waiter, ev)
         async with session_slots:

@@ -64,7 +64,7 @@ async def _scores(
             key=f"{prefix}{split}",
             blobs=blobs or [],
         )
-        ev = await answer_of(ctx, req)
+        ev = answer_of(ctx, req)
         if ev is not None:
             out[split] = ev.decode(UtilityEvaluated).utility
     return out if len(out) == len(SPLITS) else None
@@ -102,7 +102,7 @@ async def _session(
         key=key,
         blobs=blobs or [],
     )
-    return req, await answer_of(ctx, req)
+    return req, answer_of(ctx, req)
 
 
 async def _finish(ctx: AgentContext, info: RunInfo, summary: dict[str, Any]) -> None:
@@ -215,7 +215,7 @@ async def _ask_meta(ctx: AgentContext, cause: Event, improver: str) -> Event:
 
 async def _meta_of(ctx: AgentContext, request: Event) -> dict[str, float] | None:
     """Both meta-utilities of an answered ``_ask_meta`` request; None while it is pending."""
-    answer = await answer_of(ctx, request)
+    answer = answer_of(ctx, request)
     if answer is None:
         return None
     detail = answer.decode(UtilityEvaluated).detail
@@ -387,7 +387,7 @@ WORKFLOWS = {
 async def progress(ctx: AgentContext, run_id: str) -> None:
     info = await ctx.runs.info(run_id)
     await ctx.runs.refreshed_view(run_id)
-    if await ctx.store.children(info.root.id, RUN_ENDS):
+    if answer_of(ctx, info.root, RUN_ENDS):  # the run's end is in its view
         return
     flow = WORKFLOWS.get(info.command)
     if flow is None:
