@@ -11,7 +11,7 @@ from typing import Any
 
 from agents.context import AgentContext, AnswerWaiter
 from agents.fork import ForkPrefix
-from agents.identity import causal_path, lm_namespace, seed_from
+from agents.identity import causal_path, namespace_of, seed_from
 from agents.runinfo import RunInfo
 from events import Event, content_key, make_event, sha256_hex
 from events.routing import LM_ANSWERS
@@ -88,7 +88,7 @@ class SessionBridge:
             waiter,
             work,
             info,
-            await lm_namespace(ctx.store, work, info.seed),
+            namespace_of(path, info.seed),  # the same walk, not a second one
             path,
             await ctx.runs.fork_prefix(info.options),
         )

@@ -13,7 +13,7 @@ from events import Event, canonical_json, sha256_hex
 from store.base import EventStore
 from store.causation import ancestors
 
-__all__ = ("causal_path", "lm_namespace", "seed_from")
+__all__ = ("causal_path", "lm_namespace", "namespace_of", "seed_from")
 
 
 def seed_from(*parts: object) -> int:
@@ -29,5 +29,10 @@ async def causal_path(store: EventStore, ev: Event) -> list[str]:
     return steps[::-1]
 
 
+def namespace_of(path: list[str], seed: int) -> str:
+    """The LM sample namespace of the session whose ``causal_path`` is ``path``."""
+    return sha256_hex(canonical_json([seed, path]))[:20]
+
+
 async def lm_namespace(store: EventStore, session: Event, seed: int) -> str:
-    return sha256_hex(canonical_json([seed, await causal_path(store, session)]))[:20]
+    return namespace_of(await causal_path(store, session), seed)

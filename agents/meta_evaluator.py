@@ -101,17 +101,24 @@ async def run_meta_evaluator(
     locks: dict[str, anyio.Lock] = {}
 
     async def handle(ev: Event) -> bool:
+        view = ctx.runs.view(ev.run_id)
+        get = view.getter(ctx.store).get
         if ev.is_a(UtilityRequested):
+            # Kept in the view at once (a committed workflow-level event; the view's ``last_seq``
+            # does not move): the answer to it, a later trigger, is then classified in memory.
+            view.add(ev)
             if ev.decode(UtilityRequested).task == "meta":
                 await ctx.runs.refreshed_view(ev.run_id)
                 await progress_meta(ctx, ev)
             return True
-        # One read catches the view up with the log; the trigger's ancestors (all workflow-level
-        # events, committed before it) are then looked up in memory.
-        view = await ctx.runs.refreshed_view(ev.run_id)
-        get = view.getter(ctx.store).get
+        # A session's own call is told from its request and that request's asker, which the
+        # view holds (the request came here first; the session was asked by a workflow step of
+        # this context), else the store has: such an answer costs no catching up.
         if await _session_call_answer(get, ev):
             return True
+        # One read catches the view up with the log; the trigger's ancestors (all workflow-level
+        # events, committed before it) are then looked up in memory.
+        await view.refresh(ctx.store, ev.run_id)
         meta = None if ev.type in _LM_ANSWERS else await _meta_request_above(get, ev)
         if meta is not None:
             await progress_meta(ctx, meta)
