@@ -78,18 +78,20 @@ class AnswerWaiter:
     """Waits for the event that answers a request (a child of it, of given types).
 
     One subscription serves every waiter of an agent. Register first, then look in the store,
-    then wait: an answer appended at any moment is seen exactly once.
+    then wait: an answer appended at any moment is seen exactly once. ``types`` are the answer
+    types waited for (None: any): the subscription reads only those, not every event of the run.
     """
 
-    def __init__(self, store: EventStore, run_id: str | None) -> None:
+    def __init__(self, store: EventStore, run_id: str | None, types: Collection[str] | None = None) -> None:
         self._store = store
         self._run_id = run_id
+        self._types = frozenset(types) if types is not None else None
         self._waiting: dict[str, list[tuple[Collection[str], anyio.Event, list[Event]]]] = {}
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         start = await self._store.last_seq()
         task_status.started()
-        async for ev in self._store.subscribe(self._run_id, after=start):
+        async for ev in self._store.subscribe(self._run_id, after=start, types=self._types):
             if ev.causation_id in self._waiting:
                 self._deliver(ev)
 
@@ -100,6 +102,8 @@ class AnswerWaiter:
                 done.set()
 
     async def wait(self, cause_id: str, types: Collection[str]) -> Event:
+        if self._types is not None and not self._types.issuperset(types):
+            raise ValueError(f"this waiter follows {sorted(self._types)}, not {sorted(set(types) - self._types)}")
         done = anyio.Event()
         box: list[Event] = []
         entry = (types, done, box)

@@ -21,8 +21,9 @@ class RunView:
     run quadratic in store round trips. The log is append-only and its ``seq``
     follows commit order, so reading only what came after the last seen ``seq`` keeps the index
     exact as of the call's start (any later answer triggers another call). Events this process
-    appends are indexed at once but never advance ``last_seq``, so nothing committed by others
-    is skipped. Blobs are content-addressed, hence cached without invalidation.
+    appends, and committed events an agent is handed by its subscription, are indexed at once
+    but never advance ``last_seq``, so nothing committed by others is skipped. Blobs are
+    content-addressed, hence cached without invalidation.
 
     A view belongs to one agent context (``ctx.runs.view(run_id)``, ``agents.runs``) and is
     a projection of the log only: a new context builds the same view from the log again.

@@ -22,13 +22,14 @@ from agents.guest_errors import improver_traceback
 from agents.loop import serve
 from agents.tasks_view import task_for
 from events import Event, make_event, sha256_hex
-from events.routing import SANDBOX_RUNNER, answer_types, triggers
+from events.routing import LM_ANSWERS, SANDBOX_RUNNER, answer_types, triggers
 from events.stop_events import (
     ProgramScanned,
     SandboxBatchCompleted,
     SandboxBatchRequested,
     SessionCompleted,
     SessionRequested,
+    UtilityRequested,
     session_error_kind,
 )
 from sandbox import JobResult, SandboxPool, scan_program
@@ -38,6 +39,7 @@ __all__ = ("run_runner",)
 
 _BATCH_DONE = answer_types(SandboxBatchRequested.TYPE)
 _SESSION_DONE = answer_types(SessionRequested.TYPE)
+_UTILITY_DONE = answer_types(UtilityRequested.TYPE)
 
 
 #: Scan findings by program text (most recent last): the scan is a pure function of the text,
@@ -225,7 +227,8 @@ async def run_runner(
     many more of them than cores run at once: ``max_sessions`` of the pool's config. A
     ``generation`` session waits on the ``meta_run`` sessions its utility calls start, so it
     holds no slot (counting it could deadlock); there is one per generation."""
-    waiter = AnswerWaiter(ctx.store, ctx.run_id)
+    # What a session's calls wait for: the answers to its utility and LM requests.
+    waiter = AnswerWaiter(ctx.store, ctx.run_id, types=_UTILITY_DONE | LM_ANSWERS)
     texts = _Texts(ctx.store)
     batch_slots = anyio.CapacityLimiter(2 * pool.config.worker_count)
     session_slots = anyio.CapacityLimiter(pool.config.max_sessions)
