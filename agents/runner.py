@@ -106,9 +106,14 @@ async def _serve_recorded(ctx: AgentContext, work: Event, scan: Event) -> bool:
     return True
 
 
-async def handle_batch(ctx: AgentContext, pool: SandboxPool, texts: _Texts, work: Event) -> bool:
-    """Run one batch. Nothing is read to find out whether it is done: the claim does that (and
-    a recorded outcome, or a second copy of a result, is re-appended idempotently)."""
+async def handle_batch(
+    ctx: AgentContext, pool: SandboxPool, texts: _Texts, work: Event, *, backlog: bool = False
+) -> bool:
+    """Run one batch. A batch asked while the runner is live is not looked up first: the claim
+    finds out whether it is done (and a recorded outcome, or a second copy of a result, is
+    re-appended idempotently). One from the ``backlog`` (a resume) is most likely done: looked up."""
+    if backlog and await ctx.store.children(work.id, _BATCH_DONE):
+        return True
     p = work.decode(SandboxBatchRequested)
     solution = await texts.get(p.solution)
     scan = _scan_event(work, solution, p.solution, "solution")
@@ -230,13 +235,14 @@ async def run_runner(
     # What a session's calls wait for: the answers to its utility and LM requests.
     waiter = AnswerWaiter(ctx.store, ctx.run_id, types=_UTILITY_DONE | LM_ANSWERS)
     texts = _Texts(ctx.store)
+    live_after = await ctx.store.last_seq()
     batch_slots = anyio.CapacityLimiter(2 * pool.config.worker_count)
     session_slots = anyio.CapacityLimiter(pool.config.max_sessions)
 
     async def handle(ev: Event) -> bool:
         if ev.is_a(SandboxBatchRequested):
             async with batch_slots:
-                return await handle_batch(ctx, pool, texts, ev)
+                return await handle_batch(ctx, pool, texts, ev, backlog=(ev.seq or 0) <= live_after)
         if ev.decode(SessionRequested).purpose == "generation":
             return await handle_session(ctx, pool, waiter, ev)
         async with session_slots:
