@@ -339,3 +339,51 @@ async def test_a_scan_recorded_differently_before_does_not_block_the_claim() -> 
     kids = await store.children(batch.id)
     assert [k.type for k in kids] == [ProgramScanned.TYPE, WorkClaimed.TYPE]
     assert kids[0].same_content(old)
+
+
+async def test_the_answer_waiter_follows_only_the_answers_it_serves() -> None:
+    """The runner's waiter reads answers, not every event of the run; a wait for a type it does
+    not follow is refused instead of hanging; an answer appended while waiting is delivered."""
+    import anyio
+
+    from agents.context import AnswerWaiter
+
+    store = CountingStore()
+    root = _root()
+    await store.append([root])
+    waiter = AnswerWaiter(store, RUN, types={UtilityEvaluated.TYPE})
+    request = make_event(
+        RUN, UtilityRequested(task="parity_noise", split="val", solution="a" * 64, seed=0), cause=root, key="r"
+    )
+    await store.append([request])
+    seen: list[Event] = []
+    real = store.read
+
+    async def read(*a: Any, **kw: Any) -> list[Event]:
+        out = await real(*a, **kw)
+        seen.extend(out)
+        return out
+
+    store.read = read  # type: ignore[method-assign]  # spy on what the subscription reads
+    with pytest.raises(ValueError, match="follows"):
+        await waiter.wait(request.id, {SessionCompleted.TYPE})
+    async with anyio.create_task_group() as tg:
+        await tg.start(waiter.run)
+        got: list[Event] = []
+        answered = anyio.Event()
+
+        async def wait() -> None:
+            got.append(await waiter.wait(request.id, {UtilityEvaluated.TYPE}))
+            answered.set()
+
+        tg.start_soon(wait)
+        await anyio.wait_all_tasks_blocked()
+        noise = make_event(
+            RUN, UtilityRequested(task="parity_noise", split="test", solution="b" * 64, seed=0), cause=root, key="n"
+        )
+        await store.append([noise, _scored(request, 0.25)])
+        with anyio.fail_after(5):
+            await answered.wait()
+        tg.cancel_scope.cancel()
+    assert got[0].decode(UtilityEvaluated).utility == 0.25
+    assert {e.type for e in seen} == {UtilityEvaluated.TYPE}
