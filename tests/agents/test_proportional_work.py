@@ -365,7 +365,7 @@ async def test_the_answer_waiter_follows_only_the_answers_it_serves() -> None:
         return out
 
     store.read = read  # type: ignore[method-assign]  # spy on what the subscription reads
-    with pytest.raises(ValueError, match="follows"):
+    with anyio.fail_after(2), pytest.raises(ValueError, match="follows"):
         await waiter.wait(request.id, {SessionCompleted.TYPE})
     async with anyio.create_task_group() as tg:
         await tg.start(waiter.run)
