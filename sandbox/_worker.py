@@ -166,18 +166,24 @@ class WorkerHandle:
         backstop_s: float,
         on_item: Callable[[dict[str, Any]], None],
     ) -> dict[str, Any]:
-        """Send one batch; ``on_item`` gets each instance's frame; returns the ``done`` frame."""
+        """Send one batch; ``on_item`` gets each instance's outcome (the worker sends them in
+        ``items`` frames, several at a time); returns the ``done`` frame."""
         self.jobs += 1
         with anyio.fail_after(backstop_s):
             await self.send_job(header, payload)
             while True:
                 msg = await self.recv_json()
                 op = msg.get("op")
-                if msg.get("id") != header["id"] and op in ("item", "done"):
+                if msg.get("id") != header["id"] and op in ("items", "done"):
                     self.alive = False
                     raise WorkerLost("the worker answered for another job")
-                if op == "item":
-                    on_item(msg)
+                if op == "items":
+                    items = msg.get("items")
+                    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+                        self.alive = False
+                        raise WorkerLost("the worker sent a malformed items frame")
+                    for item in items:
+                        on_item(item)
                     continue
                 if op == "done":
                     return msg

@@ -70,16 +70,31 @@ class CallTimeout(BaseException):
 
 
 class _Reporter:
-    """Serialises every write to the result pipe (the bridge and audit hook use it too)."""
+    """Serialises every write to the result pipe (the bridge and audit hook use it too).
+
+    ``hold`` keeps a frame back to go out in the same write as the next one (a batch
+    instance's result with the next instance's ``start``: one write, one wake-up of the worker)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.seen: set[str] = set()
+        self.held = b""
+
+    @staticmethod
+    def _frame(obj: dict[str, Any]) -> bytes:
+        data = encode.json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+        return frames.HEADER.pack(len(data)) + data
 
     def send(self, obj: dict[str, Any]) -> None:
-        data = encode.json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+        data = self._frame(obj)
         with self.lock:
-            frames.write_frame(RESULT_FD, data)
+            data, self.held = self.held + data, b""
+            frames.write_all(RESULT_FD, data)
+
+    def hold(self, obj: dict[str, Any]) -> None:
+        data = self._frame(obj)
+        with self.lock:
+            self.held += data
 
     def violation(self, what: str) -> None:
         if what in self.seen or len(self.seen) >= MAX_VIOLATIONS:
@@ -354,8 +369,12 @@ def _execute_batch(h: dict[str, Any], payload: bytes, reporter: _Reporter) -> No
         # any, so this result asks for a "drained" byte back (fast instances that print nothing
         # never wait).
         result["sync"] = _unread(1) or _unread(2)
-        reporter.send(result)
-        if result["status"] == "call_timeout" or result.get("memory"):
+        stop = result["status"] == "call_timeout" or bool(result.get("memory"))
+        if result["sync"] or stop or i + 1 == len(items):
+            reporter.send(result)
+        else:
+            reporter.hold(result)  # sent with the next instance's start
+        if stop:
             return
         if result["sync"] and i + 1 < len(items) and os.read(ACK_FD, 1) != b"+":
             return

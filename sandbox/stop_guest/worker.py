@@ -9,10 +9,10 @@ The worker holds no secrets: a job can read its memory (it is the job's parent i
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import importlib
 import json
-import math
 import os
 import select
 import shutil
@@ -25,10 +25,12 @@ from . import frames
 from .batch import BatchWatch
 from .child import ChildSpec, run_child
 from .confine import Confiner, harden_worker
+from .outcome import classify, measured, parse
 
 DRAIN_AFTER_EXIT_S = 0.5
 CALL_GRACE_S = 0.25
 REQUEST_LIMIT = 4 << 20
+PIPE_BYTES = 1 << 20
 KINDS = frozenset({"lm.prompt", "lm.batch_prompt", "utility"})
 
 
@@ -109,10 +111,13 @@ class Worker:
 
     # --- one batch: one process for many instances of one program ---------------------------
     def run_batch(self, header: dict[str, Any], payload: bytes) -> None:
-        """Run every instance of ``header["items"]``, streaming one ``item`` frame each, then
-        ``done``. One child runs them in order; when it is stopped (timeout, crash, output flood)
-        the instance it was running gets that outcome and the rest continue in a fresh child."""
+        """Run every instance of ``header["items"]``, then report ``done``. One child runs them
+        in order; when it is stopped (timeout, crash, output flood) the instance it was running
+        gets that outcome and the rest continue in a fresh child. The instances' outcomes go to
+        the host in ``items`` frames (see ``_ItemQueue``), the last of them in the same write
+        as ``done``."""
         n = len(header["items"])
+        queue = _ItemQueue(self.ctl_out, header["id"])
         start = 0
         processes = 0
         total_output = 0
@@ -123,23 +128,25 @@ class Worker:
             scratch = os.path.join(self.scratch_root, f"job{self.counter}")
             os.mkdir(scratch, 0o700)
             try:
-                start, out_bytes, rss = self._batch_process(header, payload, scratch, start)
+                start, out_bytes, rss = self._batch_process(header, payload, scratch, start, queue)
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
             total_output += out_bytes
             max_rss = max(max_rss, rss)
-        frames.write_json(
-            self.ctl_out,
-            {
-                "op": "done",
-                "id": header["id"],
-                "processes": processes,
-                "output_bytes": total_output,
-                "max_rss_kb": max_rss,
-            },
-        )
+            if start < n:
+                queue.flush()  # a process was stopped: what came before it is final
+        done = {
+            "op": "done",
+            "id": header["id"],
+            "processes": processes,
+            "output_bytes": total_output,
+            "max_rss_kb": max_rss,
+        }
+        queue.flush(done)
 
-    def _batch_process(self, h: dict[str, Any], payload: bytes, scratch: str, start: int) -> tuple[int, int, int]:
+    def _batch_process(
+        self, h: dict[str, Any], payload: bytes, scratch: str, start: int, queue: _ItemQueue
+    ) -> tuple[int, int, int]:
         """One child from instance ``start``; returns (next instance, output bytes, max RSS)."""
         items: list[dict[str, Any]] = h["items"]
         ch = {**h, "start": start, "cpu_s": sum(float(it["cpu_s"]) for it in items[start:])}
@@ -171,17 +178,7 @@ class Worker:
             if fd >= 0:
                 os.close(fd)
         try:
-            watch = BatchWatch(
-                ch,
-                pid,
-                started,
-                (out_r, err_r, res_r, ack_w),
-                start,
-                lambda frame: frames.write_json(self.ctl_out, frame),
-                _classify,
-                _parse,
-            )
-            return watch.run()
+            return BatchWatch(ch, pid, started, (out_r, err_r, res_r, ack_w), start, queue.add).run()
         finally:
             for fd in (out_r, err_r, res_r, ack_w):
                 try:
@@ -212,6 +209,44 @@ class Worker:
             frames.write_json(ans_w, answer)
         except (BrokenPipeError, OSError):
             pass
+
+
+class _ItemQueue:
+    """The instances' outcomes of one batch, sent to the host a few at a time: one ``items``
+    frame (a JSON list) per write instead of a frame and a write (and a wake-up of the host)
+    per instance. It is flushed when a process of the batch was stopped, when it holds
+    ``MAX_ITEMS`` outcomes or ``MAX_BYTES`` of them, and with ``done``. Each outcome is encoded
+    when it is added (by ``json.dumps`` of the worker's own dict), so the frame is built by
+    joining encoded parts."""
+
+    MAX_ITEMS = 256
+    MAX_BYTES = 4 << 20
+
+    def __init__(self, fd: int, batch_id: Any) -> None:
+        self.fd = fd
+        self.prefix = b'{"op":"items","id":' + json.dumps(batch_id).encode() + b',"items":['
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def add(self, item: dict[str, Any]) -> None:
+        part = json.dumps(item, separators=(",", ":"), allow_nan=False).encode()
+        self.parts.append(part)
+        self.size += len(part)
+        if len(self.parts) >= self.MAX_ITEMS or self.size >= self.MAX_BYTES:
+            self.flush()
+
+    def flush(self, last: dict[str, Any] | None = None) -> None:
+        """Send what is held (and ``last``, a frame of its own, in the same write)."""
+        out = b""
+        if self.parts:
+            body = self.prefix + b",".join(self.parts) + b"]}"
+            out = frames.HEADER.pack(len(body)) + body
+            self.parts, self.size = [], 0
+        if last is not None:
+            tail = json.dumps(last, separators=(",", ":"), allow_nan=False).encode()
+            out += frames.HEADER.pack(len(tail)) + tail
+        if out:
+            frames.write_all(self.fd, out)
 
 
 class _JobWatch:
@@ -321,7 +356,7 @@ class _JobWatch:
             self.kill_reason, self.detail = "invalid_output", f"result channel: {exc}"
             return False
         for raw in msgs:
-            msg = _parse(raw)
+            msg = parse(raw)
             if msg is not None:
                 self._on_message(msg)
         return True
@@ -365,94 +400,33 @@ class _JobWatch:
         wall = time.monotonic() - self.started
         code = os.waitstatus_to_exitcode(status)
         cpu = usage.ru_utime + usage.ru_stime
-        out: dict[str, Any] = {
-            "op": "done",
-            "id": self.h["id"],
-            "wall_time_s": wall,
-            "cpu_time_s": cpu,
-            "max_rss_kb": usage.ru_maxrss,
-            "exit_code": code if code >= 0 else None,
-            "signal": signal.Signals(-code).name if code < 0 and -code in signal.valid_signals() else None,
-            "stdout": self.captured["stdout"].decode("utf-8", "replace"),
-            "stderr": self.captured["stderr"].decode("utf-8", "replace"),
-            "stdout_truncated": self.truncated["stdout"],
-            "stderr_truncated": self.truncated["stderr"],
-            "violations": self.violations,
-        }
         if self.results > 1 and self.kill_reason is None:
             # The runtime sends exactly one; a second is a forgery attempt by the program.
             self.kill_reason, self.detail = "invalid_output", "the job sent more than one result"
             self.violations.append("result:forged")
-        out.update(_classify(self.kill_reason, self.detail, self.result, code, cpu, float(self.h["cpu_s"]), self.h))
+        out: dict[str, Any] = {"op": "done", "id": self.h["id"]}
+        out.update(
+            measured(
+                wall=wall,
+                cpu=cpu,
+                rss=usage.ru_maxrss,
+                code=code,
+                captured=self.captured,
+                truncated=self.truncated,
+                violations=self.violations,
+            )
+        )
+        out.update(classify(self.kill_reason, self.detail, self.result, code, cpu, float(self.h["cpu_s"]), self.h))
         return out
 
 
-def _parse(raw: bytes) -> dict[str, Any] | None:
+def _widen_pipe(fd: int) -> None:
+    """A larger pipe buffer: a batch's payload (often several hundred KB) and its outcomes
+    cross in one write instead of one per 64 KB (each a round of the host's event loop)."""
     try:
-        msg = json.loads(raw)
-    except (ValueError, RecursionError):
-        return None
-    return msg if isinstance(msg, dict) else None
-
-
-def _classify(
-    kill_reason: str | None,
-    detail: str | None,
-    result: dict[str, Any] | None,
-    code: int,
-    cpu: float,
-    cpu_limit: float,
-    h: dict[str, Any],
-) -> dict[str, Any]:
-    """Turn what the worker saw into a status. Facts the worker measured win over the child's
-    claims; the child's result frame only supplies the value, the call time and the error."""
-    if kill_reason == "timeout":
-        return {"status": "timeout", "error": f"wall-clock limit of {h['wall_timeout_s']} s"}
-    if kill_reason == "call_timeout":
-        return {"status": "call_timeout", "error": f"the call took longer than {h.get('call_timeout_s')} s"}
-    if kill_reason == "output_limit":
-        return {"status": "output_limit", "error": f"output exceeded {h['output_limit_bytes']} bytes"}
-    if kill_reason == "invalid_output":
-        return {"status": "invalid_output", "error": detail}
-    cpu_rlimit = max(1, math.ceil(cpu_limit))
-    if code == -signal.SIGXCPU or (code == -signal.SIGKILL and cpu >= cpu_rlimit * 0.9):
-        return {"status": "cpu_limit", "error": f"CPU limit of {cpu_limit} s"}
-    if result is not None and code == 0:
-        status = str(result.get("status"))
-        fields: dict[str, Any] = {
-            "call_time_s": _float_or_none(result.get("call_time_s")),
-            "error": _str_or_none(result.get("error")),
-            "traceback": _str_or_none(result.get("traceback")),
-        }
-        if status == "ok":
-            try:
-                fields["value"] = json.loads(str(result.get("value_json")))
-            except (ValueError, RecursionError):
-                return {"status": "invalid_output", "error": "the value is not valid JSON"}
-            return {"status": "ok", **fields}
-        if status == "error" and result.get("memory"):
-            return {**fields, "status": "memory"}
-        if status in ("error", "call_timeout", "invalid_output", "refused"):
-            return {**fields, "status": status}
-        return {"status": "crashed", "error": "the job sent an unknown result"}
-    if result is not None and result.get("status") == "refused":
-        return {"status": "refused", "error": _str_or_none(result.get("error"))}
-    if code < 0:
-        return {
-            "status": "crashed",
-            "error": f"killed by {signal.Signals(-code).name}"
-            if -code in signal.valid_signals()
-            else f"killed by signal {-code}",
-        }
-    return {"status": "crashed", "error": f"the job exited (code {code}) without a result"}
-
-
-def _float_or_none(x: Any) -> float | None:
-    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
-
-
-def _str_or_none(x: Any) -> str | None:
-    return None if x is None else str(x)[:10000]
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except (OSError, AttributeError):
+        pass  # the system's limit is lower (fs.pipe-max-size) or this is not a pipe
 
 
 def main() -> None:
@@ -464,6 +438,8 @@ def main() -> None:
     os.close(devnull)
     os.set_inheritable(ctl_in, False)
     os.set_inheritable(ctl_out, False)
+    for fd in (ctl_in, ctl_out):
+        _widen_pipe(fd)
     harden_worker()
     raw = frames.read_frame(ctl_in)
     if raw is None:
