@@ -1,6 +1,10 @@
 """What a forked child does: confine itself, run the job's program, report one result frame.
 
-The child never returns into the worker loop: every path ends in ``os._exit``.
+The worker forks a child before its job is known (a *spare*, see ``worker``): the child confines
+itself first, then reads its job (a header frame and a payload frame) from fd 4, sets the job's
+rlimits and runs it. So fork and confinement are off a job's critical path, and a child holds
+no job data before it is confined. The child never returns into the worker loop: every path
+ends in ``os._exit``.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from . import bridge, encode, frames
 from .confine import Confiner
 
 RESULT_FD = 3
-ACK_FD = 4  # sessions: bridge answers; batches: the worker's "output drained" byte
+ACK_FD = 4  # the job itself, then in sessions bridge answers, in batches "output drained" bytes
+JOB_LIMIT = 1 << 30
 MAX_ERROR = 2000
 MAX_TRACEBACK = 8000
 MAX_VIOLATIONS = 32
@@ -50,13 +55,11 @@ _ENV_KEEP = frozenset(
 
 @dataclass
 class ChildSpec:
-    header: dict[str, Any]
-    payload: bytes
     scratch: str
     out_w: int
     err_w: int
     res_w: int
-    ans_r: int
+    job_r: int
     devnull: int
     ruleset_fd: int
     confiner: Confiner | None
@@ -108,7 +111,7 @@ class _Reporter:
 
 def _setup_fds(spec: ChildSpec) -> int:
     """Put the pipes on fixed numbers 0-4 and close everything else except the ruleset."""
-    wanted = [spec.devnull, spec.out_w, spec.err_w, spec.res_w, spec.ans_r, spec.ruleset_fd]
+    wanted = [spec.devnull, spec.out_w, spec.err_w, spec.res_w, spec.job_r, spec.ruleset_fd]
     high = [os.dup(fd) if fd >= 0 else -1 for fd in wanted]  # dup first: no clobbering
     for target, fd in enumerate(high[:5]):
         if fd >= 0:
@@ -230,7 +233,6 @@ def run_child(spec: ChildSpec) -> None:
 
 
 def _run(spec: ChildSpec) -> int:
-    h = spec.header
     os.setsid()
     ruleset = _setup_fds(spec)
     os.chdir(spec.scratch)
@@ -242,14 +244,9 @@ def _run(spec: ChildSpec) -> int:
     tempfile.tempdir = spec.scratch
     reporter = _Reporter()
     try:
-        Confiner.set_rlimits(
-            cpu_s=float(h["cpu_s"]),
-            memory_mb=int(h["memory_mb"]),
-            file_size_mb=int(h["file_size_mb"]),
-            open_files=int(h["open_files"]),
-        )
         c = spec.confiner
         if c is not None:
+            c.die_with_parent()
             c.drop_caps()
             c.no_new_privs()
             c.restrict(ruleset)
@@ -261,23 +258,58 @@ def _run(spec: ChildSpec) -> int:
         reporter.send({"t": "result", "status": "refused", "error": f"confinement failed: {_describe(exc)[0]}"})
         return EXIT_RUNTIME_FAILURE
     sys.addaudithook(_make_audit_hook(reporter, spec.scratch, spec.layers, spec.ro_paths))
+    _warm_up()
+    job = _receive()
+    if job is None:
+        return 0  # the worker is gone (or dropped this spare) before giving it a job
+    h, payload = job
+    try:
+        Confiner.set_rlimits(
+            cpu_s=float(h["cpu_s"]),
+            memory_mb=int(h["memory_mb"]),
+            file_size_mb=int(h["file_size_mb"]),
+            open_files=int(h["open_files"]),
+        )
+    except BaseException as exc:
+        reporter.send({"t": "result", "status": "refused", "error": f"confinement failed: {_describe(exc)[0]}"})
+        return EXIT_RUNTIME_FAILURE
     if h.get("op") == "batch":
-        _execute_batch(h, spec.payload, reporter)
+        _execute_batch(h, payload, reporter)
         result: dict[str, Any] = {"t": "end"}
     else:
         channel = bridge.Channel(reporter.lock) if h.get("session") else None
-        result = _execute(h, spec.payload, channel, reporter)
-    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-        try:
-            if stream is not None:
-                stream.flush()
-        except BaseException:
-            pass
+        result = _execute(h, payload, channel, reporter)
+    _flush()
     try:
         reporter.send(result)
     except (OSError, ValueError):
         return EXIT_RUNTIME_FAILURE
     return 0
+
+
+def _receive() -> tuple[dict[str, Any], bytes] | None:
+    """The job from the worker (fd 4): its header (JSON) and payload (the host's pickle)."""
+    raw = frames.read_frame(ACK_FD, JOB_LIMIT)
+    payload = frames.read_frame(ACK_FD, JOB_LIMIT) if raw is not None else None
+    if raw is None or payload is None:
+        return None
+    header = encode.json.loads(raw)
+    return header, payload
+
+
+def _warm_up() -> None:
+    """Run the runtime's own per-call steps once while the child waits for its job, so the
+    copy-on-write faults of their first use (a few hundred pages) are not charged to it."""
+    try:
+        encode.dumps([1, 2.5, "x", None, (1,), {"k": [True]}], 1 << 10)
+        _Reporter._frame({"t": "result", "i": 0, "status": "ok", "value_json": "1", "call_time_s": 0.0})
+        time.perf_counter()
+        resource.getrusage(resource.RUSAGE_SELF)
+        _unread(1)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        compile("def f():\n    return 1\n", "<warm-up>", "exec")
+    except Exception:
+        pass
 
 
 def _execute(h: dict[str, Any], payload: bytes, channel: bridge.Channel | None, reporter: _Reporter) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import shutil
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from . import frames
@@ -54,36 +55,42 @@ class Worker:
                 rw_devices=["/dev/null", "/dev/zero", "/dev/urandom"],
             )
         self.counter = 0
+        self.spare: _Child | None = None
 
-    # --- one job ---------------------------------------------------------------------------
-    def run_job(self, header: dict[str, Any], payload: bytes) -> dict[str, Any]:
+    # --- children ------------------------------------------------------------------------
+    def _fork(self) -> _Child:
+        """Fork a child for the next job: it confines itself, then waits for the job on fd 4."""
         self.counter += 1
         scratch = os.path.join(self.scratch_root, f"job{self.counter}")
         os.mkdir(scratch, 0o700)
-        session = bool(header.get("session"))
+        ruleset = -1
+        ends: list[int] = []
         try:
-            return self._supervise(header, payload, scratch, session)
-        finally:
+            ruleset = self.confiner.make_ruleset(scratch) if self.confiner else -1
+            out_r, out_w = os.pipe2(os.O_CLOEXEC)
+            ends += (out_r, out_w)
+            err_r, err_w = os.pipe2(os.O_CLOEXEC)
+            ends += (err_r, err_w)
+            res_r, res_w = os.pipe2(os.O_CLOEXEC)
+            ends += (res_r, res_w)
+            job_r, job_w = os.pipe2(os.O_CLOEXEC)
+            ends += (job_r, job_w)
+            _widen_pipe(job_w)  # a batch's payload crosses in a few writes
+            pid = os.fork()
+        except BaseException:
+            for fd in (*ends, ruleset):
+                if fd >= 0:
+                    os.close(fd)
             shutil.rmtree(scratch, ignore_errors=True)
-
-    def _supervise(self, h: dict[str, Any], payload: bytes, scratch: str, session: bool) -> dict[str, Any]:
-        ruleset = self.confiner.make_ruleset(scratch) if self.confiner else -1
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        res_r, res_w = os.pipe2(os.O_CLOEXEC)
-        ans_r, ans_w = os.pipe2(os.O_CLOEXEC) if session else (-1, -1)
-        started = time.monotonic()
-        pid = os.fork()
+            raise
         if pid == 0:  # the child: never returns
             run_child(
                 ChildSpec(
-                    h,
-                    payload,
                     scratch,
                     out_w,
                     err_w,
                     res_w,
-                    ans_r,
+                    job_r,
                     self.devnull,
                     ruleset,
                     self.confiner,
@@ -91,31 +98,61 @@ class Worker:
                     self.ro_paths,
                 )
             )
-        for fd in (out_w, err_w, res_w, ans_r, ruleset):
+        for fd in (out_w, err_w, res_w, job_r, ruleset):
             if fd >= 0:
                 os.close(fd)
-        try:
-            return self._watch(h, pid, started, out_r, err_r, res_r, ans_w, session)
-        finally:
-            for fd in (out_r, err_r, res_r, ans_w):
-                if fd >= 0:
-                    try:
-                        os.close(fd)
-                    except OSError:
-                        pass
+        return _Child(pid, scratch, out_r, err_r, res_r, job_w)
 
-    def _watch(
-        self, h: dict[str, Any], pid: int, started: float, out_r: int, err_r: int, res_r: int, ans_w: int, session: bool
-    ) -> dict[str, Any]:
-        return _JobWatch(self, h, pid, started, (out_r, err_r, res_r, ans_w), session).run()
+    def _take(self) -> _Child:
+        """The spare child if it is still waiting, else a new one."""
+        spare, self.spare = self.spare, None
+        if spare is not None:
+            if os.waitpid(spare.pid, os.WNOHANG) == (0, 0):
+                return spare
+            spare.release()  # it died waiting (it was reaped just now)
+        return self._fork()
+
+    def prepare_spare(self) -> None:
+        """Fork the next job's child now, while the worker waits for that job (warm workers:
+        after each job, once its ``done`` frame is sent)."""
+        if self.spare is None:
+            self.spare = self._fork()
+
+    def drop_spare(self) -> None:
+        spare, self.spare = self.spare, None
+        if spare is not None:
+            spare.kill()
+            spare.release()
+
+    def _start(self, child: _Child, header: dict[str, Any], payload: bytes) -> float:
+        """Give ``child`` its job; returns when the job started (its wall clock's zero)."""
+        started = time.monotonic()
+        head = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
+        try:
+            frames.write_all(child.job_w, frames.HEADER.pack(len(head)) + head + frames.HEADER.pack(len(payload)))
+            frames.write_all(child.job_w, payload)
+        except OSError:
+            pass  # the child died before its job: the watch reports how (it sees the exit)
+        return started
+
+    # --- one job ---------------------------------------------------------------------------
+    def run_job(self, header: dict[str, Any], payload: bytes) -> dict[str, Any]:
+        session = bool(header.get("session"))
+        child = self._take()
+        try:
+            started = self._start(child, header, payload)
+            fds = (child.out_r, child.err_r, child.res_r, child.job_w if session else -1)
+            return _JobWatch(self, header, child.pid, started, fds, session).run()
+        finally:
+            child.release()
 
     # --- one batch: one process for many instances of one program ---------------------------
-    def run_batch(self, header: dict[str, Any], payload: bytes) -> None:
-        """Run every instance of ``header["items"]``, then report ``done``. One child runs them
-        in order; when it is stopped (timeout, crash, output flood) the instance it was running
-        gets that outcome and the rest continue in a fresh child. The instances' outcomes go to
-        the host in ``items`` frames (see ``_ItemQueue``), the last of them in the same write
-        as ``done``."""
+    def run_batch(self, header: dict[str, Any], payload: bytes) -> bytes:
+        """Run every instance of ``header["items"]``; returns the last write to the host (the
+        last ``items`` frame and ``done``). One child runs them in order; when it is stopped
+        (timeout, crash, output flood) the instance it was running gets that outcome and the
+        rest continue in a fresh child. The instances' outcomes go to the host in ``items``
+        frames (see ``_ItemQueue``)."""
         n = len(header["items"])
         queue = _ItemQueue(self.ctl_out, header["id"])
         start = 0
@@ -124,13 +161,7 @@ class Worker:
         max_rss = 0
         while start < n:
             processes += 1
-            self.counter += 1
-            scratch = os.path.join(self.scratch_root, f"job{self.counter}")
-            os.mkdir(scratch, 0o700)
-            try:
-                start, out_bytes, rss = self._batch_process(header, payload, scratch, start, queue)
-            finally:
-                shutil.rmtree(scratch, ignore_errors=True)
+            start, out_bytes, rss = self._batch_process(header, payload, start, queue)
             total_output += out_bytes
             max_rss = max(max_rss, rss)
             if start < n:
@@ -142,49 +173,19 @@ class Worker:
             "output_bytes": total_output,
             "max_rss_kb": max_rss,
         }
-        queue.flush(done)
+        return queue.close(done)
 
-    def _batch_process(
-        self, h: dict[str, Any], payload: bytes, scratch: str, start: int, queue: _ItemQueue
-    ) -> tuple[int, int, int]:
+    def _batch_process(self, h: dict[str, Any], payload: bytes, start: int, queue: _ItemQueue) -> tuple[int, int, int]:
         """One child from instance ``start``; returns (next instance, output bytes, max RSS)."""
         items: list[dict[str, Any]] = h["items"]
         ch = {**h, "start": start, "cpu_s": sum(float(it["cpu_s"]) for it in items[start:])}
-        ruleset = self.confiner.make_ruleset(scratch) if self.confiner else -1
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        res_r, res_w = os.pipe2(os.O_CLOEXEC)
-        ack_r, ack_w = os.pipe2(os.O_CLOEXEC)
-        started = time.monotonic()
-        pid = os.fork()
-        if pid == 0:  # the child: never returns
-            run_child(
-                ChildSpec(
-                    ch,
-                    payload,
-                    scratch,
-                    out_w,
-                    err_w,
-                    res_w,
-                    ack_r,
-                    self.devnull,
-                    ruleset,
-                    self.confiner,
-                    self.layers,
-                    self.ro_paths,
-                )
-            )
-        for fd in (out_w, err_w, res_w, ack_r, ruleset):
-            if fd >= 0:
-                os.close(fd)
+        child = self._take()
         try:
-            return BatchWatch(ch, pid, started, (out_r, err_r, res_r, ack_w), start, queue.add).run()
+            started = self._start(child, ch, payload)
+            fds = (child.out_r, child.err_r, child.res_r, child.job_w)
+            return BatchWatch(ch, child.pid, started, fds, start, queue.add).run()
         finally:
-            for fd in (out_r, err_r, res_r, ack_w):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+            child.release()
 
     def _forward_request(self, msg: dict[str, Any], session: bool, violations: list[str]) -> None:
         ok = (
@@ -211,6 +212,39 @@ class Worker:
             pass
 
 
+@dataclass
+class _Child:
+    """A forked child and the worker's ends of its pipes (``job_w``: its job, then acks or
+    answers), with its scratch directory."""
+
+    pid: int
+    scratch: str
+    out_r: int
+    err_r: int
+    res_r: int
+    job_w: int
+
+    def kill(self) -> None:
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(self.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass  # reaped already
+
+    def release(self) -> None:
+        """Close the worker's ends and remove the scratch directory (the child is reaped)."""
+        for fd in (self.out_r, self.err_r, self.res_r, self.job_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
 class _ItemQueue:
     """The instances' outcomes of one batch, sent to the host a few at a time: one ``items``
     frame (a JSON list) per write instead of a frame and a write (and a wake-up of the host)
@@ -235,18 +269,21 @@ class _ItemQueue:
         if len(self.parts) >= self.MAX_ITEMS or self.size >= self.MAX_BYTES:
             self.flush()
 
-    def flush(self, last: dict[str, Any] | None = None) -> None:
-        """Send what is held (and ``last``, a frame of its own, in the same write)."""
+    def flush(self) -> None:
+        """Send what is held."""
+        if self.parts:
+            frames.write_all(self.fd, self.close())
+
+    def close(self, last: dict[str, Any] | None = None) -> bytes:
+        """What is held (and ``last``, a frame of its own) as the bytes of one write."""
         out = b""
         if self.parts:
             body = self.prefix + b",".join(self.parts) + b"]}"
             out = frames.HEADER.pack(len(body)) + body
             self.parts, self.size = [], 0
         if last is not None:
-            tail = json.dumps(last, separators=(",", ":"), allow_nan=False).encode()
-            out += frames.HEADER.pack(len(tail)) + tail
-        if out:
-            frames.write_all(self.fd, out)
+            out += _frame_bytes(last)
+        return out
 
 
 class _JobWatch:
@@ -460,6 +497,7 @@ def main() -> None:
     # collection in each child touches (and so copies) most of the inherited pages.
     gc.collect()
     gc.freeze()
+    worker.prepare_spare()  # before ready: a started worker always has its next child waiting
     frames.write_json(
         ctl_out,
         {
@@ -470,17 +508,44 @@ def main() -> None:
             "python": sys.version.split()[0],
         },
     )
+    try:
+        _serve(worker, ctl_in, ctl_out)
+    finally:
+        worker.drop_spare()
+
+
+def _serve(worker: Worker, ctl_in: int, ctl_out: int) -> None:
     while True:
-        raw = frames.read_frame(ctl_in)
-        if raw is None:
+        job = _next_job(ctl_in)
+        if job is None:
             return
-        header = json.loads(raw)
-        if header.get("op") == "exit":
-            return
-        payload = frames.read_frame(ctl_in)
-        if payload is None:
-            return
+        header, payload = job
+        del job
+        warm = not header.get("session")  # session workers (one long job each) keep no spare
         if header.get("op") == "batch":
-            worker.run_batch(header, payload)
+            out = worker.run_batch(header, payload)
         else:
-            frames.write_json(ctl_out, worker.run_job(header, payload))
+            out = _frame_bytes(worker.run_job(header, payload))
+        # The next job's child is forked before this job's answer goes out, so a worker that
+        # answered has its spare (tests count processes), and after this job's header and
+        # payload are released: the spare (the next job's process) never holds them.
+        del header, payload
+        if warm:
+            worker.prepare_spare()
+        frames.write_all(ctl_out, out)
+
+
+def _next_job(ctl_in: int) -> tuple[dict[str, Any], bytes] | None:
+    raw = frames.read_frame(ctl_in)
+    if raw is None:
+        return None
+    header = json.loads(raw)
+    if header.get("op") == "exit":
+        return None
+    payload = frames.read_frame(ctl_in)
+    return None if payload is None else (header, payload)
+
+
+def _frame_bytes(obj: Any) -> bytes:
+    data = json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+    return frames.HEADER.pack(len(data)) + data

@@ -668,7 +668,7 @@ def attack(t):
 @pytest.mark.anyio
 @pytest.mark.parametrize("atk", ATTACKS, ids=[a.name for a in ATTACKS])
 async def test_attack_is_contained(
-    pool: SandboxPool, targets: Targets, atk: Attack, process_census: Callable[[SandboxPool], set[int]]
+    pool: SandboxPool, targets: Targets, atk: Attack, process_census: Callable[[SandboxPool], set[object]]
 ) -> None:
     """The attack has no effect outside its job and leaves no process behind."""
     if "ctypes" in atk.name and platform.machine() != "x86_64":
@@ -703,7 +703,7 @@ def batch_entry(i, t):
 @pytest.mark.anyio
 @pytest.mark.parametrize("atk", ATTACKS, ids=[a.name for a in ATTACKS])
 async def test_attack_is_contained_inside_a_batch(
-    pool: SandboxPool, targets: Targets, atk: Attack, process_census: Callable[[SandboxPool], set[int]]
+    pool: SandboxPool, targets: Targets, atk: Attack, process_census: Callable[[SandboxPool], set[object]]
 ) -> None:
     """The same attack as the middle instance of a batch (one process for the instances): the
     same containment, the same outcome for it, and the instance before it is scored."""

@@ -1,0 +1,100 @@
+"""A warm worker forks each job's child ahead of the job (its spare): a fresh process per job,
+confined before it holds any job data, replaced when it dies, gone with its worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import anyio
+import pytest
+from sandbox_helpers import MODES, descendants, mode_config, skip_unless
+
+from sandbox import Job, SandboxPool
+
+pytestmark = pytest.mark.anyio
+
+PID = Job(program="import os\ndef f():\n    return os.getpid()\n", function="f")
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _spares(pool: SandboxPool) -> list[int]:
+    """Host pids of the workers' waiting children (a worker interpreter's direct children)."""
+    found = []
+    for worker in pool.worker_pids():
+        tree = {worker} | descendants(worker)
+        for pid in tree:
+            argv = _argv(pid)
+            parent = _parent(pid)
+            if argv and not argv[0].endswith(b"bwrap") and parent in tree and not _argv(parent)[0].endswith(b"bwrap"):
+                found.append(pid)
+    return sorted(found)
+
+
+def _argv(pid: int) -> list[bytes]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().split(b"\0")
+    except OSError:
+        return [b""]
+
+
+def _parent(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return 0
+    return int(stat[stat.rindex(b")") + 2 :].split()[1])
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_every_job_gets_a_fresh_process_forked_ahead(mode: str) -> None:
+    skip_unless(mode)
+    async with SandboxPool(mode_config(mode, workers=1)) as pool:
+        first = _spares(pool)
+        assert len(first) == 1, "a started worker has its next job's child waiting"
+        pids = [(await pool.run(PID)).value for _ in range(3)]
+        assert len(set(pids)) == 3, "each job ran in its own process"
+        batch = await pool.run_batch([PID, PID])
+        assert batch[0].value == batch[1].value and batch[0].value not in pids
+        after = _spares(pool)
+        assert len(after) == 1 and after != first
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_spare_that_died_waiting_is_replaced(mode: str) -> None:
+    skip_unless(mode)
+    async with SandboxPool(mode_config(mode, workers=1)) as pool:
+        (spare,) = _spares(pool)
+        os.kill(spare, signal.SIGKILL)
+        await anyio.sleep(0.1)
+        r = await pool.run(PID)
+        assert r.status == "ok" and isinstance(r.value, int)
+        assert (await pool.run_batch([PID]))[0].status == "ok"
+        assert len(_spares(pool)) == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_spares_end_with_their_workers(mode: str) -> None:
+    skip_unless(mode)
+    async with SandboxPool(mode_config(mode, workers=2)) as pool:
+        await pool.run(PID)
+        spares = _spares(pool)
+        assert len(spares) == 2
+    assert not _alive_after(spares, 5.0)
+
+
+def _alive_after(pids: list[int], wait_s: float) -> list[int]:
+    """Which of ``pids`` still exist after up to ``wait_s`` seconds (at once when none does)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        alive = [pid for pid in pids if os.path.exists(f"/proc/{pid}")]
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.05)
