@@ -108,7 +108,9 @@ class WorkerHandle:
         head = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
         async with self._write_lock:
             try:
-                await self._writer.send(_HEADER.pack(len(head)) + head + _HEADER.pack(len(payload)) + payload)
+                # Two writes: no copy of a large payload just to prefix it.
+                await self._writer.send(_HEADER.pack(len(head)) + head + _HEADER.pack(len(payload)))
+                await self._writer.send(payload)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
                 self.alive = False
                 raise WorkerLost(f"cannot write to the worker: {exc!r}") from exc

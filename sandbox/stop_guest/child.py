@@ -65,6 +65,8 @@ class ChildSpec:
     confiner: Confiner | None
     layers: dict[str, bool]
     ro_paths: list[str]
+    #: The job when the child was forked holding it (a large payload), else read from fd 4.
+    job: tuple[dict[str, Any], bytes] | None = None
 
 
 class CallTimeout(BaseException):
@@ -258,8 +260,10 @@ def _run(spec: ChildSpec) -> int:
         reporter.send({"t": "result", "status": "refused", "error": f"confinement failed: {_describe(exc)[0]}"})
         return EXIT_RUNTIME_FAILURE
     sys.addaudithook(_make_audit_hook(reporter, spec.scratch, spec.layers, spec.ro_paths))
-    _warm_up()
-    job = _receive()
+    job = spec.job
+    if job is None:
+        _warm_up()
+        job = _receive()
     if job is None:
         return 0  # the worker is gone (or dropped this spare) before giving it a job
     h, payload = job

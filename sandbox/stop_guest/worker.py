@@ -58,8 +58,9 @@ class Worker:
         self.spare: _Child | None = None
 
     # --- children ------------------------------------------------------------------------
-    def _fork(self) -> _Child:
-        """Fork a child for the next job: it confines itself, then waits for the job on fd 4."""
+    def _fork(self, job: tuple[dict[str, Any], bytes] | None = None) -> _Child:
+        """Fork a child: it confines itself, then waits for its job on fd 4 (or runs ``job``,
+        which it got with the worker's memory)."""
         self.counter += 1
         scratch = os.path.join(self.scratch_root, f"job{self.counter}")
         os.mkdir(scratch, 0o700)
@@ -96,6 +97,7 @@ class Worker:
                     self.confiner,
                     self.layers,
                     self.ro_paths,
+                    job,
                 )
             )
         for fd in (out_w, err_w, res_w, job_r, ruleset):
@@ -124,8 +126,14 @@ class Worker:
             spare.kill()
             spare.release()
 
-    def _start(self, child: _Child, header: dict[str, Any], payload: bytes) -> float:
-        """Give ``child`` its job; returns when the job started (its wall clock's zero)."""
+    def _start(self, header: dict[str, Any], payload: bytes) -> tuple[_Child, float]:
+        """A child running the job, and when the job started (its wall clock's zero): the spare,
+        given the job through its pipe, or for a payload over ``PIPE_BYTES`` a child forked now
+        (it shares the payload's pages instead of two copies through a pipe)."""
+        if len(payload) > PIPE_BYTES:
+            started = time.monotonic()
+            return self._fork((header, payload)), started
+        child = self._take()
         started = time.monotonic()
         head = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
         try:
@@ -133,14 +141,13 @@ class Worker:
             frames.write_all(child.job_w, payload)
         except OSError:
             pass  # the child died before its job: the watch reports how (it sees the exit)
-        return started
+        return child, started
 
     # --- one job ---------------------------------------------------------------------------
     def run_job(self, header: dict[str, Any], payload: bytes) -> dict[str, Any]:
         session = bool(header.get("session"))
-        child = self._take()
+        child, started = self._start(header, payload)
         try:
-            started = self._start(child, header, payload)
             fds = (child.out_r, child.err_r, child.res_r, child.job_w if session else -1)
             return _JobWatch(self, header, child.pid, started, fds, session).run()
         finally:
@@ -179,9 +186,8 @@ class Worker:
         """One child from instance ``start``; returns (next instance, output bytes, max RSS)."""
         items: list[dict[str, Any]] = h["items"]
         ch = {**h, "start": start, "cpu_s": sum(float(it["cpu_s"]) for it in items[start:])}
-        child = self._take()
+        child, started = self._start(ch, payload)
         try:
-            started = self._start(child, ch, payload)
             fds = (child.out_r, child.err_r, child.res_r, child.job_w)
             return BatchWatch(ch, child.pid, started, fds, start, queue.add).run()
         finally:

@@ -98,3 +98,25 @@ def _alive_after(pids: list[int], wait_s: float) -> list[int]:
         if not alive or time.monotonic() > deadline:
             return alive
         time.sleep(0.05)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_large_payload_goes_to_a_child_forked_with_it(mode: str) -> None:
+    """Over a pipe's worth of arguments: a child forked holding the job (no copy through the
+    spare's pipe); the spare waits on for the next job, and both give the same outcomes."""
+    import numpy as np
+
+    skip_unless(mode)
+    program = "import os\ndef f(a, k):\n    a[0] += 1\n    return [os.getpid(), float(a.sum()), k]\n"
+    big = np.ones(300_000)  # 2.4 MB pickled
+    async with SandboxPool(mode_config(mode, workers=1)) as pool:
+        (spare,) = _spares(pool)
+        jobs = [Job(program=program, function="f", args=[big.copy(), k]) for k in range(3)]
+        results = await pool.run_batch(jobs)
+        assert [r.value[1:] for r in results] == [[300_001.0, k] for k in range(3)]
+        assert _spares(pool) == [spare], "the spare was not used for it"
+        small = await pool.run_batch([Job(program=program, function="f", args=[np.ones(10), 7])])
+        assert small[0].value[1:] == [11.0, 7]
+        assert _spares(pool) != [spare]
+        alone = await pool.run(Job(program=program, function="f", args=[big, 1]))
+        assert alone.value[1:] == [300_001.0, 1]
