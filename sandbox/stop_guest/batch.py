@@ -158,7 +158,8 @@ class BatchWatch:
                 self.drain()  # the child waits: what is in the pipes now is this instance's
             cpu, rss = _num(msg.get("cpu_s")), int(_num(msg.get("rss_kb")))  # the child's figures
             self.peak_rss = max(self.peak_rss, rss)
-            outcome = classify(None, None, msg, 0, 0.0, float(self.items[self.current]["cpu_s"]), self.limits())
+            # No kill reason: ``classify`` reads only the result (the limits name a kill's cause).
+            outcome = classify(None, None, msg, 0, 0.0, float(self.items[self.current]["cpu_s"]), self.h)
             now = time.monotonic()
             self.pending = self._frame(outcome, code=0, cpu=cpu, rss=self.peak_rss, now=now)
             self._reset(now, cpu)  # what arrives from now on is the next instance's

@@ -426,15 +426,11 @@ def _call(
     i: int | None,
 ) -> dict[str, Any]:
     """One timed, encoded call: a single job's (``i`` None) or one instance of a batch."""
-
-    def on_alarm(signum: int, frame: Any) -> None:
-        raise CallTimeout()
-
     started = 0.0
     try:
         reporter.send({"t": "start"} if i is None else {"t": "start", "i": i})
         started = time.perf_counter()
-        _arm(call_timeout, on_alarm)
+        _arm(call_timeout)
         value = fn(*args, **kwargs)
         signal.setitimer(signal.ITIMER_REAL, 0)
         elapsed = time.perf_counter() - started
@@ -484,7 +480,14 @@ def _flush() -> None:
             pass
 
 
-def _arm(call_timeout: float | None, handler: Any) -> None:
+def _on_alarm(signum: int, frame: Any) -> None:
+    raise CallTimeout()
+
+
+def _arm(call_timeout: float | None) -> None:
     if call_timeout:
-        signal.signal(signal.SIGALRM, handler)
+        # Re-installed whenever the program replaced it (a handler installed behind Python's
+        # back, or a disarmed timer, leaves the worker's backstop to end the call).
+        if signal.getsignal(signal.SIGALRM) is not _on_alarm:
+            signal.signal(signal.SIGALRM, _on_alarm)
         signal.setitimer(signal.ITIMER_REAL, float(call_timeout))

@@ -273,3 +273,22 @@ async def test_many_instances_come_back_in_order_across_several_frames(pool: San
     assert [r.value[0] for r in rest] == list(range(600))
     assert [r.stdout for r in rest] == [f"out {i}\n" for i in range(600)]
     assert pool.last_batch.processes == 2
+
+
+async def test_the_call_timer_is_rearmed_after_a_program_replaced_its_handler(pool: SandboxPool) -> None:
+    """Instance 0 ignores SIGALRM; instance 1 hangs: the runtime's timer handler is back for
+    it (the guest's own CallTimeout, not only the worker's kill)."""
+    program = (
+        "import signal\n"
+        "def f(x):\n"
+        "    if x == 0:\n"
+        "        signal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
+        "    if x == 1:\n"
+        "        while True:\n"
+        "            pass\n"
+        "    return x\n"
+    )
+    jobs = [Job(program=program, function="f", args=[i], call_timeout_s=0.3, wall_timeout_s=3.3) for i in range(3)]
+    results = await pool.run_batch(jobs)
+    assert [r.status for r in results] == ["ok", "call_timeout", "ok"]
+    assert "CallTimeout" in (results[1].error or "") and results[1].signal is None
