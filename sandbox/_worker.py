@@ -192,6 +192,15 @@ class WorkerHandle:
                 self.alive = False
                 raise WorkerLost(f"unexpected frame from the worker: {op!r}")
 
+    async def ping(self, timeout_s: float = 10.0) -> None:
+        """Wait until the worker is idle between jobs (its next job's child forked)."""
+        with anyio.fail_after(timeout_s):
+            await self.send_json({"op": "ping"})
+            msg = await self.recv_json()
+        if msg.get("op") != "pong":
+            self.alive = False
+            raise WorkerLost(f"unexpected frame from the worker: {msg.get('op')!r}")
+
     async def close(self, timeout_s: float = 2.0) -> None:
         """Ask the worker to exit, then make sure it is gone."""
         if self.alive:

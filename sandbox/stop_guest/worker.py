@@ -522,7 +522,7 @@ def main() -> None:
 
 def _serve(worker: Worker, ctl_in: int, ctl_out: int) -> None:
     while True:
-        job = _next_job(ctl_in)
+        job = _next_job(ctl_in, ctl_out)
         if job is None:
             return
         header, payload = job
@@ -532,24 +532,30 @@ def _serve(worker: Worker, ctl_in: int, ctl_out: int) -> None:
             out = worker.run_batch(header, payload)
         else:
             out = _frame_bytes(worker.run_job(header, payload))
-        # The next job's child is forked before this job's answer goes out, so a worker that
-        # answered has its spare (tests count processes), and after this job's header and
-        # payload are released: the spare (the next job's process) never holds them.
         del header, payload
-        if warm:
-            worker.prepare_spare()
         frames.write_all(ctl_out, out)
+        del out
+        if warm:
+            # The next job's child, forked once this job's data is released (the spare, the
+            # next job's process, never holds it) and its answer is out (off its critical path).
+            worker.prepare_spare()
 
 
-def _next_job(ctl_in: int) -> tuple[dict[str, Any], bytes] | None:
-    raw = frames.read_frame(ctl_in)
-    if raw is None:
-        return None
-    header = json.loads(raw)
-    if header.get("op") == "exit":
-        return None
-    payload = frames.read_frame(ctl_in)
-    return None if payload is None else (header, payload)
+def _next_job(ctl_in: int, ctl_out: int) -> tuple[dict[str, Any], bytes] | None:
+    """The next job's header and payload (None: exit). A ``ping`` is answered with ``pong``
+    here, so the answer says the previous job's spare was forked (tests count processes)."""
+    while True:
+        raw = frames.read_frame(ctl_in)
+        if raw is None:
+            return None
+        header = json.loads(raw)
+        if header.get("op") == "exit":
+            return None
+        if header.get("op") == "ping":
+            frames.write_json(ctl_out, {"op": "pong"})
+            continue
+        payload = frames.read_frame(ctl_in)
+        return None if payload is None else (header, payload)
 
 
 def _frame_bytes(obj: Any) -> bytes:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from sandbox_helpers import MODES, descendants, mode_config, skip_unless
@@ -38,16 +38,18 @@ async def pool(mode: str, anyio_backend: str) -> AsyncIterator[SandboxPool]:
 
 
 @pytest.fixture
-def process_census() -> Callable[[SandboxPool], set[object]]:
+def process_census() -> Callable[[SandboxPool], Awaitable[set[object]]]:
     """All processes under the pool's workers (the workers' own trees included).
 
     A worker keeps one child forked ahead of its next job (its *spare*, a new pid after every
-    job, forked before the worker answers): a worker interpreter's direct children count as
+    job, forked just after the worker answers: ``settle`` waits for it): a worker interpreter's
+    direct children count as
     ``("child", worker, k)``, so the census is the same across a job exactly when the job left
     no process behind (a job's process that survived would be a second child, or a process
     further down)."""
 
-    def census(p: SandboxPool) -> set[object]:
+    async def census(p: SandboxPool) -> set[object]:
+        await p.settle()
         return _census_once(p)
 
     return census

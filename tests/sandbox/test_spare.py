@@ -23,8 +23,9 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def _spares(pool: SandboxPool) -> list[int]:
+async def _spares(pool: SandboxPool) -> list[int]:
     """Host pids of the workers' waiting children (a worker interpreter's direct children)."""
+    await pool.settle()
     found = []
     for worker in pool.worker_pids():
         tree = {worker} | descendants(worker)
@@ -57,13 +58,13 @@ def _parent(pid: int) -> int:
 async def test_every_job_gets_a_fresh_process_forked_ahead(mode: str) -> None:
     skip_unless(mode)
     async with SandboxPool(mode_config(mode, workers=1)) as pool:
-        first = _spares(pool)
+        first = await _spares(pool)
         assert len(first) == 1, "a started worker has its next job's child waiting"
         pids = [(await pool.run(PID)).value for _ in range(3)]
         assert len(set(pids)) == 3, "each job ran in its own process"
         batch = await pool.run_batch([PID, PID])
         assert batch[0].value == batch[1].value and batch[0].value not in pids
-        after = _spares(pool)
+        after = await _spares(pool)
         assert len(after) == 1 and after != first
 
 
@@ -71,13 +72,13 @@ async def test_every_job_gets_a_fresh_process_forked_ahead(mode: str) -> None:
 async def test_a_spare_that_died_waiting_is_replaced(mode: str) -> None:
     skip_unless(mode)
     async with SandboxPool(mode_config(mode, workers=1)) as pool:
-        (spare,) = _spares(pool)
+        (spare,) = await _spares(pool)
         os.kill(spare, signal.SIGKILL)
         await anyio.sleep(0.1)
         r = await pool.run(PID)
         assert r.status == "ok" and isinstance(r.value, int)
         assert (await pool.run_batch([PID]))[0].status == "ok"
-        assert len(_spares(pool)) == 1
+        assert len(await _spares(pool)) == 1
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -85,7 +86,7 @@ async def test_spares_end_with_their_workers(mode: str) -> None:
     skip_unless(mode)
     async with SandboxPool(mode_config(mode, workers=2)) as pool:
         await pool.run(PID)
-        spares = _spares(pool)
+        spares = await _spares(pool)
         assert len(spares) == 2
     assert not _alive_after(spares, 5.0)
 
@@ -110,13 +111,13 @@ async def test_a_large_payload_goes_to_a_child_forked_with_it(mode: str) -> None
     program = "import os\ndef f(a, k):\n    a[0] += 1\n    return [os.getpid(), float(a.sum()), k]\n"
     big = np.ones(300_000)  # 2.4 MB pickled
     async with SandboxPool(mode_config(mode, workers=1)) as pool:
-        (spare,) = _spares(pool)
+        (spare,) = await _spares(pool)
         jobs = [Job(program=program, function="f", args=[big.copy(), k]) for k in range(3)]
         results = await pool.run_batch(jobs)
         assert [r.value[1:] for r in results] == [[300_001.0, k] for k in range(3)]
-        assert _spares(pool) == [spare], "the spare was not used for it"
+        assert (await _spares(pool)) == [spare], "the spare was not used for it"
         small = await pool.run_batch([Job(program=program, function="f", args=[np.ones(10), 7])])
         assert small[0].value[1:] == [11.0, 7]
-        assert _spares(pool) != [spare]
+        assert (await _spares(pool)) != [spare]
         alone = await pool.run(Job(program=program, function="f", args=[big, 1]))
         assert alone.value[1:] == [300_001.0, 1]
