@@ -2,6 +2,10 @@
 
 A public test helper in the spirit of ``httpx.MockTransport``: the real openai client talks real
 HTTP to it, so retries, timeouts, dropped connections and ``n`` handling are exercised for real.
+It serves HTTP/1.1 with keep-alive from one anyio event loop in a thread of its own (a blocking
+portal); the latency is a sleep on that loop, so a request costs the server a fraction of a
+millisecond of CPU however many are in flight (a thread per connection cost ~5 ms a request
+under load, most of it switching threads).
 
 Usage::
 
@@ -24,15 +28,22 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import re
-import socket
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http import HTTPStatus
 from typing import Any
+
+import anyio
+import anyio.abc
+import anyio.from_thread
+from anyio.streams.buffered import BufferedByteReceiveStream
 
 __all__ = ("IDENTITY", "FakeOpenAIServer", "Fault", "ReceivedRequest", "identity_reply")
 
@@ -207,6 +218,7 @@ class _State:
     reject_params: frozenset[str] = frozenset()
     faults: deque[Fault] = field(default_factory=deque)
     received: list[ReceivedRequest] = field(default_factory=list)
+    #: the test's thread and the server's loop both touch the state; held only briefly
     lock: threading.Lock = field(default_factory=threading.Lock)
     reply_iter: Iterable[str] | None = None
     counter: itertools.count[int] = field(default_factory=itertools.count)
@@ -220,97 +232,167 @@ def _words(text: str) -> int:
     return len(re.findall(r"\w+|[^\w\s]", text))
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # headers and body go out in two writes; with Nagle on, the body waits for the client's
-    # delayed ACK (~40 ms on Linux), which would swamp any latency a test sets up
-    disable_nagle_algorithm = True
-    server: _Server
+#: a request head longer than this is refused (no real client sends one)
+MAX_HEAD = 64 * 1024
 
-    def log_message(self, format: str, *args: Any) -> None:
-        return
 
-    # --- helpers -------------------------------------------------------------------------
-    def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(raw)
-        self.wfile.flush()
+class _Close(Exception):
+    """End this connection without another response (the client hung up, or a fault)."""
 
-    def _error(self, status: int, message: str, code: str, headers: dict[str, str] | None = None) -> None:
-        self._send(status, {"error": {"message": message, "type": code, "code": code}}, headers)
 
-    def _record(self, body: dict[str, Any] | None, fault: Fault | None) -> None:
-        st = self.server.state
+@dataclass
+class _Request:
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+
+def _response(
+    status: int, raw: bytes, content_type: str = "application/json", headers: dict[str, str] | None = None
+) -> bytes:
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = ""
+    lines = [f"HTTP/1.1 {status} {reason}", f"Content-Type: {content_type}", f"Content-Length: {len(raw)}"]
+    lines.extend(f"{k}: {v}" for k, v in (headers or {}).items())
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + raw
+
+
+def _json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> bytes:
+    return _response(status, json.dumps(payload).encode(), headers=headers)
+
+
+def _error(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> bytes:
+    return _json_response(status, {"error": {"message": message, "type": code, "code": code}}, headers)
+
+
+class _Connection:
+    """One client connection: requests are read and answered in turn (HTTP/1.1 keep-alive)."""
+
+    def __init__(self, server: _Server, stream: anyio.abc.SocketStream) -> None:
+        self.server = server
+        self.state = server.state
+        self.stream = stream
+        self.reader = BufferedByteReceiveStream(stream)
+
+    async def serve(self) -> None:
+        try:
+            while True:
+                req = await self._read()
+                if req is None:
+                    return
+                keep_alive = await self._answer(req)
+                if not keep_alive:
+                    return
+        except (_Close, anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            return
+        except anyio.DelimiterNotFound:
+            await self._send(_error(431, "request head too large", "invalid_request_error"))
+        except OSError:  # the client reset the connection
+            return
+        finally:
+            await self.stream.aclose()
+
+    async def _read(self) -> _Request | None:
+        try:
+            head = await self.reader.receive_until(b"\r\n\r\n", MAX_HEAD)
+        except (anyio.EndOfStream, anyio.IncompleteRead):
+            return None  # the client closed its idle keep-alive connection
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split()
+        if len(parts) != 3:
+            raise _Close
+        method, target, _version = parts
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if sep:
+                headers[name.strip().lower()] = value.strip()
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            body = await self._read_chunked()
+        else:
+            length = int(headers.get("content-length") or 0)
+            body = await self.reader.receive_exactly(length) if length else b""
+        return _Request(method.upper(), target.split("?")[0], headers, body)
+
+    async def _read_chunked(self) -> bytes:
+        chunks: list[bytes] = []
+        while True:
+            size = int((await self.reader.receive_until(b"\r\n", 1024)).split(b";")[0], 16)
+            if size == 0:
+                while await self.reader.receive_until(b"\r\n", MAX_HEAD):  # trailers, then the blank line
+                    pass
+                return b"".join(chunks)
+            chunks.append(await self.reader.receive_exactly(size))
+            await self.reader.receive_exactly(2)
+
+    async def _send(self, data: bytes) -> None:
+        await self.stream.send(data)
+
+    def _record(self, req: _Request, body: dict[str, Any] | None, fault: Fault | None) -> None:
+        st = self.state
         with st.lock:
             st.received.append(
-                ReceivedRequest(
-                    self.command,
-                    self.path.split("?")[0],
-                    body,
-                    self.headers.get("Authorization"),
-                    time.monotonic(),
-                    fault,
-                )
+                ReceivedRequest(req.method, req.path, body, req.headers.get("authorization"), time.monotonic(), fault)
             )
 
-    def _auth_ok(self) -> bool:
-        st = self.server.state
-        if st.api_key is None:
-            return True
-        return self.headers.get("Authorization") == f"Bearer {st.api_key}"
+    def _auth_ok(self, req: _Request) -> bool:
+        key = self.state.api_key
+        return key is None or req.headers.get("authorization") == f"Bearer {key}"
 
-    # --- routes --------------------------------------------------------------------------
-    def do_GET(self) -> None:
-        self._record(None, None)
-        st = self.server.state
-        if self.path.split("?")[0] != "/v1/models":
-            self._error(404, f"no route {self.path}", "not_found")
-        elif not self._auth_ok():
-            self._error(401, "Incorrect API key provided (fake)", "invalid_api_key")
+    async def _answer(self, req: _Request) -> bool:
+        """Answer one request; False when the connection is to be closed after it."""
+        st = self.state
+        if req.method == "GET":
+            self._record(req, None, None)
+            if req.path != "/v1/models":
+                await self._send(_error(404, f"no route {req.path}", "not_found"))
+            elif not self._auth_ok(req):
+                await self._send(_error(401, "Incorrect API key provided (fake)", "invalid_api_key"))
+            else:
+                names = sorted(st.models) if st.models is not None else ["fake-model"]
+                data = [{"id": m, "object": "model", "owned_by": "fake"} for m in names]
+                await self._send(_json_response(200, {"object": "list", "data": data}))
+        elif req.method == "POST":
+            await self._post(req)
         else:
-            names = sorted(st.models) if st.models is not None else ["fake-model"]
-            self._send(
-                200, {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "fake"} for m in names]}
-            )
+            self._record(req, None, None)
+            await self._send(_error(501, f"unsupported method {req.method}", "not_implemented"))
+        return req.headers.get("connection", "").lower() != "close"
 
-    def do_POST(self) -> None:
-        st = self.server.state
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+    async def _post(self, req: _Request) -> None:
+        st = self.state
         try:
-            body = json.loads(raw or b"{}")
-        except json.JSONDecodeError:
-            self._record(None, None)
-            self._error(400, "request body is not JSON", "invalid_request_error")
+            body = json.loads(req.body or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            self._record(req, None, None)
+            await self._send(_error(400, "request body is not JSON", "invalid_request_error"))
             return
-        path = self.path.split("?")[0]
-        if path != "/v1/chat/completions":
-            self._record(body, None)
-            self._error(404, f"no route {path}", "not_found")
+        if req.path != "/v1/chat/completions":
+            self._record(req, body, None)
+            await self._send(_error(404, f"no route {req.path}", "not_found"))
             return
         with st.lock:
             fault = st.faults.popleft() if st.faults else None
             st.in_flight += 1
             st.max_in_flight = max(st.max_in_flight, st.in_flight)
-        self._record(body, fault)
+            latency = st.latency
+        self._record(req, body, fault)
         began = time.monotonic()
         try:
-            self._chat(body, fault)
+            if latency:
+                await anyio.sleep(latency)
+            await self._send(await self._chat(req, body, fault))
         finally:
             with st.lock:
                 st.in_flight -= 1
                 st.handled_s.append(time.monotonic() - began)
 
-    def _chat(self, body: dict[str, Any], fault: Fault | None) -> None:
-        st = self.server.state
-        if st.latency:
-            time.sleep(st.latency)
+    async def _chat(self, req: _Request, body: dict[str, Any], fault: Fault | None) -> bytes:
+        """The response to a chat request (a fault may end the connection instead)."""
+        st = self.state
         if fault is not None:
             if fault.kind == "status":
                 headers = {}
@@ -322,63 +404,36 @@ class _Handler(BaseHTTPRequestHandler):
                 )
                 if fault.status == 429:
                     code = "insufficient_quota" if "quota" in fault.message else "rate_limit_exceeded"
-                self._error(fault.status, fault.message, code, headers)
-                return
+                return _error(fault.status, fault.message, code, headers)
             if fault.kind == "drop":
-                self.close_connection = True
-                try:
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                return
+                raise _Close  # read the request, then close without any response
             if fault.kind == "malformed":
-                self._send(200, b'{"id": "chatcmpl-broken", "choices": [ {"index": 0,, <<garbled')
-                return
+                return _response(200, b'{"id": "chatcmpl-broken", "choices": [ {"index": 0,, <<garbled')
             if fault.kind == "body":
-                self.send_response(200)
-                self.send_header("Content-Type", fault.content_type)
-                self.send_header("Content-Length", str(len(fault.body)))
-                self.end_headers()
-                self.wfile.write(fault.body)
-                self.wfile.flush()
-                return
+                return _response(200, fault.body, fault.content_type)
             if fault.kind == "truncate":
                 raw = json.dumps({"id": "x", "choices": [{"index": 0, "message": {"content": "x" * 400}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw[: len(raw) // 2])
-                self.wfile.flush()
-                self.close_connection = True
-                try:
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                return
+                whole = _response(200, raw)
+                await self._send(whole[: len(whole) - len(raw) // 2])
+                raise _Close
             if fault.kind == "hang":
-                deadline = time.monotonic() + fault.delay
-                while time.monotonic() < deadline and not self.server.stopping:
-                    time.sleep(0.05)
-                return
+                await anyio.sleep(fault.delay)  # cancelled when the server stops
+                raise _Close
             if fault.kind == "slow":
-                time.sleep(fault.delay)
-        if not self._auth_ok():
-            self._error(401, "Incorrect API key provided (fake)", "invalid_api_key")
-            return
-        for param in st.reject_params:
+                await anyio.sleep(fault.delay)
+        if not self._auth_ok(req):
+            return _error(401, "Incorrect API key provided (fake)", "invalid_api_key")
+        for param in sorted(st.reject_params):
             if param in body:
                 hint = " Use 'max_completion_tokens' instead." if param == "max_tokens" else ""
-                self._error(
+                return _error(
                     400,
                     f"Unsupported parameter: '{param}' is not supported with this model.{hint}",
                     "invalid_request_error",
                 )
-                return
         model = body.get("model")
         if st.models is not None and model not in st.models:
-            self._error(404, f"The model `{model}` does not exist (fake)", "model_not_found")
-            return
+            return _error(404, f"The model `{model}` does not exist (fake)", "model_not_found")
         n = int(body.get("n") or 1)
         if st.ignore_n or (fault is not None and fault.kind == "ignore_n"):
             n = 1
@@ -386,7 +441,7 @@ class _Handler(BaseHTTPRequestHandler):
         prompt = sum(_words(str(m.get("content", ""))) for m in body.get("messages", []))
         comp = sum(_words(t) for t in texts)
         idx = next(st.counter)
-        self._send(
+        return _json_response(
             200,
             {
                 "id": f"chatcmpl-fake-{idx}",
@@ -402,25 +457,26 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 256  # the default backlog of 5 drops bursts of concurrent connects
-    block_on_close = False
+class _Server:
+    """The listening socket and its connections, all in one task group on the portal's loop."""
 
     def __init__(self, state: _State) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
         self.state = state
-        self.stopping = False
+        self.port = 0
+        self.scope: anyio.CancelScope | None = None
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Clients that hang up early (timeouts, the drop fault) are expected; stay quiet."""
-        import sys
+    async def run(self, *, task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
+        # a backlog of 256: the default drops bursts of concurrent connects
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0, backlog=256)
+        self.port = int(listener.extra(anyio.abc.SocketAttribute.local_port))
+        with anyio.CancelScope() as scope:
+            self.scope = scope
+            async with listener, anyio.create_task_group() as tg:
+                task_status.started(self.port)
+                await listener.serve(self._accepted, tg)
 
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, TimeoutError)):
-            return
-        super().handle_error(request, client_address)
+    async def _accepted(self, stream: anyio.abc.SocketStream) -> None:
+        await _Connection(self, stream).serve()
 
     def reply_texts(self, body: dict[str, Any], n: int) -> list[str]:
         st = self.state
@@ -440,7 +496,7 @@ class _Server(ThreadingHTTPServer):
 
 
 class FakeOpenAIServer:
-    """Start with ``with`` (or ``start()``/``stop()``); serves in a daemon thread."""
+    """Start with ``with`` (or ``start()``/``stop()``); serves on an event loop in its own thread."""
 
     def __init__(
         self,
@@ -463,24 +519,32 @@ class FakeOpenAIServer:
             reject_params=frozenset(reject_params),
         )
         self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._portal_cm: AbstractContextManager[anyio.from_thread.BlockingPortal] | None = None
+        self._portal: anyio.from_thread.BlockingPortal | None = None
+        self._serving: Future[None] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
     def start(self) -> FakeOpenAIServer:
-        self._server = _Server(self._state)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
+        if self._server is not None:
+            return self
+        self._portal_cm = anyio.from_thread.start_blocking_portal()
+        self._portal = self._portal_cm.__enter__()
+        server = _Server(self._state)
+        self._serving, _port = self._portal.start_task(server.run)
+        self._server = server
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.stopping = True
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        """Stop serving: hanging requests and open connections are cancelled."""
+        server, portal, cm = self._server, self._portal, self._portal_cm
+        self._server = self._portal = self._portal_cm = None
+        if portal is not None and server is not None and server.scope is not None:
+            portal.call(server.scope.cancel)
+        if self._serving is not None:
+            self._serving.result(timeout=5)
+            self._serving = None
+        if cm is not None:
+            cm.__exit__(None, None, None)
 
     def __enter__(self) -> FakeOpenAIServer:
         return self.start()
@@ -493,7 +557,7 @@ class FakeOpenAIServer:
     def port(self) -> int:
         if self._server is None:
             raise RuntimeError("the fake server is not running")
-        return int(self._server.server_address[1])
+        return self._server.port
 
     @property
     def base_url(self) -> str:
@@ -547,12 +611,31 @@ class FakeOpenAIServer:
             return list(self._state.handled_s)
 
 
+def runqueue_wait_s() -> float | None:
+    """Seconds this process's threads have spent runnable but not running (waiting for a core),
+    from the kernel's scheduler statistics; None where the kernel does not expose them."""
+    total = 0
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # a thread that ended meanwhile
+    return total / 1e9
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m lm.fake_server [--latency S] [--ignore-n] [--identity]``: serve in this process,
     print the base URL on stdout, stop when stdin closes (benchmarks run it out of process so the
-    server's threads do not share the client's GIL), then print one JSON line of what serving
-    cost: chat requests, this process's CPU seconds, mean seconds from reading a request to
-    answering it. ``--identity``: the identity model."""
+    server does not share the client's GIL), then print one JSON line of what serving cost: chat
+    requests, this process's CPU seconds while serving (``cpu_s``: from printing the URL to stdin
+    closing; the interpreter's start and imports, ~1 s, are ``startup_cpu_s``), the seconds its
+    threads waited for a core meanwhile (``runqueue_wait_s``, None off Linux), mean seconds from
+    reading a request to answering it. ``--identity``: the identity model."""
     import argparse
     import sys
 
@@ -563,12 +646,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     replies: Replies = IDENTITY if args.identity else None
     with FakeOpenAIServer(replies, latency=args.latency, ignore_n=args.ignore_n) as srv:
+        ready, waited = time.process_time(), runqueue_wait_s()
         print(srv.base_url, flush=True)
         sys.stdin.read()
         handled = srv.handled_s
+        cpu, waited_after = time.process_time(), runqueue_wait_s()
         stats = {
             "requests": len(handled),
-            "cpu_s": time.process_time(),
+            "cpu_s": cpu - ready,
+            "startup_cpu_s": ready,
+            "runqueue_wait_s": waited_after - waited if waited is not None and waited_after is not None else None,
             "mean_handled_s": sum(handled) / len(handled) if handled else 0.0,
         }
     print(json.dumps(stats), flush=True)
