@@ -65,14 +65,14 @@ async def _fanout_once(base_url: str) -> _Run:
     )
     async with LMService(backend, MemoryStore()) as svc:
         await svc.complete(LMRequest(model="fake-model", messages=[{"role": "user", "content": "warm"}]), 0)
-        waited = runqueue_wait_s()
+        waited = runqueue_wait_s(main_thread=True)  # the event loop's thread
         start = time.perf_counter()
         cpu = time.process_time()
         async with anyio.create_task_group() as tg:
             for i in range(CALLS):
                 tg.start_soon(svc.complete, _req(i), 0)
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-        after = runqueue_wait_s()
+        after = runqueue_wait_s(main_thread=True)
         return _Run(wall, cpu, after - waited if waited is not None and after is not None else None)
 
 

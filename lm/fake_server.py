@@ -206,6 +206,7 @@ class ReceivedRequest:
     authorization: str | None
     at: float  # time.monotonic() at arrival
     fault: Fault | None = None
+    content_type: str | None = None
 
 
 @dataclass
@@ -224,6 +225,8 @@ class _State:
     counter: itertools.count[int] = field(default_factory=itertools.count)
     in_flight: int = 0
     max_in_flight: int = 0
+    #: TCP connections accepted (a client with a connection pool opens few)
+    connections: int = 0
     #: seconds from reading a chat request to having written its answer, per request
     handled_s: list[float] = field(default_factory=list)
 
@@ -335,7 +338,15 @@ class _Connection:
         st = self.state
         with st.lock:
             st.received.append(
-                ReceivedRequest(req.method, req.path, body, req.headers.get("authorization"), time.monotonic(), fault)
+                ReceivedRequest(
+                    req.method,
+                    req.path,
+                    body,
+                    req.headers.get("authorization"),
+                    time.monotonic(),
+                    fault,
+                    req.headers.get("content-type"),
+                )
             )
 
     def _auth_ok(self, req: _Request) -> bool:
@@ -476,6 +487,8 @@ class _Server:
                 await listener.serve(self._accepted, tg)
 
     async def _accepted(self, stream: anyio.abc.SocketStream) -> None:
+        with self.state.lock:
+            self.state.connections += 1
         await _Connection(self, stream).serve()
 
     def reply_texts(self, body: dict[str, Any], n: int) -> list[str]:
@@ -605,15 +618,29 @@ class FakeOpenAIServer:
         return self._state.max_in_flight
 
     @property
+    def connections(self) -> int:
+        """TCP connections accepted so far."""
+        with self._state.lock:
+            return self._state.connections
+
+    @property
     def handled_s(self) -> list[float]:
         """Seconds each chat request took from being read to being answered (latency included)."""
         with self._state.lock:
             return list(self._state.handled_s)
 
 
-def runqueue_wait_s() -> float | None:
-    """Seconds this process's threads have spent runnable but not running (waiting for a core),
-    from the kernel's scheduler statistics; None where the kernel does not expose them."""
+def runqueue_wait_s(*, main_thread: bool = False) -> float | None:
+    """Seconds this process's live threads (or only its main thread) have spent runnable but not
+    running (waiting for a core), from the kernel's scheduler statistics; None where the kernel
+    does not expose them. A thread that ends takes its share with it: difference two readings
+    only while the same threads live."""
+    if main_thread:
+        try:
+            with open("/proc/self/schedstat") as f:
+                return int(f.read().split()[1]) / 1e9
+        except (OSError, IndexError, ValueError):
+            return None
     total = 0
     try:
         tasks = os.listdir("/proc/self/task")
@@ -649,15 +676,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         ready, waited = time.process_time(), runqueue_wait_s()
         print(srv.base_url, flush=True)
         sys.stdin.read()
-        handled = srv.handled_s
-        cpu, waited_after = time.process_time(), runqueue_wait_s()
-        stats = {
-            "requests": len(handled),
-            "cpu_s": cpu - ready,
-            "startup_cpu_s": ready,
-            "runqueue_wait_s": waited_after - waited if waited is not None and waited_after is not None else None,
-            "mean_handled_s": sum(handled) / len(handled) if handled else 0.0,
-        }
+        waited_after = runqueue_wait_s()  # while the serving thread lives
+    # read once stopped: a request just answered has recorded its handling time by then
+    handled = srv.handled_s
+    cpu = time.process_time()
+    stats = {
+        "requests": len(handled),
+        "cpu_s": cpu - ready,
+        "startup_cpu_s": ready,
+        "runqueue_wait_s": waited_after - waited if waited is not None and waited_after is not None else None,
+        "mean_handled_s": sum(handled) / len(handled) if handled else 0.0,
+    }
     print(json.dumps(stats), flush=True)
     return 0
 
