@@ -6,8 +6,9 @@
   wall time divided by the ideal 100 / 16 x 50 ms. Target <= 1.3.
   The note says where the time beyond the ideal goes, all measured in the same run: the floor
   (ceil(100 / 16) = 7 calls in a row on some slot: 350 ms), the client's CPU (``time.process_time``)
-  and its time waiting for a core (runnable but not running: the kernel's scheduler statistics),
-  and the same two for the endpoint's process (it reports them when it stops).
+  and its event loop's time waiting for a core (runnable but not running: the kernel's scheduler
+  statistics), and the same two for the endpoint's process (it reports them when it stops; its
+  wait is summed over its threads, per call over all it served).
 - ``lm.proposer_overhead_ms``: per LM call, the proposer agent (claim, lease, cache lookup,
   spend ledger, the answering event and cache row in one append) minus the bare backend call,
   against the fake endpoint at zero latency.
@@ -64,7 +65,11 @@ async def _fanout_once(base_url: str) -> _Run:
         retry=RetryPolicy(max_attempts=3),
     )
     async with LMService(backend, MemoryStore()) as svc:
-        await svc.complete(LMRequest(model="fake-model", messages=[{"role": "user", "content": "warm"}]), 0)
+        # steady state, as in a run: the pool holds its CONCURRENCY connections before the timing
+        async with anyio.create_task_group() as tg:
+            for i in range(CONCURRENCY):
+                warm = LMRequest(model="fake-model", messages=[{"role": "user", "content": f"warm {i}"}])
+                tg.start_soon(svc.complete, warm, 0)
         waited = runqueue_wait_s(main_thread=True)  # the event loop's thread
         start = time.perf_counter()
         cpu = time.process_time()
@@ -155,8 +160,9 @@ def _fanout_note(fan: _Fanout, load: float) -> str:
         f"{max(wall - ideal, 0.0) * 1000:.0f} ms beyond the ideal: the client's CPU {cpu * 1000:.0f} ms "
         f"({cpu / CALLS * 1000:.2f} ms/call, serial on one event loop: the SDK's request building and HTTP, "
         f"our cache and records) and its waiting for a core {_ms(fan.client_wait_s)}; the endpoint's CPU "
-        f"{server_cpu * 1000:.0f} ms ({fan.server_cpu_per_call_s * 1000:.2f} ms/call) and its waiting for a "
-        f"core {_ms(server_wait)}, its handling beyond the latency "
+        f"{server_cpu * 1000:.0f} ms ({fan.server_cpu_per_call_s * 1000:.2f} ms/call) and its threads' waiting "
+        f"for a core {_ms(server_wait)} (summed over its connection threads, which wait side by side), its "
+        f"handling beyond the latency "
         f"{fan.server_overhead_per_call_s * 1000:.2f} ms/call (load average {load:.1f} on {os.cpu_count()} cores)"
     )
 

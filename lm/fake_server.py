@@ -2,10 +2,10 @@
 
 A public test helper in the spirit of ``httpx.MockTransport``: the real openai client talks real
 HTTP to it, so retries, timeouts, dropped connections and ``n`` handling are exercised for real.
-It serves HTTP/1.1 with keep-alive from one anyio event loop in a thread of its own (a blocking
-portal); the latency is a sleep on that loop, so a request costs the server a fraction of a
-millisecond of CPU however many are in flight (a thread per connection cost ~5 ms a request
-under load, most of it switching threads).
+A thread per connection (HTTP/1.1 keep-alive): about 0.3 ms of CPU a request while serving. One
+event loop serving every connection was tried (``bench lm``, the same client, 5 runs each at
+load 5 on 2 cores): its fan-out wall was worse (median 3.0x the ideal against 1.8x), as its one
+thread waits for a core with every answer queued behind it.
 
 Usage::
 
@@ -30,20 +30,14 @@ import json
 import math
 import os
 import re
+import socket
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-
-import anyio
-import anyio.abc
-import anyio.from_thread
-from anyio.streams.buffered import BufferedByteReceiveStream
 
 __all__ = ("IDENTITY", "FakeOpenAIServer", "Fault", "ReceivedRequest", "identity_reply")
 
@@ -219,7 +213,6 @@ class _State:
     reject_params: frozenset[str] = frozenset()
     faults: deque[Fault] = field(default_factory=deque)
     received: list[ReceivedRequest] = field(default_factory=list)
-    #: the test's thread and the server's loop both touch the state; held only briefly
     lock: threading.Lock = field(default_factory=threading.Lock)
     reply_iter: Iterable[str] | None = None
     counter: itertools.count[int] = field(default_factory=itertools.count)
@@ -227,6 +220,9 @@ class _State:
     max_in_flight: int = 0
     #: TCP connections accepted (a client with a connection pool opens few)
     connections: int = 0
+    #: seconds the connection threads that have ended waited for a core, and their thread ids
+    ended_wait_s: float = 0.0
+    ended_threads: set[int] = field(default_factory=set)
     #: seconds from reading a chat request to having written its answer, per request
     handled_s: list[float] = field(default_factory=list)
 
@@ -235,175 +231,126 @@ def _words(text: str) -> int:
     return len(re.findall(r"\w+|[^\w\s]", text))
 
 
-#: a request head longer than this is refused (no real client sends one)
-MAX_HEAD = 64 * 1024
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # headers and body go out in two writes; with Nagle on, the body waits for the client's
+    # delayed ACK (~40 ms on Linux), which would swamp any latency a test sets up
+    disable_nagle_algorithm = True
+    server: _Server
 
+    def log_message(self, format: str, *args: Any) -> None:
+        return
 
-class _Close(Exception):
-    """End this connection without another response (the client hung up, or a fault)."""
+    def setup(self) -> None:
+        super().setup()
+        with self.server.state.lock:
+            self.server.state.connections += 1
 
+    def finish(self) -> None:
+        """The connection's thread ends here: keep its wait for a core (the kernel forgets it)."""
+        super().finish()
+        waited = _thread_wait_s("/proc/thread-self/schedstat")
+        st = self.server.state
+        with st.lock:
+            st.ended_wait_s += waited or 0.0
+            st.ended_threads.add(threading.get_native_id())
 
-@dataclass
-class _Request:
-    method: str
-    path: str
-    headers: dict[str, str]  # lower-case names
-    body: bytes
+    # --- helpers -------------------------------------------------------------------------
+    def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(raw)
+        self.wfile.flush()
 
+    def _error(self, status: int, message: str, code: str, headers: dict[str, str] | None = None) -> None:
+        self._send(status, {"error": {"message": message, "type": code, "code": code}}, headers)
 
-def _response(
-    status: int, raw: bytes, content_type: str = "application/json", headers: dict[str, str] | None = None
-) -> bytes:
-    try:
-        reason = HTTPStatus(status).phrase
-    except ValueError:
-        reason = ""
-    lines = [f"HTTP/1.1 {status} {reason}", f"Content-Type: {content_type}", f"Content-Length: {len(raw)}"]
-    lines.extend(f"{k}: {v}" for k, v in (headers or {}).items())
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + raw
-
-
-def _json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> bytes:
-    return _response(status, json.dumps(payload).encode(), headers=headers)
-
-
-def _error(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> bytes:
-    return _json_response(status, {"error": {"message": message, "type": code, "code": code}}, headers)
-
-
-class _Connection:
-    """One client connection: requests are read and answered in turn (HTTP/1.1 keep-alive)."""
-
-    def __init__(self, server: _Server, stream: anyio.abc.SocketStream) -> None:
-        self.server = server
-        self.state = server.state
-        self.stream = stream
-        self.reader = BufferedByteReceiveStream(stream)
-
-    async def serve(self) -> None:
-        try:
-            while True:
-                req = await self._read()
-                if req is None:
-                    return
-                keep_alive = await self._answer(req)
-                if not keep_alive:
-                    return
-        except (_Close, anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError, anyio.ClosedResourceError):
-            return
-        except anyio.DelimiterNotFound:
-            await self._send(_error(431, "request head too large", "invalid_request_error"))
-        except OSError:  # the client reset the connection
-            return
-        finally:
-            await self.stream.aclose()
-
-    async def _read(self) -> _Request | None:
-        try:
-            head = await self.reader.receive_until(b"\r\n\r\n", MAX_HEAD)
-        except (anyio.EndOfStream, anyio.IncompleteRead):
-            return None  # the client closed its idle keep-alive connection
-        lines = head.decode("latin-1").split("\r\n")
-        parts = lines[0].split()
-        if len(parts) != 3:
-            raise _Close
-        method, target, _version = parts
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if sep:
-                headers[name.strip().lower()] = value.strip()
-        if headers.get("transfer-encoding", "").lower() == "chunked":
-            body = await self._read_chunked()
-        else:
-            length = int(headers.get("content-length") or 0)
-            body = await self.reader.receive_exactly(length) if length else b""
-        return _Request(method.upper(), target.split("?")[0], headers, body)
-
-    async def _read_chunked(self) -> bytes:
-        chunks: list[bytes] = []
-        while True:
-            size = int((await self.reader.receive_until(b"\r\n", 1024)).split(b";")[0], 16)
-            if size == 0:
-                while await self.reader.receive_until(b"\r\n", MAX_HEAD):  # trailers, then the blank line
-                    pass
-                return b"".join(chunks)
-            chunks.append(await self.reader.receive_exactly(size))
-            await self.reader.receive_exactly(2)
-
-    async def _send(self, data: bytes) -> None:
-        await self.stream.send(data)
-
-    def _record(self, req: _Request, body: dict[str, Any] | None, fault: Fault | None) -> None:
-        st = self.state
+    def _record(self, body: dict[str, Any] | None, fault: Fault | None) -> None:
+        st = self.server.state
         with st.lock:
             st.received.append(
                 ReceivedRequest(
-                    req.method,
-                    req.path,
+                    self.command,
+                    self.path.split("?")[0],
                     body,
-                    req.headers.get("authorization"),
+                    self.headers.get("Authorization"),
                     time.monotonic(),
                     fault,
-                    req.headers.get("content-type"),
+                    self.headers.get("Content-Type"),
                 )
             )
 
-    def _auth_ok(self, req: _Request) -> bool:
-        key = self.state.api_key
-        return key is None or req.headers.get("authorization") == f"Bearer {key}"
+    def _read_chunked(self) -> bytes:
+        chunks: list[bytes] = []
+        while True:
+            size = int(self.rfile.readline(1024).split(b";")[0], 16)
+            if size == 0:
+                while self.rfile.readline(65536).strip():  # trailers, then the blank line
+                    pass
+                return b"".join(chunks)
+            chunks.append(self.rfile.read(size))
+            self.rfile.read(2)
 
-    async def _answer(self, req: _Request) -> bool:
-        """Answer one request; False when the connection is to be closed after it."""
-        st = self.state
-        if req.method == "GET":
-            self._record(req, None, None)
-            if req.path != "/v1/models":
-                await self._send(_error(404, f"no route {req.path}", "not_found"))
-            elif not self._auth_ok(req):
-                await self._send(_error(401, "Incorrect API key provided (fake)", "invalid_api_key"))
-            else:
-                names = sorted(st.models) if st.models is not None else ["fake-model"]
-                data = [{"id": m, "object": "model", "owned_by": "fake"} for m in names]
-                await self._send(_json_response(200, {"object": "list", "data": data}))
-        elif req.method == "POST":
-            await self._post(req)
+    def _auth_ok(self) -> bool:
+        st = self.server.state
+        if st.api_key is None:
+            return True
+        return self.headers.get("Authorization") == f"Bearer {st.api_key}"
+
+    # --- routes --------------------------------------------------------------------------
+    def do_GET(self) -> None:
+        self._record(None, None)
+        st = self.server.state
+        if self.path.split("?")[0] != "/v1/models":
+            self._error(404, f"no route {self.path}", "not_found")
+        elif not self._auth_ok():
+            self._error(401, "Incorrect API key provided (fake)", "invalid_api_key")
         else:
-            self._record(req, None, None)
-            await self._send(_error(501, f"unsupported method {req.method}", "not_implemented"))
-        return req.headers.get("connection", "").lower() != "close"
+            names = sorted(st.models) if st.models is not None else ["fake-model"]
+            self._send(
+                200, {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "fake"} for m in names]}
+            )
 
-    async def _post(self, req: _Request) -> None:
-        st = self.state
+    def do_POST(self) -> None:
+        st = self.server.state
+        if (self.headers.get("Transfer-Encoding") or "").lower() == "chunked":
+            raw = self._read_chunked()
+        else:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
         try:
-            body = json.loads(req.body or b"{}")
-        except (ValueError, UnicodeDecodeError):
-            self._record(req, None, None)
-            await self._send(_error(400, "request body is not JSON", "invalid_request_error"))
+            body = json.loads(raw or b"{}")
+        except json.JSONDecodeError:
+            self._record(None, None)
+            self._error(400, "request body is not JSON", "invalid_request_error")
             return
-        if req.path != "/v1/chat/completions":
-            self._record(req, body, None)
-            await self._send(_error(404, f"no route {req.path}", "not_found"))
+        path = self.path.split("?")[0]
+        if path != "/v1/chat/completions":
+            self._record(body, None)
+            self._error(404, f"no route {path}", "not_found")
             return
         with st.lock:
             fault = st.faults.popleft() if st.faults else None
             st.in_flight += 1
             st.max_in_flight = max(st.max_in_flight, st.in_flight)
-            latency = st.latency
-        self._record(req, body, fault)
+        self._record(body, fault)
         began = time.monotonic()
         try:
-            if latency:
-                await anyio.sleep(latency)
-            await self._send(await self._chat(req, body, fault))
+            self._chat(body, fault)
         finally:
             with st.lock:
                 st.in_flight -= 1
                 st.handled_s.append(time.monotonic() - began)
 
-    async def _chat(self, req: _Request, body: dict[str, Any], fault: Fault | None) -> bytes:
-        """The response to a chat request (a fault may end the connection instead)."""
-        st = self.state
+    def _chat(self, body: dict[str, Any], fault: Fault | None) -> None:
+        st = self.server.state
+        if st.latency:
+            time.sleep(st.latency)
         if fault is not None:
             if fault.kind == "status":
                 headers = {}
@@ -415,36 +362,64 @@ class _Connection:
                 )
                 if fault.status == 429:
                     code = "insufficient_quota" if "quota" in fault.message else "rate_limit_exceeded"
-                return _error(fault.status, fault.message, code, headers)
+                self._error(fault.status, fault.message, code, headers)
+                return
             if fault.kind == "drop":
-                raise _Close  # read the request, then close without any response
+                self.close_connection = True
+                try:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                return
             if fault.kind == "malformed":
-                return _response(200, b'{"id": "chatcmpl-broken", "choices": [ {"index": 0,, <<garbled')
+                self._send(200, b'{"id": "chatcmpl-broken", "choices": [ {"index": 0,, <<garbled')
+                return
             if fault.kind == "body":
-                return _response(200, fault.body, fault.content_type)
+                self.send_response(200)
+                self.send_header("Content-Type", fault.content_type)
+                self.send_header("Content-Length", str(len(fault.body)))
+                self.end_headers()
+                self.wfile.write(fault.body)
+                self.wfile.flush()
+                return
             if fault.kind == "truncate":
                 raw = json.dumps({"id": "x", "choices": [{"index": 0, "message": {"content": "x" * 400}}]}).encode()
-                whole = _response(200, raw)
-                await self._send(whole[: len(whole) - len(raw) // 2])
-                raise _Close
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw[: len(raw) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                try:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                return
             if fault.kind == "hang":
-                await anyio.sleep(fault.delay)  # cancelled when the server stops
-                raise _Close
+                deadline = time.monotonic() + fault.delay
+                while time.monotonic() < deadline and not self.server.stopping:
+                    time.sleep(0.05)
+                self.close_connection = True  # the client gave up long ago, or the server stops
+                return
             if fault.kind == "slow":
-                await anyio.sleep(fault.delay)
-        if not self._auth_ok(req):
-            return _error(401, "Incorrect API key provided (fake)", "invalid_api_key")
+                time.sleep(fault.delay)
+        if not self._auth_ok():
+            self._error(401, "Incorrect API key provided (fake)", "invalid_api_key")
+            return
         for param in sorted(st.reject_params):
             if param in body:
                 hint = " Use 'max_completion_tokens' instead." if param == "max_tokens" else ""
-                return _error(
+                self._error(
                     400,
                     f"Unsupported parameter: '{param}' is not supported with this model.{hint}",
                     "invalid_request_error",
                 )
+                return
         model = body.get("model")
         if st.models is not None and model not in st.models:
-            return _error(404, f"The model `{model}` does not exist (fake)", "model_not_found")
+            self._error(404, f"The model `{model}` does not exist (fake)", "model_not_found")
+            return
         n = int(body.get("n") or 1)
         if st.ignore_n or (fault is not None and fault.kind == "ignore_n"):
             n = 1
@@ -452,7 +427,7 @@ class _Connection:
         prompt = sum(_words(str(m.get("content", ""))) for m in body.get("messages", []))
         comp = sum(_words(t) for t in texts)
         idx = next(st.counter)
-        return _json_response(
+        self._send(
             200,
             {
                 "id": f"chatcmpl-fake-{idx}",
@@ -468,28 +443,25 @@ class _Connection:
         )
 
 
-class _Server:
-    """The listening socket and its connections, all in one task group on the portal's loop."""
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256  # the default backlog of 5 drops bursts of concurrent connects
+    block_on_close = False
 
     def __init__(self, state: _State) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
         self.state = state
-        self.port = 0
-        self.scope: anyio.CancelScope | None = None
+        self.stopping = False
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
-        # a backlog of 256: the default drops bursts of concurrent connects
-        listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0, backlog=256)
-        self.port = int(listener.extra(anyio.abc.SocketAttribute.local_port))
-        with anyio.CancelScope() as scope:
-            self.scope = scope
-            async with listener, anyio.create_task_group() as tg:
-                task_status.started(self.port)
-                await listener.serve(self._accepted, tg)
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that hang up early (timeouts, the drop fault) are expected; stay quiet."""
+        import sys
 
-    async def _accepted(self, stream: anyio.abc.SocketStream) -> None:
-        with self.state.lock:
-            self.state.connections += 1
-        await _Connection(self, stream).serve()
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
     def reply_texts(self, body: dict[str, Any], n: int) -> list[str]:
         st = self.state
@@ -509,7 +481,7 @@ class _Server:
 
 
 class FakeOpenAIServer:
-    """Start with ``with`` (or ``start()``/``stop()``); serves on an event loop in its own thread."""
+    """Start with ``with`` (or ``start()``/``stop()``); serves in a daemon thread."""
 
     def __init__(
         self,
@@ -532,32 +504,24 @@ class FakeOpenAIServer:
             reject_params=frozenset(reject_params),
         )
         self._server: _Server | None = None
-        self._portal_cm: AbstractContextManager[anyio.from_thread.BlockingPortal] | None = None
-        self._portal: anyio.from_thread.BlockingPortal | None = None
-        self._serving: Future[None] | None = None
+        self._thread: threading.Thread | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
     def start(self) -> FakeOpenAIServer:
-        if self._server is not None:
-            return self
-        self._portal_cm = anyio.from_thread.start_blocking_portal()
-        self._portal = self._portal_cm.__enter__()
-        server = _Server(self._state)
-        self._serving, _port = self._portal.start_task(server.run)
-        self._server = server
+        self._server = _Server(self._state)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
         return self
 
     def stop(self) -> None:
-        """Stop serving: hanging requests and open connections are cancelled."""
-        server, portal, cm = self._server, self._portal, self._portal_cm
-        self._server = self._portal = self._portal_cm = None
-        if portal is not None and server is not None and server.scope is not None:
-            portal.call(server.scope.cancel)
-        if self._serving is not None:
-            self._serving.result(timeout=5)
-            self._serving = None
-        if cm is not None:
-            cm.__exit__(None, None, None)
+        if self._server is not None:
+            self._server.stopping = True
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
 
     def __enter__(self) -> FakeOpenAIServer:
         return self.start()
@@ -570,7 +534,7 @@ class FakeOpenAIServer:
     def port(self) -> int:
         if self._server is None:
             raise RuntimeError("the fake server is not running")
-        return self._server.port
+        return int(self._server.server_address[1])
 
     @property
     def base_url(self) -> str:
@@ -623,6 +587,14 @@ class FakeOpenAIServer:
         with self._state.lock:
             return self._state.connections
 
+    def runqueue_wait_s(self) -> float | None:
+        """Seconds this process's threads have waited for a core, the ended connection threads
+        included (see ``runqueue_wait_s``)."""
+        with self._state.lock:
+            ended, done = self._state.ended_wait_s, set(self._state.ended_threads)
+        live = runqueue_wait_s(exclude=done)
+        return None if live is None else live + ended
+
     @property
     def handled_s(self) -> list[float]:
         """Seconds each chat request took from being read to being answered (latency included)."""
@@ -630,35 +602,33 @@ class FakeOpenAIServer:
             return list(self._state.handled_s)
 
 
-def runqueue_wait_s(*, main_thread: bool = False) -> float | None:
-    """Seconds this process's live threads (or only its main thread) have spent runnable but not
-    running (waiting for a core), from the kernel's scheduler statistics; None where the kernel
-    does not expose them. A thread that ends takes its share with it: difference two readings
-    only while the same threads live."""
+def _thread_wait_s(path: str) -> float | None:
+    try:
+        with open(path) as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def runqueue_wait_s(*, main_thread: bool = False, exclude: Iterable[int] = ()) -> float | None:
+    """Seconds this process's live threads (or only its main thread; ``exclude``: thread ids to
+    leave out) have spent runnable but not running (waiting for a core), from the kernel's
+    scheduler statistics; None where the kernel does not expose them. A thread that ends takes
+    its share with it (``FakeOpenAIServer.runqueue_wait_s`` keeps its connection threads')."""
     if main_thread:
-        try:
-            with open("/proc/self/schedstat") as f:
-                return int(f.read().split()[1]) / 1e9
-        except (OSError, IndexError, ValueError):
-            return None
-    total = 0
+        return _thread_wait_s("/proc/self/schedstat")
     try:
         tasks = os.listdir("/proc/self/task")
     except OSError:
         return None
-    for tid in tasks:
-        try:
-            with open(f"/proc/self/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[1])
-        except (OSError, IndexError, ValueError):
-            continue  # a thread that ended meanwhile
-    return total / 1e9
+    skip = {str(t) for t in exclude}
+    return sum(_thread_wait_s(f"/proc/self/task/{tid}/schedstat") or 0.0 for tid in tasks if tid not in skip)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m lm.fake_server [--latency S] [--ignore-n] [--identity]``: serve in this process,
     print the base URL on stdout, stop when stdin closes (benchmarks run it out of process so the
-    server does not share the client's GIL), then print one JSON line of what serving cost: chat
+    server's threads do not share the client's GIL), then print one JSON line of what serving cost: chat
     requests, this process's CPU seconds while serving (``cpu_s``: from printing the URL to stdin
     closing; the interpreter's start and imports, ~1 s, are ``startup_cpu_s``), the seconds its
     threads waited for a core meanwhile (``runqueue_wait_s``, None off Linux), mean seconds from
@@ -673,10 +643,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     replies: Replies = IDENTITY if args.identity else None
     with FakeOpenAIServer(replies, latency=args.latency, ignore_n=args.ignore_n) as srv:
-        ready, waited = time.process_time(), runqueue_wait_s()
+        ready, waited = time.process_time(), srv.runqueue_wait_s()
         print(srv.base_url, flush=True)
         sys.stdin.read()
-        waited_after = runqueue_wait_s()  # while the serving thread lives
+        waited_after = srv.runqueue_wait_s()  # while the serving thread lives
     # read once stopped: a request just answered has recorded its handling time by then
     handled = srv.handled_s
     cpu = time.process_time()
