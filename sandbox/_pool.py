@@ -263,6 +263,20 @@ class SandboxPool:
             else:
                 await worker.close()
 
+    async def settle(self) -> None:
+        """Wait until every warm worker is idle, each with its next job's child forked (a
+        worker forks it just after answering a job; tests that count processes call this)."""
+        assert self._idle_recv is not None and self._idle_send is not None
+        taken: list[WorkerHandle] = []
+        try:
+            for _ in range(len(self._workers)):
+                taken.append(await self._idle_recv.receive())
+            for worker in taken:
+                await worker.ping()
+        finally:
+            for worker in taken:
+                self._idle_send.send_nowait(worker)
+
     def worker_pids(self) -> list[int]:
         """Host pids of the worker processes (bwrap's when bubblewrap is active)."""
         return sorted(w.pid for w in self._workers if w.alive)

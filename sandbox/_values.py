@@ -17,6 +17,8 @@ __all__ = ("InvalidValue", "canonical_json", "decode", "validate")
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 _DTYPE_KINDS = frozenset("biuf")
 MAX_DEPTH = 80
+_PLAIN = frozenset({bool, int, str, type(None)})
+_NUMBERS = frozenset({int, float, bool})
 
 
 class InvalidValue(ValueError):
@@ -57,6 +59,9 @@ def decode(data: Any, depth: int = 0) -> Any:
             raise InvalidValue("bare non-finite float")
         return data
     if type(data) is list:
+        kinds = set(map(type, data))
+        if kinds <= _PLAIN:
+            return list(data)  # a copy: the decoded value never aliases the stored one
         return [decode(x, depth + 1) for x in data]
     if type(data) is not dict:
         raise InvalidValue(f"unexpected JSON value of type {type(data).__name__}")
@@ -104,7 +109,8 @@ def _ndarray(body: Any) -> np.ndarray[Any, Any]:
         raise InvalidValue("bad ndarray shape")
     if type(flat) is not list or len(flat) != math.prod(shape):
         raise InvalidValue("ndarray data does not match its shape")
-    values = [_scalar(x, dtype) for x in flat]
+    # Elements are checked per kind, not one Python call each (an array of 20k numbers is common).
+    values = flat if set(map(type, flat)) <= _NUMBERS else [_scalar(x, dtype) for x in flat]
     try:
         return np.array(values, dtype=dtype).reshape(shape)
     except (ValueError, OverflowError, TypeError) as exc:

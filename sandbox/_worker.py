@@ -108,7 +108,9 @@ class WorkerHandle:
         head = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
         async with self._write_lock:
             try:
-                await self._writer.send(_HEADER.pack(len(head)) + head + _HEADER.pack(len(payload)) + payload)
+                # Two writes: no copy of a large payload just to prefix it.
+                await self._writer.send(_HEADER.pack(len(head)) + head + _HEADER.pack(len(payload)))
+                await self._writer.send(payload)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
                 self.alive = False
                 raise WorkerLost(f"cannot write to the worker: {exc!r}") from exc
@@ -166,23 +168,38 @@ class WorkerHandle:
         backstop_s: float,
         on_item: Callable[[dict[str, Any]], None],
     ) -> dict[str, Any]:
-        """Send one batch; ``on_item`` gets each instance's frame; returns the ``done`` frame."""
+        """Send one batch; ``on_item`` gets each instance's outcome (the worker sends them in
+        ``items`` frames, several at a time); returns the ``done`` frame."""
         self.jobs += 1
         with anyio.fail_after(backstop_s):
             await self.send_job(header, payload)
             while True:
                 msg = await self.recv_json()
                 op = msg.get("op")
-                if msg.get("id") != header["id"] and op in ("item", "done"):
+                if msg.get("id") != header["id"] and op in ("items", "done"):
                     self.alive = False
                     raise WorkerLost("the worker answered for another job")
-                if op == "item":
-                    on_item(msg)
+                if op == "items":
+                    items = msg.get("items")
+                    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+                        self.alive = False
+                        raise WorkerLost("the worker sent a malformed items frame")
+                    for item in items:
+                        on_item(item)
                     continue
                 if op == "done":
                     return msg
                 self.alive = False
                 raise WorkerLost(f"unexpected frame from the worker: {op!r}")
+
+    async def ping(self, timeout_s: float = 10.0) -> None:
+        """Wait until the worker is idle between jobs (its next job's child forked)."""
+        with anyio.fail_after(timeout_s):
+            await self.send_json({"op": "ping"})
+            msg = await self.recv_json()
+        if msg.get("op") != "pong":
+            self.alive = False
+            raise WorkerLost(f"unexpected frame from the worker: {msg.get('op')!r}")
 
     async def close(self, timeout_s: float = 2.0) -> None:
         """Ask the worker to exit, then make sure it is gone."""

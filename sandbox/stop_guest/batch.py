@@ -1,14 +1,18 @@
 """The worker's watch over one batch child: per-instance deadlines, output and results.
 
 The child runs instances in order. For each it sends ``start`` (i), flushes the instance's
-output, then sends its ``result`` (i). Output read up to a result (the pipe drained when the
-result arrives) is that instance's. If some of it was still unread when the result was sent,
-the result says ``sync`` and the child waits for a byte on the ack pipe, sent once the worker
-has drained it, so the next instance's output is never charged to this one. The worker holds an instance's
-result as *pending* until the runtime shows the instance is over (the next ``start``, the
-``end`` frame, or the child's exit): a second result for the same instance while it is
-pending is a forgery (the program wrote to the result channel) and fails that instance, as a
-second result fails a single job.
+output, then sends its ``result`` (i) (when the next instance follows at once, in the same write
+as that one's ``start``: one wake-up of the worker per instance). Output read up to a result
+(the pipe drained when the result arrives) is that instance's. If some of it was still unread
+when the result was sent, the result says ``sync`` and the child waits for a byte on the ack
+pipe, sent once the worker has drained it, so the next instance's output is never charged to
+this one. The worker holds an instance's result as *pending* until the runtime shows the
+instance is over (the next ``start``, the ``end`` frame, or the child's exit): a second result
+for the same instance while it is pending is a forgery (the program wrote to the result
+channel) and fails that instance, as a second result fails a single job.
+
+The worker's pipes from the child are non-blocking: a ready descriptor is read until it is
+empty, with no ``select`` probe per read.
 """
 
 from __future__ import annotations
@@ -21,12 +25,11 @@ from collections.abc import Callable
 from typing import Any
 
 from . import frames
+from .outcome import classify, measured, parse
 
 DRAIN_AFTER_EXIT_S = 0.5
 CALL_GRACE_S = 0.25
-
-Classify = Callable[[str | None, str | None, dict[str, Any] | None, int, float, float, dict[str, Any]], dict[str, Any]]
-Parse = Callable[[bytes], dict[str, Any] | None]
+READ_SIZE = 1 << 16
 
 
 def _num(x: Any) -> float:
@@ -34,6 +37,14 @@ def _num(x: Any) -> float:
     if isinstance(x, (int, float)) and not isinstance(x, bool) and x == x and 0 <= x < 1e12:
         return float(x)
     return 0.0
+
+
+def _read(fd: int) -> bytes | None:
+    """What a non-blocking pipe holds now (b"" at EOF, None when it is empty)."""
+    try:
+        return os.read(fd, READ_SIZE)
+    except BlockingIOError:
+        return None
 
 
 class BatchWatch:
@@ -47,8 +58,6 @@ class BatchWatch:
         fds: tuple[int, int, int, int],
         start: int,
         emit: Callable[[dict[str, Any]], None],
-        classify: Classify,
-        parse: Parse,
     ) -> None:
         self.h = h
         self.items: list[dict[str, Any]] = h["items"]
@@ -57,12 +66,12 @@ class BatchWatch:
         self.carry: list[tuple[str, bytes]] = []  # output drained past the cap: the next one's
         self.start = start
         self.emit = emit
-        self.classify = classify
-        self.parse = parse
         self.output_limit = int(h["output_limit_bytes"])
         self.capture_limit = int(h["capture_limit_bytes"])
         self.parser = frames.FrameBuffer(int(h["result_limit_bytes"]) + 4096)
         self.open_pipes = {self.out_r, self.err_r, self.res_r}
+        for fd in self.open_pipes:
+            os.set_blocking(fd, False)
         self.current = start  # the first instance whose outcome is not yet emitted
         self.process_output = 0
         self.peak_rss = 0
@@ -105,8 +114,10 @@ class BatchWatch:
         """Read the output already written (the child flushes before its result frame). What
         would break the cap is kept for the next instance: this one finished within it."""
         for fd, which in ((self.out_r, "stdout"), (self.err_r, "stderr")):
-            while fd in self.open_pipes and select.select([fd], [], [], 0)[0]:
-                chunk = os.read(fd, 65536)
+            while fd in self.open_pipes:
+                chunk = _read(fd)
+                if chunk is None:
+                    break
                 if not chunk:
                     self.open_pipes.discard(fd)
                     break
@@ -147,7 +158,8 @@ class BatchWatch:
                 self.drain()  # the child waits: what is in the pipes now is this instance's
             cpu, rss = _num(msg.get("cpu_s")), int(_num(msg.get("rss_kb")))  # the child's figures
             self.peak_rss = max(self.peak_rss, rss)
-            outcome = self.classify(None, None, msg, 0, 0.0, float(self.items[self.current]["cpu_s"]), self.limits())
+            # No kill reason: ``classify`` reads only the result (the limits name a kill's cause).
+            outcome = classify(None, None, msg, 0, 0.0, float(self.items[self.current]["cpu_s"]), self.h)
             now = time.monotonic()
             self.pending = self._frame(outcome, code=0, cpu=cpu, rss=self.peak_rss, now=now)
             self._reset(now, cpu)  # what arrives from now on is the next instance's
@@ -164,21 +176,18 @@ class BatchWatch:
             self.forged("bridge:unexpected-request")
 
     def _frame(self, outcome: dict[str, Any], *, code: int, cpu: float, rss: int, now: float) -> dict[str, Any]:
-        frame: dict[str, Any] = {
-            "op": "item",
-            "id": self.h["id"],
-            "i": self.current,
-            "wall_time_s": now - self.inst_started,
-            "cpu_time_s": max(0.0, cpu - self.cpu_before),
-            "max_rss_kb": rss,
-            "stdout": self.captured["stdout"].decode("utf-8", "replace"),
-            "stderr": self.captured["stderr"].decode("utf-8", "replace"),
-            "stdout_truncated": self.truncated["stdout"],
-            "stderr_truncated": self.truncated["stderr"],
-            "violations": list(self.violations),
-            "exit_code": code if code >= 0 else None,
-            "signal": signal.Signals(-code).name if code < 0 and -code in signal.valid_signals() else None,
-        }
+        frame: dict[str, Any] = {"i": self.current}
+        frame.update(
+            measured(
+                wall=now - self.inst_started,
+                cpu=max(0.0, cpu - self.cpu_before),
+                rss=rss,
+                code=code,
+                captured=self.captured,
+                truncated=self.truncated,
+                violations=self.violations,
+            )
+        )
         frame.update(outcome)
         return frame
 
@@ -226,18 +235,15 @@ class BatchWatch:
                     if fd not in self.open_pipes:
                         poller.unregister(fd)
                         continue
-                    if which == "result":
-                        self.pump_results()
-                    else:
-                        # Frames written before this output (an earlier result, this instance's
-                        # start) are read first, so the output goes to the instance that wrote it.
-                        self.pump_results()
-                        if self.kill_reason is None and fd in self.open_pipes and select.select([fd], [], [], 0)[0]:
-                            chunk = os.read(fd, 65536)
-                            if not chunk:
-                                self.open_pipes.discard(fd)
-                            else:
-                                self.absorb(which, chunk)
+                    # Frames written before output (an earlier result, this instance's start) are
+                    # read first, so the output goes to the instance that wrote it.
+                    self.pump_results()
+                    if which != "result" and self.kill_reason is None and fd in self.open_pipes:
+                        chunk = _read(fd)
+                        if chunk is not None and not chunk:
+                            self.open_pipes.discard(fd)
+                        elif chunk:
+                            self.absorb(which, chunk)
                     if self.kill_reason is not None:
                         break
         finally:
@@ -248,9 +254,9 @@ class BatchWatch:
         """Handle all that is on the result channel now (never blocks: an earlier handler in
         the same poll round may have read what poll reported)."""
         while self.res_r in self.open_pipes and self.kill_reason is None:
-            if not select.select([self.res_r], [], [], 0)[0]:
+            chunk = _read(self.res_r)
+            if chunk is None:
                 return
-            chunk = os.read(self.res_r, 65536)
             if not chunk:
                 self.open_pipes.discard(self.res_r)
                 return
@@ -260,7 +266,7 @@ class BatchWatch:
                 self.kill_reason, self.detail = "invalid_output", f"result channel: {exc}"
                 return
             for raw in msgs:
-                msg = self.parse(raw)
+                msg = parse(raw)
                 if msg is not None and self.current < len(self.items):
                     self.on_message(msg)
                 if self.kill_reason is not None:
@@ -283,7 +289,7 @@ class BatchWatch:
             # The instance the child was on when it stopped: the worker's facts decide. (A child
             # that made no progress is always charged, so a batch always ends.)
             item = self.items[self.current]
-            outcome = self.classify(
+            outcome = classify(
                 self.kill_reason, self.detail, None, code, cpu - self.cpu_before, float(item["cpu_s"]), self.limits()
             )
             self.emit(self._frame(outcome, code=code, cpu=cpu, rss=rss, now=time.monotonic()))

@@ -1,6 +1,10 @@
 """What a forked child does: confine itself, run the job's program, report one result frame.
 
-The child never returns into the worker loop: every path ends in ``os._exit``.
+The worker forks a child before its job is known (a *spare*, see ``worker``): the child confines
+itself first, then reads its job (a header frame and a payload frame) from fd 4, sets the job's
+rlimits and runs it. So fork and confinement are off a job's critical path, and a child holds
+no job data before it is confined. The child never returns into the worker loop: every path
+ends in ``os._exit``.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from . import bridge, encode, frames
 from .confine import Confiner
 
 RESULT_FD = 3
-ACK_FD = 4  # sessions: bridge answers; batches: the worker's "output drained" byte
+ACK_FD = 4  # the job itself, then in sessions bridge answers, in batches "output drained" bytes
+JOB_LIMIT = 1 << 30
 MAX_ERROR = 2000
 MAX_TRACEBACK = 8000
 MAX_VIOLATIONS = 32
@@ -50,18 +55,18 @@ _ENV_KEEP = frozenset(
 
 @dataclass
 class ChildSpec:
-    header: dict[str, Any]
-    payload: bytes
     scratch: str
     out_w: int
     err_w: int
     res_w: int
-    ans_r: int
+    job_r: int
     devnull: int
     ruleset_fd: int
     confiner: Confiner | None
     layers: dict[str, bool]
     ro_paths: list[str]
+    #: The job when the child was forked holding it (a large payload), else read from fd 4.
+    job: tuple[dict[str, Any], bytes] | None = None
 
 
 class CallTimeout(BaseException):
@@ -70,16 +75,31 @@ class CallTimeout(BaseException):
 
 
 class _Reporter:
-    """Serialises every write to the result pipe (the bridge and audit hook use it too)."""
+    """Serialises every write to the result pipe (the bridge and audit hook use it too).
+
+    ``hold`` keeps a frame back to go out in the same write as the next one (a batch
+    instance's result with the next instance's ``start``: one write, one wake-up of the worker)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.seen: set[str] = set()
+        self.held = b""
+
+    @staticmethod
+    def _frame(obj: dict[str, Any]) -> bytes:
+        data = encode.json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+        return frames.HEADER.pack(len(data)) + data
 
     def send(self, obj: dict[str, Any]) -> None:
-        data = encode.json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+        data = self._frame(obj)
         with self.lock:
-            frames.write_frame(RESULT_FD, data)
+            data, self.held = self.held + data, b""
+            frames.write_all(RESULT_FD, data)
+
+    def hold(self, obj: dict[str, Any]) -> None:
+        data = self._frame(obj)
+        with self.lock:
+            self.held += data
 
     def violation(self, what: str) -> None:
         if what in self.seen or len(self.seen) >= MAX_VIOLATIONS:
@@ -93,7 +113,7 @@ class _Reporter:
 
 def _setup_fds(spec: ChildSpec) -> int:
     """Put the pipes on fixed numbers 0-4 and close everything else except the ruleset."""
-    wanted = [spec.devnull, spec.out_w, spec.err_w, spec.res_w, spec.ans_r, spec.ruleset_fd]
+    wanted = [spec.devnull, spec.out_w, spec.err_w, spec.res_w, spec.job_r, spec.ruleset_fd]
     high = [os.dup(fd) if fd >= 0 else -1 for fd in wanted]  # dup first: no clobbering
     for target, fd in enumerate(high[:5]):
         if fd >= 0:
@@ -215,7 +235,6 @@ def run_child(spec: ChildSpec) -> None:
 
 
 def _run(spec: ChildSpec) -> int:
-    h = spec.header
     os.setsid()
     ruleset = _setup_fds(spec)
     os.chdir(spec.scratch)
@@ -227,14 +246,9 @@ def _run(spec: ChildSpec) -> int:
     tempfile.tempdir = spec.scratch
     reporter = _Reporter()
     try:
-        Confiner.set_rlimits(
-            cpu_s=float(h["cpu_s"]),
-            memory_mb=int(h["memory_mb"]),
-            file_size_mb=int(h["file_size_mb"]),
-            open_files=int(h["open_files"]),
-        )
         c = spec.confiner
         if c is not None:
+            c.die_with_parent()
             c.drop_caps()
             c.no_new_privs()
             c.restrict(ruleset)
@@ -246,23 +260,60 @@ def _run(spec: ChildSpec) -> int:
         reporter.send({"t": "result", "status": "refused", "error": f"confinement failed: {_describe(exc)[0]}"})
         return EXIT_RUNTIME_FAILURE
     sys.addaudithook(_make_audit_hook(reporter, spec.scratch, spec.layers, spec.ro_paths))
+    job = spec.job
+    if job is None:
+        _warm_up()
+        job = _receive()
+    if job is None:
+        return 0  # the worker is gone (or dropped this spare) before giving it a job
+    h, payload = job
+    try:
+        Confiner.set_rlimits(
+            cpu_s=float(h["cpu_s"]),
+            memory_mb=int(h["memory_mb"]),
+            file_size_mb=int(h["file_size_mb"]),
+            open_files=int(h["open_files"]),
+        )
+    except BaseException as exc:
+        reporter.send({"t": "result", "status": "refused", "error": f"confinement failed: {_describe(exc)[0]}"})
+        return EXIT_RUNTIME_FAILURE
     if h.get("op") == "batch":
-        _execute_batch(h, spec.payload, reporter)
+        _execute_batch(h, payload, reporter)
         result: dict[str, Any] = {"t": "end"}
     else:
         channel = bridge.Channel(reporter.lock) if h.get("session") else None
-        result = _execute(h, spec.payload, channel, reporter)
-    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-        try:
-            if stream is not None:
-                stream.flush()
-        except BaseException:
-            pass
+        result = _execute(h, payload, channel, reporter)
+    _flush()
     try:
         reporter.send(result)
     except (OSError, ValueError):
         return EXIT_RUNTIME_FAILURE
     return 0
+
+
+def _receive() -> tuple[dict[str, Any], bytes] | None:
+    """The job from the worker (fd 4): its header (JSON) and payload (the host's pickle)."""
+    raw = frames.read_frame(ACK_FD, JOB_LIMIT)
+    payload = frames.read_frame(ACK_FD, JOB_LIMIT) if raw is not None else None
+    if raw is None or payload is None:
+        return None
+    header = encode.json.loads(raw)
+    return header, payload
+
+
+def _warm_up() -> None:
+    """Run the runtime's own per-call steps once while the child waits for its job, so the
+    copy-on-write faults of their first use (a few hundred pages) are not charged to it."""
+    try:
+        encode.dumps([1, 2.5, "x", None, (1,), {"k": [True]}], 1 << 10)
+        _Reporter._frame({"t": "result", "i": 0, "status": "ok", "value_json": "1", "call_time_s": 0.0})
+        time.perf_counter()
+        resource.getrusage(resource.RUSAGE_SELF)
+        _unread(1)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        compile("def f():\n    return 1\n", "<warm-up>", "exec")
+    except Exception:
+        pass
 
 
 def _execute(h: dict[str, Any], payload: bytes, channel: bridge.Channel | None, reporter: _Reporter) -> dict[str, Any]:
@@ -354,8 +405,12 @@ def _execute_batch(h: dict[str, Any], payload: bytes, reporter: _Reporter) -> No
         # any, so this result asks for a "drained" byte back (fast instances that print nothing
         # never wait).
         result["sync"] = _unread(1) or _unread(2)
-        reporter.send(result)
-        if result["status"] == "call_timeout" or result.get("memory"):
+        stop = result["status"] == "call_timeout" or bool(result.get("memory"))
+        if result["sync"] or stop or i + 1 == len(items):
+            reporter.send(result)
+        else:
+            reporter.hold(result)  # sent with the next instance's start
+        if stop:
             return
         if result["sync"] and i + 1 < len(items) and os.read(ACK_FD, 1) != b"+":
             return
@@ -371,15 +426,11 @@ def _call(
     i: int | None,
 ) -> dict[str, Any]:
     """One timed, encoded call: a single job's (``i`` None) or one instance of a batch."""
-
-    def on_alarm(signum: int, frame: Any) -> None:
-        raise CallTimeout()
-
     started = 0.0
     try:
         reporter.send({"t": "start"} if i is None else {"t": "start", "i": i})
         started = time.perf_counter()
-        _arm(call_timeout, on_alarm)
+        _arm(call_timeout)
         value = fn(*args, **kwargs)
         signal.setitimer(signal.ITIMER_REAL, 0)
         elapsed = time.perf_counter() - started
@@ -429,7 +480,14 @@ def _flush() -> None:
             pass
 
 
-def _arm(call_timeout: float | None, handler: Any) -> None:
+def _on_alarm(signum: int, frame: Any) -> None:
+    raise CallTimeout()
+
+
+def _arm(call_timeout: float | None) -> None:
     if call_timeout:
-        signal.signal(signal.SIGALRM, handler)
+        # Re-installed whenever the program replaced it (a handler installed behind Python's
+        # back, or a disarmed timer, leaves the worker's backstop to end the call).
+        if signal.getsignal(signal.SIGALRM) is not _on_alarm:
+            signal.signal(signal.SIGALRM, _on_alarm)
         signal.setitimer(signal.ITIMER_REAL, float(call_timeout))

@@ -200,6 +200,11 @@ class Confiner:
         resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
+    def die_with_parent(self) -> None:
+        """SIGKILL when the worker dies (a spare waiting for a job, or a job it was watching)."""
+        if self.libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0) != 0:
+            raise _oserror("prctl(PDEATHSIG)")
+
     def drop_caps(self) -> None:
         if self.capdrop and self.libc.capset(ctypes.byref(self._cap_header), ctypes.byref(self._cap_data)) != 0:
             raise _oserror("capset")

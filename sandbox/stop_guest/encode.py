@@ -26,6 +26,8 @@ from typing import Any
 
 TAGS = frozenset({"__float__", "__tuple__", "__dict__", "__ndarray__", "__npscalar__"})
 MAX_DEPTH = 64
+_PLAIN = frozenset({int, str, bool, type(None)})
+_PLAIN_OR_FLOAT = _PLAIN | {float}
 
 
 class Unrepresentable(Exception):
@@ -44,6 +46,15 @@ def _element(x: Any) -> Any:
     return x
 
 
+def _plain(items: list[Any] | tuple[Any, ...]) -> bool:
+    """Whether every element is already its own encoding (exact int/str/bool/None, finite
+    float): the common return value (a list of labels or numbers) skips the per-element walk."""
+    kinds = set(map(type, items))
+    if kinds <= _PLAIN:
+        return True
+    return kinds <= _PLAIN_OR_FLOAT and all(math.isfinite(x) for x in items if type(x) is float)
+
+
 def _numpy() -> Any:
     return sys.modules.get("numpy")
 
@@ -57,8 +68,12 @@ def to_data(value: Any, path: str = "$", depth: int = 0) -> Any:
     if t is float:
         return _float(value)
     if t is list:
+        if _plain(value):
+            return value
         return [to_data(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
     if t is tuple:
+        if _plain(value):
+            return {"__tuple__": list(value)}
         return {"__tuple__": [to_data(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]}
     if t is dict:
         if all(type(k) is str for k in value) and not (len(value) == 1 and next(iter(value)) in TAGS):
@@ -75,7 +90,7 @@ def to_data(value: Any, path: str = "$", depth: int = 0) -> Any:
             if value.dtype.kind not in "biuf":
                 raise Unrepresentable(f"numpy array of dtype {value.dtype} at {path}")
             data = value.ravel().tolist()
-            if value.dtype.kind == "f":
+            if value.dtype.kind == "f" and not all(map(math.isfinite, data)):
                 data = [_element(x) for x in data]
             return {"__ndarray__": {"dtype": str(value.dtype), "shape": list(value.shape), "data": data}}
         if isinstance(value, np.generic) and t.__module__ == "numpy":

@@ -9,26 +9,29 @@ The worker holds no secrets: a job can read its memory (it is the job's parent i
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import importlib
 import json
-import math
 import os
 import select
 import shutil
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from . import frames
 from .batch import BatchWatch
 from .child import ChildSpec, run_child
 from .confine import Confiner, harden_worker
+from .outcome import classify, measured, parse
 
 DRAIN_AFTER_EXIT_S = 0.5
 CALL_GRACE_S = 0.25
 REQUEST_LIMIT = 4 << 20
+PIPE_BYTES = 1 << 20
 KINDS = frozenset({"lm.prompt", "lm.batch_prompt", "utility"})
 
 
@@ -52,142 +55,143 @@ class Worker:
                 rw_devices=["/dev/null", "/dev/zero", "/dev/urandom"],
             )
         self.counter = 0
+        self.spare: _Child | None = None
 
-    # --- one job ---------------------------------------------------------------------------
-    def run_job(self, header: dict[str, Any], payload: bytes) -> dict[str, Any]:
+    # --- children ------------------------------------------------------------------------
+    def _fork(self, job: tuple[dict[str, Any], bytes] | None = None) -> _Child:
+        """Fork a child: it confines itself, then waits for its job on fd 4 (or runs ``job``,
+        which it got with the worker's memory)."""
         self.counter += 1
         scratch = os.path.join(self.scratch_root, f"job{self.counter}")
         os.mkdir(scratch, 0o700)
-        session = bool(header.get("session"))
+        ruleset = -1
+        ends: list[int] = []
         try:
-            return self._supervise(header, payload, scratch, session)
-        finally:
+            ruleset = self.confiner.make_ruleset(scratch) if self.confiner else -1
+            out_r, out_w = os.pipe2(os.O_CLOEXEC)
+            ends += (out_r, out_w)
+            err_r, err_w = os.pipe2(os.O_CLOEXEC)
+            ends += (err_r, err_w)
+            res_r, res_w = os.pipe2(os.O_CLOEXEC)
+            ends += (res_r, res_w)
+            job_r, job_w = os.pipe2(os.O_CLOEXEC)
+            ends += (job_r, job_w)
+            _widen_pipe(job_w)  # a batch's payload crosses in a few writes
+            pid = os.fork()
+        except BaseException:
+            for fd in (*ends, ruleset):
+                if fd >= 0:
+                    os.close(fd)
             shutil.rmtree(scratch, ignore_errors=True)
-
-    def _supervise(self, h: dict[str, Any], payload: bytes, scratch: str, session: bool) -> dict[str, Any]:
-        ruleset = self.confiner.make_ruleset(scratch) if self.confiner else -1
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        res_r, res_w = os.pipe2(os.O_CLOEXEC)
-        ans_r, ans_w = os.pipe2(os.O_CLOEXEC) if session else (-1, -1)
-        started = time.monotonic()
-        pid = os.fork()
+            raise
         if pid == 0:  # the child: never returns
             run_child(
                 ChildSpec(
-                    h,
-                    payload,
                     scratch,
                     out_w,
                     err_w,
                     res_w,
-                    ans_r,
+                    job_r,
                     self.devnull,
                     ruleset,
                     self.confiner,
                     self.layers,
                     self.ro_paths,
+                    job,
                 )
             )
-        for fd in (out_w, err_w, res_w, ans_r, ruleset):
+        for fd in (out_w, err_w, res_w, job_r, ruleset):
             if fd >= 0:
                 os.close(fd)
-        try:
-            return self._watch(h, pid, started, out_r, err_r, res_r, ans_w, session)
-        finally:
-            for fd in (out_r, err_r, res_r, ans_w):
-                if fd >= 0:
-                    try:
-                        os.close(fd)
-                    except OSError:
-                        pass
+        return _Child(pid, scratch, out_r, err_r, res_r, job_w)
 
-    def _watch(
-        self, h: dict[str, Any], pid: int, started: float, out_r: int, err_r: int, res_r: int, ans_w: int, session: bool
-    ) -> dict[str, Any]:
-        return _JobWatch(self, h, pid, started, (out_r, err_r, res_r, ans_w), session).run()
+    def _take(self) -> _Child:
+        """The spare child if it is still waiting, else a new one."""
+        spare, self.spare = self.spare, None
+        if spare is not None:
+            if os.waitpid(spare.pid, os.WNOHANG) == (0, 0):
+                return spare
+            spare.release()  # it died waiting (it was reaped just now)
+        return self._fork()
+
+    def prepare_spare(self) -> None:
+        """Fork the next job's child now, while the worker waits for that job (warm workers:
+        after each job, once its ``done`` frame is sent)."""
+        if self.spare is None:
+            self.spare = self._fork()
+
+    def drop_spare(self) -> None:
+        spare, self.spare = self.spare, None
+        if spare is not None:
+            spare.kill()
+            spare.release()
+
+    def _start(self, header: dict[str, Any], payload: bytes) -> tuple[_Child, float]:
+        """A child running the job, and when the job started (its wall clock's zero): the spare,
+        given the job through its pipe, or for a payload over ``PIPE_BYTES`` a child forked now
+        (it shares the payload's pages instead of two copies through a pipe)."""
+        if len(payload) > PIPE_BYTES:
+            started = time.monotonic()
+            return self._fork((header, payload)), started
+        child = self._take()
+        started = time.monotonic()
+        head = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
+        try:
+            frames.write_all(child.job_w, frames.HEADER.pack(len(head)) + head + frames.HEADER.pack(len(payload)))
+            frames.write_all(child.job_w, payload)
+        except OSError:
+            pass  # the child died before its job: the watch reports how (it sees the exit)
+        return child, started
+
+    # --- one job ---------------------------------------------------------------------------
+    def run_job(self, header: dict[str, Any], payload: bytes) -> dict[str, Any]:
+        session = bool(header.get("session"))
+        child, started = self._start(header, payload)
+        try:
+            fds = (child.out_r, child.err_r, child.res_r, child.job_w if session else -1)
+            return _JobWatch(self, header, child.pid, started, fds, session).run()
+        finally:
+            child.release()
 
     # --- one batch: one process for many instances of one program ---------------------------
-    def run_batch(self, header: dict[str, Any], payload: bytes) -> None:
-        """Run every instance of ``header["items"]``, streaming one ``item`` frame each, then
-        ``done``. One child runs them in order; when it is stopped (timeout, crash, output flood)
-        the instance it was running gets that outcome and the rest continue in a fresh child."""
+    def run_batch(self, header: dict[str, Any], payload: bytes) -> bytes:
+        """Run every instance of ``header["items"]``; returns the last write to the host (the
+        last ``items`` frame and ``done``). One child runs them in order; when it is stopped
+        (timeout, crash, output flood) the instance it was running gets that outcome and the
+        rest continue in a fresh child. The instances' outcomes go to the host in ``items``
+        frames (see ``_ItemQueue``)."""
         n = len(header["items"])
+        queue = _ItemQueue(self.ctl_out, header["id"])
         start = 0
         processes = 0
         total_output = 0
         max_rss = 0
         while start < n:
             processes += 1
-            self.counter += 1
-            scratch = os.path.join(self.scratch_root, f"job{self.counter}")
-            os.mkdir(scratch, 0o700)
-            try:
-                start, out_bytes, rss = self._batch_process(header, payload, scratch, start)
-            finally:
-                shutil.rmtree(scratch, ignore_errors=True)
+            start, out_bytes, rss = self._batch_process(header, payload, start, queue)
             total_output += out_bytes
             max_rss = max(max_rss, rss)
-        frames.write_json(
-            self.ctl_out,
-            {
-                "op": "done",
-                "id": header["id"],
-                "processes": processes,
-                "output_bytes": total_output,
-                "max_rss_kb": max_rss,
-            },
-        )
+            if start < n:
+                queue.flush()  # a process was stopped: what came before it is final
+        done = {
+            "op": "done",
+            "id": header["id"],
+            "processes": processes,
+            "output_bytes": total_output,
+            "max_rss_kb": max_rss,
+        }
+        return queue.close(done)
 
-    def _batch_process(self, h: dict[str, Any], payload: bytes, scratch: str, start: int) -> tuple[int, int, int]:
+    def _batch_process(self, h: dict[str, Any], payload: bytes, start: int, queue: _ItemQueue) -> tuple[int, int, int]:
         """One child from instance ``start``; returns (next instance, output bytes, max RSS)."""
         items: list[dict[str, Any]] = h["items"]
         ch = {**h, "start": start, "cpu_s": sum(float(it["cpu_s"]) for it in items[start:])}
-        ruleset = self.confiner.make_ruleset(scratch) if self.confiner else -1
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        res_r, res_w = os.pipe2(os.O_CLOEXEC)
-        ack_r, ack_w = os.pipe2(os.O_CLOEXEC)
-        started = time.monotonic()
-        pid = os.fork()
-        if pid == 0:  # the child: never returns
-            run_child(
-                ChildSpec(
-                    ch,
-                    payload,
-                    scratch,
-                    out_w,
-                    err_w,
-                    res_w,
-                    ack_r,
-                    self.devnull,
-                    ruleset,
-                    self.confiner,
-                    self.layers,
-                    self.ro_paths,
-                )
-            )
-        for fd in (out_w, err_w, res_w, ack_r, ruleset):
-            if fd >= 0:
-                os.close(fd)
+        child, started = self._start(ch, payload)
         try:
-            watch = BatchWatch(
-                ch,
-                pid,
-                started,
-                (out_r, err_r, res_r, ack_w),
-                start,
-                lambda frame: frames.write_json(self.ctl_out, frame),
-                _classify,
-                _parse,
-            )
-            return watch.run()
+            fds = (child.out_r, child.err_r, child.res_r, child.job_w)
+            return BatchWatch(ch, child.pid, started, fds, start, queue.add).run()
         finally:
-            for fd in (out_r, err_r, res_r, ack_w):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+            child.release()
 
     def _forward_request(self, msg: dict[str, Any], session: bool, violations: list[str]) -> None:
         ok = (
@@ -212,6 +216,80 @@ class Worker:
             frames.write_json(ans_w, answer)
         except (BrokenPipeError, OSError):
             pass
+
+
+@dataclass
+class _Child:
+    """A forked child and the worker's ends of its pipes (``job_w``: its job, then acks or
+    answers), with its scratch directory."""
+
+    pid: int
+    scratch: str
+    out_r: int
+    err_r: int
+    res_r: int
+    job_w: int
+
+    def kill(self) -> None:
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(self.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass  # reaped already
+
+    def release(self) -> None:
+        """Close the worker's ends and remove the scratch directory (the child is reaped)."""
+        for fd in (self.out_r, self.err_r, self.res_r, self.job_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+class _ItemQueue:
+    """The instances' outcomes of one batch, sent to the host a few at a time: one ``items``
+    frame (a JSON list) per write instead of a frame and a write (and a wake-up of the host)
+    per instance. It is flushed when a process of the batch was stopped, when it holds
+    ``MAX_ITEMS`` outcomes or ``MAX_BYTES`` of them, and with ``done``. Each outcome is encoded
+    when it is added (by ``json.dumps`` of the worker's own dict), so the frame is built by
+    joining encoded parts."""
+
+    MAX_ITEMS = 256
+    MAX_BYTES = 4 << 20
+
+    def __init__(self, fd: int, batch_id: Any) -> None:
+        self.fd = fd
+        self.prefix = b'{"op":"items","id":' + json.dumps(batch_id).encode() + b',"items":['
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def add(self, item: dict[str, Any]) -> None:
+        part = json.dumps(item, separators=(",", ":"), allow_nan=False).encode()
+        self.parts.append(part)
+        self.size += len(part)
+        if len(self.parts) >= self.MAX_ITEMS or self.size >= self.MAX_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send what is held."""
+        if self.parts:
+            frames.write_all(self.fd, self.close())
+
+    def close(self, last: dict[str, Any] | None = None) -> bytes:
+        """What is held (and ``last``, a frame of its own) as the bytes of one write."""
+        out = b""
+        if self.parts:
+            body = self.prefix + b",".join(self.parts) + b"]}"
+            out = frames.HEADER.pack(len(body)) + body
+            self.parts, self.size = [], 0
+        if last is not None:
+            out += _frame_bytes(last)
+        return out
 
 
 class _JobWatch:
@@ -321,7 +399,7 @@ class _JobWatch:
             self.kill_reason, self.detail = "invalid_output", f"result channel: {exc}"
             return False
         for raw in msgs:
-            msg = _parse(raw)
+            msg = parse(raw)
             if msg is not None:
                 self._on_message(msg)
         return True
@@ -365,94 +443,33 @@ class _JobWatch:
         wall = time.monotonic() - self.started
         code = os.waitstatus_to_exitcode(status)
         cpu = usage.ru_utime + usage.ru_stime
-        out: dict[str, Any] = {
-            "op": "done",
-            "id": self.h["id"],
-            "wall_time_s": wall,
-            "cpu_time_s": cpu,
-            "max_rss_kb": usage.ru_maxrss,
-            "exit_code": code if code >= 0 else None,
-            "signal": signal.Signals(-code).name if code < 0 and -code in signal.valid_signals() else None,
-            "stdout": self.captured["stdout"].decode("utf-8", "replace"),
-            "stderr": self.captured["stderr"].decode("utf-8", "replace"),
-            "stdout_truncated": self.truncated["stdout"],
-            "stderr_truncated": self.truncated["stderr"],
-            "violations": self.violations,
-        }
         if self.results > 1 and self.kill_reason is None:
             # The runtime sends exactly one; a second is a forgery attempt by the program.
             self.kill_reason, self.detail = "invalid_output", "the job sent more than one result"
             self.violations.append("result:forged")
-        out.update(_classify(self.kill_reason, self.detail, self.result, code, cpu, float(self.h["cpu_s"]), self.h))
+        out: dict[str, Any] = {"op": "done", "id": self.h["id"]}
+        out.update(
+            measured(
+                wall=wall,
+                cpu=cpu,
+                rss=usage.ru_maxrss,
+                code=code,
+                captured=self.captured,
+                truncated=self.truncated,
+                violations=self.violations,
+            )
+        )
+        out.update(classify(self.kill_reason, self.detail, self.result, code, cpu, float(self.h["cpu_s"]), self.h))
         return out
 
 
-def _parse(raw: bytes) -> dict[str, Any] | None:
+def _widen_pipe(fd: int) -> None:
+    """A larger pipe buffer: a batch's payload (often several hundred KB) and its outcomes
+    cross in one write instead of one per 64 KB (each a round of the host's event loop)."""
     try:
-        msg = json.loads(raw)
-    except (ValueError, RecursionError):
-        return None
-    return msg if isinstance(msg, dict) else None
-
-
-def _classify(
-    kill_reason: str | None,
-    detail: str | None,
-    result: dict[str, Any] | None,
-    code: int,
-    cpu: float,
-    cpu_limit: float,
-    h: dict[str, Any],
-) -> dict[str, Any]:
-    """Turn what the worker saw into a status. Facts the worker measured win over the child's
-    claims; the child's result frame only supplies the value, the call time and the error."""
-    if kill_reason == "timeout":
-        return {"status": "timeout", "error": f"wall-clock limit of {h['wall_timeout_s']} s"}
-    if kill_reason == "call_timeout":
-        return {"status": "call_timeout", "error": f"the call took longer than {h.get('call_timeout_s')} s"}
-    if kill_reason == "output_limit":
-        return {"status": "output_limit", "error": f"output exceeded {h['output_limit_bytes']} bytes"}
-    if kill_reason == "invalid_output":
-        return {"status": "invalid_output", "error": detail}
-    cpu_rlimit = max(1, math.ceil(cpu_limit))
-    if code == -signal.SIGXCPU or (code == -signal.SIGKILL and cpu >= cpu_rlimit * 0.9):
-        return {"status": "cpu_limit", "error": f"CPU limit of {cpu_limit} s"}
-    if result is not None and code == 0:
-        status = str(result.get("status"))
-        fields: dict[str, Any] = {
-            "call_time_s": _float_or_none(result.get("call_time_s")),
-            "error": _str_or_none(result.get("error")),
-            "traceback": _str_or_none(result.get("traceback")),
-        }
-        if status == "ok":
-            try:
-                fields["value"] = json.loads(str(result.get("value_json")))
-            except (ValueError, RecursionError):
-                return {"status": "invalid_output", "error": "the value is not valid JSON"}
-            return {"status": "ok", **fields}
-        if status == "error" and result.get("memory"):
-            return {**fields, "status": "memory"}
-        if status in ("error", "call_timeout", "invalid_output", "refused"):
-            return {**fields, "status": status}
-        return {"status": "crashed", "error": "the job sent an unknown result"}
-    if result is not None and result.get("status") == "refused":
-        return {"status": "refused", "error": _str_or_none(result.get("error"))}
-    if code < 0:
-        return {
-            "status": "crashed",
-            "error": f"killed by {signal.Signals(-code).name}"
-            if -code in signal.valid_signals()
-            else f"killed by signal {-code}",
-        }
-    return {"status": "crashed", "error": f"the job exited (code {code}) without a result"}
-
-
-def _float_or_none(x: Any) -> float | None:
-    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
-
-
-def _str_or_none(x: Any) -> str | None:
-    return None if x is None else str(x)[:10000]
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except (OSError, AttributeError):
+        pass  # the system's limit is lower (fs.pipe-max-size) or this is not a pipe
 
 
 def main() -> None:
@@ -464,6 +481,8 @@ def main() -> None:
     os.close(devnull)
     os.set_inheritable(ctl_in, False)
     os.set_inheritable(ctl_out, False)
+    for fd in (ctl_in, ctl_out):
+        _widen_pipe(fd)
     harden_worker()
     raw = frames.read_frame(ctl_in)
     if raw is None:
@@ -484,6 +503,7 @@ def main() -> None:
     # collection in each child touches (and so copies) most of the inherited pages.
     gc.collect()
     gc.freeze()
+    worker.prepare_spare()  # before ready: a started worker always has its next child waiting
     frames.write_json(
         ctl_out,
         {
@@ -494,17 +514,50 @@ def main() -> None:
             "python": sys.version.split()[0],
         },
     )
+    try:
+        _serve(worker, ctl_in, ctl_out)
+    finally:
+        worker.drop_spare()
+
+
+def _serve(worker: Worker, ctl_in: int, ctl_out: int) -> None:
+    while True:
+        job = _next_job(ctl_in, ctl_out)
+        if job is None:
+            return
+        header, payload = job
+        del job
+        warm = not header.get("session")  # session workers (one long job each) keep no spare
+        if header.get("op") == "batch":
+            out = worker.run_batch(header, payload)
+        else:
+            out = _frame_bytes(worker.run_job(header, payload))
+        del header, payload
+        frames.write_all(ctl_out, out)
+        del out
+        if warm:
+            # The next job's child, forked once this job's data is released (the spare, the
+            # next job's process, never holds it) and its answer is out (off its critical path).
+            worker.prepare_spare()
+
+
+def _next_job(ctl_in: int, ctl_out: int) -> tuple[dict[str, Any], bytes] | None:
+    """The next job's header and payload (None: exit). A ``ping`` is answered with ``pong``
+    here, so the answer says the previous job's spare was forked (tests count processes)."""
     while True:
         raw = frames.read_frame(ctl_in)
         if raw is None:
-            return
+            return None
         header = json.loads(raw)
         if header.get("op") == "exit":
-            return
+            return None
+        if header.get("op") == "ping":
+            frames.write_json(ctl_out, {"op": "pong"})
+            continue
         payload = frames.read_frame(ctl_in)
-        if payload is None:
-            return
-        if header.get("op") == "batch":
-            worker.run_batch(header, payload)
-        else:
-            frames.write_json(ctl_out, worker.run_job(header, payload))
+        return None if payload is None else (header, payload)
+
+
+def _frame_bytes(obj: Any) -> bytes:
+    data = json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+    return frames.HEADER.pack(len(data)) + data

@@ -238,3 +238,57 @@ def test_batch_completed_v1_from_the_pre_batch_fixture_upcasts_to_unknown_facts(
             row["payload"]["wall_s"],
         )
         assert data.processes is None and data.output_cap_hit is None and data.worker_s is None
+
+
+async def test_a_forged_non_json_value_is_invalid_output(pool: SandboxPool) -> None:
+    """NaN is not JSON (the runtime tags it): a forged result frame carrying it, which stands
+    because the program exits right after, fails that instance (the exit is charged to the
+    next, which the worker then takes to be running); the worker survives (json.dumps of the
+    outcome with a NaN in it used to kill it, and the batch with it)."""
+    program = (
+        "import json, os, struct\n"
+        "def f(x):\n"
+        "    if x == 1:\n"
+        "        frame = json.dumps({'t': 'result', 'i': 1, 'status': 'ok', 'value_json': 'NaN'}).encode()\n"
+        "        os.write(3, struct.pack('>I', len(frame)) + frame)\n"
+        "        os._exit(0)\n"
+        "    return x\n"
+    )
+    workers = pool.worker_pids()
+    results = await pool.run_batch([Job(program=program, function="f", args=[i]) for i in range(3)])
+    assert [r.status for r in results] == ["ok", "invalid_output", "crashed"]
+    assert results[0].value == 0 and "not valid JSON" in (results[1].error or "")
+    assert pool.worker_pids() == workers
+
+
+async def test_many_instances_come_back_in_order_across_several_frames(pool: SandboxPool) -> None:
+    """More instances than one ``items`` frame holds, with a restart in the middle: every
+    outcome reaches its own instance."""
+    xs: list[object] = [*range(300), "exit", *range(300, 600)]
+    results = await pool.run_batch(batch(xs, limit=2.0))
+    assert len(results) == 601
+    assert results[300].status == "crashed" and results[300].exit_code == 3
+    rest = [r for i, r in enumerate(results) if i != 300]
+    assert [r.status for r in rest] == ["ok"] * 600
+    assert [r.value[0] for r in rest] == list(range(600))
+    assert [r.stdout for r in rest] == [f"out {i}\n" for i in range(600)]
+    assert pool.last_batch.processes == 2
+
+
+async def test_the_call_timer_is_rearmed_after_a_program_replaced_its_handler(pool: SandboxPool) -> None:
+    """Instance 0 ignores SIGALRM; instance 1 hangs: the runtime's timer handler is back for
+    it (the guest's own CallTimeout, not only the worker's kill)."""
+    program = (
+        "import signal\n"
+        "def f(x):\n"
+        "    if x == 0:\n"
+        "        signal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
+        "    if x == 1:\n"
+        "        while True:\n"
+        "            pass\n"
+        "    return x\n"
+    )
+    jobs = [Job(program=program, function="f", args=[i], call_timeout_s=0.3, wall_timeout_s=3.3) for i in range(3)]
+    results = await pool.run_batch(jobs)
+    assert [r.status for r in results] == ["ok", "call_timeout", "ok"]
+    assert "CallTimeout" in (results[1].error or "") and results[1].signal is None

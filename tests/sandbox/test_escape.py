@@ -15,7 +15,7 @@ import socket
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -668,12 +668,12 @@ def attack(t):
 @pytest.mark.anyio
 @pytest.mark.parametrize("atk", ATTACKS, ids=[a.name for a in ATTACKS])
 async def test_attack_is_contained(
-    pool: SandboxPool, targets: Targets, atk: Attack, process_census: Callable[[SandboxPool], set[int]]
+    pool: SandboxPool, targets: Targets, atk: Attack, process_census: Callable[[SandboxPool], Awaitable[set[object]]]
 ) -> None:
     """The attack has no effect outside its job and leaves no process behind."""
     if "ctypes" in atk.name and platform.machine() != "x86_64":
         pytest.skip("raw syscall numbers are for x86_64")
-    before = process_census(pool)
+    before = await process_census(pool)
     workers = pool.worker_pids()
     limits = dict(atk.limits)
     limits.setdefault("wall_timeout_s", 15.0)
@@ -682,7 +682,7 @@ async def test_attack_is_contained(
     assert targets.files_written() == []
     assert targets.canary.poll() is None, "the canary process was killed"
     assert pool.worker_pids() == workers, "a worker died"
-    assert process_census(pool) == before, "a process of the job survived it"
+    assert await process_census(pool) == before, "a process of the job survived it"
     no_secret(result, targets)
     atk.check(result, targets)
     follow = await pool.run(Job(program="def f(x):\n    return x + 1\n", function="f", args=[41]))
@@ -703,13 +703,13 @@ def batch_entry(i, t):
 @pytest.mark.anyio
 @pytest.mark.parametrize("atk", ATTACKS, ids=[a.name for a in ATTACKS])
 async def test_attack_is_contained_inside_a_batch(
-    pool: SandboxPool, targets: Targets, atk: Attack, process_census: Callable[[SandboxPool], set[int]]
+    pool: SandboxPool, targets: Targets, atk: Attack, process_census: Callable[[SandboxPool], Awaitable[set[object]]]
 ) -> None:
     """The same attack as the middle instance of a batch (one process for the instances): the
     same containment, the same outcome for it, and the instance before it is scored."""
     if "ctypes" in atk.name and platform.machine() != "x86_64":
         pytest.skip("raw syscall numbers are for x86_64")
-    before = process_census(pool)
+    before = await process_census(pool)
     workers = pool.worker_pids()
     limits = dict(atk.limits)
     limits.setdefault("wall_timeout_s", 15.0)
@@ -720,7 +720,7 @@ async def test_attack_is_contained_inside_a_batch(
     assert targets.files_written() == []
     assert targets.canary.poll() is None, "the canary process was killed"
     assert pool.worker_pids() == workers, "a worker died"
-    assert process_census(pool) == before, "a process of the batch survived it"
+    assert await process_census(pool) == before, "a process of the batch survived it"
     for r in results:
         no_secret(r, targets)
     assert results[0].status == "ok" and results[0].value == "fine", results[0]

@@ -94,3 +94,58 @@ def test_job_result_json_round_trip() -> None:
 def test_decode_rejects_malformed(bad: object) -> None:
     with pytest.raises(InvalidValue):
         decode_value(bad)
+
+
+_PLAIN_CASES: list[object] = [
+    [1, 0, 1, True, None, "x"],
+    [0.5, 2.0, -1e300],
+    [1.5, float("nan"), float("inf"), -float("inf")],
+    (1, 2.5, "a", None),
+    (float("nan"),),
+    [[1, 2], [3, float("-inf")], []],
+    {"a": [1, 2.5], "b": (3, [4.0])},
+    np.array([1.0, 2.5]),
+    np.array([[1.0, np.nan], [np.inf, -np.inf]]),
+]
+
+
+@pytest.mark.parametrize("value", _PLAIN_CASES, ids=range(len(_PLAIN_CASES)))
+def test_flat_lists_and_arrays_round_trip_like_the_element_walk(value: object) -> None:
+    """The fast paths (a list of plain scalars, a finite float array, a numeric array's data)
+    encode and decode exactly as the element-by-element walk does: NaN/inf still tagged."""
+    from sandbox.stop_guest import encode
+
+    text = encode.dumps(value, 1 << 20)
+    walked = json.dumps(_walk(value), separators=(",", ":"), allow_nan=False).encode()
+    assert text == walked
+    back = decode_value(json.loads(text))
+    assert repr(back) == repr(value) or (isinstance(value, np.ndarray) and np.array_equal(back, value, equal_nan=True))
+
+
+def _walk(value: object) -> object:
+    """The reference encoding, element by element (the format of ``stop_guest.encode``)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"__float__": "nan" if math.isnan(value) else str(value)}
+    if isinstance(value, list):
+        return [_walk(v) for v in value]
+    if isinstance(value, tuple):
+        return {"__tuple__": [_walk(v) for v in value]}
+    if isinstance(value, dict):
+        return {k: _walk(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        data = [x if math.isfinite(x) else ("nan" if math.isnan(x) else str(x)) for x in value.ravel().tolist()]
+        return {"__ndarray__": {"dtype": str(value.dtype), "shape": list(value.shape), "data": data}}
+    return value
+
+
+def test_decoded_lists_never_alias_the_stored_value() -> None:
+    stored = [1, 2, 3]
+    r = JobResult(status="ok", encoded_value=stored)
+    r.value.append(4)
+    assert r.encoded_value == [1, 2, 3] and r.value == [1, 2, 3]
+
+
+def test_decode_rejects_bare_non_finite_floats_in_flat_lists() -> None:
+    for bad in ([1.0, math.nan], [math.inf]):
+        with pytest.raises(InvalidValue):
+            decode_value(bad)
