@@ -52,6 +52,7 @@ from store.errors import (
 )
 from store.follow import follow
 from store.planning import blob_rows, check_cache, next_run_id, plan_append
+from store.tail import DEFAULT_CAPACITY, POLL_PAGE, Tail
 
 __all__ = ("SCHEMA_NAME", "SCHEMA_VERSION", "SqliteStore")
 
@@ -107,6 +108,32 @@ def _row_to_event(row: Sequence[Any]) -> Event:
     )
 
 
+def _as_read(inserted: Sequence[Event]) -> list[Event]:
+    """Rows an append inserted, built as a read of them builds them (for the tail)."""
+    return [_row_to_event(_event_row(ev)) for ev in inserted]
+
+
+def _select_sql(
+    run_id: str | None, after: int, below: int | None, limit: int | None, types: Collection[str] | None
+) -> tuple[str, list[Any]]:
+    where = ["seq > ?"]
+    params: list[Any] = [after]
+    if below is not None:
+        where.append("seq < ?")
+        params.append(below)
+    if run_id is not None:
+        where.append("run_id = ?")
+        params.append(run_id)
+    if types is not None:
+        tlist = sorted(types)
+        where.append(f"type IN ({','.join('?' * len(tlist))})")
+        params.extend(tlist)
+    sql = f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY seq"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    return sql, params
+
+
 def _event_row(ev: Event) -> tuple[Any, ...]:
     return (
         ev.seq,
@@ -159,7 +186,7 @@ async def _append_txn(
     blobs: Sequence[bytes | str],
     cache: Sequence[CacheEntry],
     check_existing: bool,
-) -> tuple[list[Event], int]:
+) -> tuple[list[Event], list[Event]]:
     """The body of one append transaction (the caller began it and commits it).
 
     Without ``check_existing`` it is optimistic: the UNIQUE index on ids raises IntegrityError
@@ -185,7 +212,7 @@ async def _append_txn(
             await conn.executemany(
                 "INSERT INTO lm_cache (key, value) VALUES (?, ?)", [(c.key, canonical_json(c.value)) for c in new]
             )
-    return out, len(inserts)
+    return out, inserts
 
 
 async def _in_txn(conn: Conn, body: Callable[[], Awaitable[T]]) -> T:
@@ -207,7 +234,7 @@ async def _append(
     events: Sequence[Event],
     blobs: Sequence[bytes | str],
     cache: Sequence[CacheEntry],
-) -> tuple[list[Event], int]:
+) -> tuple[list[Event], list[Event]]:
     try:
         return await _in_txn(conn, lambda: _append_txn(conn, events, blobs, cache, False))
     except sqlite3.IntegrityError:
@@ -270,15 +297,27 @@ async def _adopt(raw: sqlite3.Connection) -> Conn:
 class SqliteStore:
     """Use ``await SqliteStore.open(path)`` (or ``open_store``); close with ``aclose``."""
 
-    def __init__(self, conn: Conn, path: str, *, poll_seconds: float, readonly: bool = False) -> None:
+    def __init__(
+        self,
+        conn: Conn,
+        path: str,
+        *,
+        poll_seconds: float,
+        readonly: bool = False,
+        tail_capacity: int = DEFAULT_CAPACITY,
+    ) -> None:
         self._conn = conn
         self.path = path
         self.readonly = readonly
         #: The connection's one owner at a time: every database step holds this lock.
         self._owner = anyio.Lock()
-        self._appended = anyio.Event()
-        self._poll = poll_seconds
+        self._poll_s = poll_seconds
         self._closed = False
+        #: The newest committed events, shared by every subscriber (see ``store.tail``); only
+        #: changed while owning the connection, so in the order this process saw commits.
+        self._tail = Tail(tail_capacity)
+        #: Database steps taken (each a trip to the connection's thread), for the benchmarks.
+        self.db_calls = 0
 
     @asynccontextmanager
     async def _owned(self) -> AsyncIterator[Conn]:
@@ -297,6 +336,7 @@ class SqliteStore:
     async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """``await fn(conn, *args)`` as one uncancellable step of the connection's one owner."""
         async with self._owned() as conn:
+            self.db_calls += 1
             return await fn(conn, *args)
 
     # ---- opening -------------------------------------------------------------------------
@@ -309,6 +349,7 @@ class SqliteStore:
         readonly: bool = False,
         synchronous: str = "FULL",
         poll_seconds: float = _POLL_SECONDS,
+        tail_capacity: int = DEFAULT_CAPACITY,
     ) -> SqliteStore:
         """Open (by default creating) a store; ``readonly=True`` opens an existing one for reads."""
         p = anyio.Path(path)
@@ -328,7 +369,9 @@ class SqliteStore:
         # would keep the process alive); it is seen by the caller right after.
         with anyio.CancelScope(shield=True):
             raw = await anyio.to_thread.run_sync(_connect_ro if readonly else _connect_rw, spath)
-            store = cls(await _adopt(raw), spath, poll_seconds=poll_seconds, readonly=readonly)
+            store = cls(
+                await _adopt(raw), spath, poll_seconds=poll_seconds, readonly=readonly, tail_capacity=tail_capacity
+            )
             try:
                 await store._call(store._setup, synchronous)
             except BaseException:
@@ -357,6 +400,8 @@ class SqliteStore:
                     )
             elif self.readonly:
                 raise StoreNotFound(f"{self.path} holds no STOP store (an empty SQLite database)")
+            if tables:
+                self._tail.reset((await _rows(conn, "SELECT COALESCE(MAX(seq), 0) FROM events"))[0][0])
             if self.readonly:
                 return
             mode = (await _rows(conn, "PRAGMA journal_mode = WAL"))[0][0]
@@ -427,11 +472,25 @@ class SqliteStore:
         cache: Sequence[CacheEntry] = (),
     ) -> list[Event]:
         run_id = events[0].run_id if events else None
-        out, inserted = await self._write(_append, list(events), list(blobs), list(cache), run_id=run_id)
+        batch, blob_list, cache_list = list(events), list(blobs), list(cache)
+
+        async def txn(conn: Conn) -> list[Event]:
+            out, inserted = await _append(conn, batch, blob_list, cache_list)
+            await self._record(conn, inserted)
+            return out
+
+        return await self._write(txn, run_id=run_id)
+
+    async def _record(self, conn: Conn, inserted: Sequence[Event]) -> None:
+        """Put what an append just committed into the tail (still owning the connection, so
+        tail updates follow commit order; a gap left by another process is read here)."""
+
+        async def fill(after: int, below: int) -> list[Event]:
+            sql, params = _select_sql(None, after, below, None, None)
+            return [_row_to_event(r) for r in await _rows(conn, sql, params)]
+
         if inserted:
-            self._appended.set()
-            self._appended = anyio.Event()
-        return out
+            await self._tail.record(_as_read(inserted), fill)
 
     async def start_run(self, prefix: str, make_root: Callable[[str], Event]) -> Event:
         """Allocate the next free run id ``PREFIX-N`` and append its first event, atomically:
@@ -439,20 +498,18 @@ class SqliteStore:
 
         like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "-%"
 
-        async def txn(conn: Conn) -> tuple[list[Event], int]:
-            async def body() -> tuple[list[Event], int]:
+        async def txn(conn: Conn) -> list[Event]:
+            async def body() -> tuple[list[Event], list[Event]]:
                 sql = "SELECT DISTINCT run_id FROM events WHERE run_id LIKE ? ESCAPE '\\'"
                 taken = [r[0] for r in await _rows(conn, sql, (like,))]
                 root = make_root(next_run_id(prefix, taken))
                 return await _append_txn(conn, [root], (), (), True)
 
-            return await _in_txn(conn, body)
+            out, inserted = await _in_txn(conn, body)
+            await self._record(conn, inserted)
+            return out
 
-        out, inserted = await self._write(txn, run_id=prefix)
-        if inserted:
-            self._appended.set()
-            self._appended = anyio.Event()
-        return out[0]
+        return (await self._write(txn, run_id=prefix))[0]
 
     async def put_blob(self, data: bytes | str) -> str:
         raw = blob_bytes(data)
@@ -477,21 +534,37 @@ class SqliteStore:
         limit: int | None = None,
         types: Collection[str] | None = None,
     ) -> list[Event]:
-        where = ["seq > ?"]
-        params: list[Any] = [after]
-        if run_id is not None:
-            where.append("run_id = ?")
-            params.append(run_id)
-        if types is not None:
-            tlist = sorted(types)
-            where.append(f"type IN ({','.join('?' * len(tlist))})")
-            params.extend(tlist)
-        sql = f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY seq"
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
+        return await self._read_below(run_id, after=after, below=None, limit=limit, types=types)
+
+    async def _read_below(
+        self,
+        run_id: str | None,
+        *,
+        after: int,
+        below: int | None,
+        limit: int | None,
+        types: Collection[str] | None,
+    ) -> list[Event]:
+        sql, params = _select_sql(run_id, after, below, limit, types)
         return [_row_to_event(r) for r in await self._fetch(sql, params)]
 
+    async def _poll(self, after: int) -> list[Event]:
+        """A page of the log after ``after`` (the tail's poll for other processes' appends),
+        put into the tail while still owning the connection."""
+        sql, params = _select_sql(None, after, None, POLL_PAGE, None)
+
+        async def step(conn: Conn) -> list[Event]:
+            return [_row_to_event(r) for r in await _rows(conn, sql, params)]
+
+        try:
+            return await self._call(step)
+        except sqlite3.Error as e:
+            raise map_sqlite_error(e, self.path) from e
+
     async def get(self, event_id: str) -> Event | None:
+        held = self._tail.get(event_id)
+        if held is not None:
+            return held
         rows = await self._fetch(f"SELECT {_COLUMNS} FROM events WHERE id = ?", (event_id,))
         return _row_to_event(rows[0]) if rows else None
 
@@ -524,7 +597,7 @@ class SqliteStore:
     ) -> AsyncIterator[Event]:
         """New events in log order; wakes at once on local appends, polls for other processes."""
         return follow(
-            self.read, self.last_seq, lambda: self._appended, run_id=run_id, after=after, types=types, poll_s=self._poll
+            self._tail, self._read_below, self._poll, run_id=run_id, after=after, types=types, poll_s=self._poll_s
         )
 
     async def get_blob(self, digest: str) -> bytes:
