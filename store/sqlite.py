@@ -29,7 +29,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import aiosqlite
 import anyio
@@ -180,18 +180,41 @@ async def _cache_values(conn: Conn, keys: Sequence[str]) -> dict[str, dict[str, 
     return found
 
 
+class Appended(NamedTuple):
+    """What one append transaction did: the stored event for each input, the rows it inserted,
+    and the inserted ids that had no child in the log before them (for ``Tail.children``)."""
+
+    out: list[Event]
+    inserts: list[Event]
+    childless: set[str]
+
+
+async def _head_and_parents(conn: Conn, ids: Sequence[str]) -> tuple[int, set[str]]:
+    """The last seq, and which of ``ids`` some stored event names as its cause, in one step."""
+    if not ids or len(ids) > _CHUNK:  # too many to ask about at once: none is proven childless
+        return (await _rows(conn, "SELECT COALESCE(MAX(seq), 0) FROM events"))[0][0], set(ids)
+    sql = (
+        "SELECT COALESCE(MAX(seq), 0), NULL FROM events UNION ALL SELECT DISTINCT NULL, causation_id"
+        f" FROM events WHERE causation_id IN ({','.join('?' * len(ids))})"
+    )
+    rows = await _rows(conn, sql, ids)
+    return next(r[0] for r in rows if r[1] is None), {r[1] for r in rows if r[1] is not None}
+
+
 async def _append_txn(
     conn: Conn,
     events: Sequence[Event],
     blobs: Sequence[bytes | str],
     cache: Sequence[CacheEntry],
     check_existing: bool,
-) -> tuple[list[Event], list[Event]]:
+) -> Appended:
     """The body of one append transaction (the caller began it and commits it).
 
     Without ``check_existing`` it is optimistic: the UNIQUE index on ids raises IntegrityError
     if any event exists, and the caller retries with the check. The rows are planned by the
-    pure ``plan_append``/``blob_rows``/``check_cache``; only the statements run here."""
+    pure ``plan_append``/``blob_rows``/``check_cache``; only the statements run here. The
+    statement reading the last seq also asks which of the batch's ids already have children
+    (none should: an effect is appended after its cause), at no extra trip."""
     existing: dict[str, Event] = {}
     ids = list(dict.fromkeys(e.id for e in events)) if check_existing else []
     for i in range(0, len(ids), _CHUNK):
@@ -199,7 +222,7 @@ async def _append_txn(
         rows = await _rows(conn, f"SELECT {_COLUMNS} FROM events WHERE id IN ({','.join('?' * len(chunk))})", chunk)
         existing.update((r[1], _row_to_event(r)) for r in rows)
     heads = {run_id: await _head_hash(conn, run_id) for run_id in dict.fromkeys(e.run_id for e in events)}
-    last = (await _rows(conn, "SELECT COALESCE(MAX(seq), 0) FROM events"))[0][0] if events else 0
+    last, parents = await _head_and_parents(conn, list(dict.fromkeys(e.id for e in events))) if events else (0, set())
     inserts, out = plan_append(events, existing, heads.__getitem__, last + 1)
     if inserts:
         await conn.executemany(_INSERT, [_event_row(e) for e in inserts])
@@ -212,7 +235,7 @@ async def _append_txn(
             await conn.executemany(
                 "INSERT INTO lm_cache (key, value) VALUES (?, ?)", [(c.key, canonical_json(c.value)) for c in new]
             )
-    return out, inserts
+    return Appended(out, inserts, {e.id for e in inserts} - parents)
 
 
 async def _in_txn(conn: Conn, body: Callable[[], Awaitable[T]]) -> T:
@@ -234,7 +257,7 @@ async def _append(
     events: Sequence[Event],
     blobs: Sequence[bytes | str],
     cache: Sequence[CacheEntry],
-) -> tuple[list[Event], list[Event]]:
+) -> Appended:
     try:
         return await _in_txn(conn, lambda: _append_txn(conn, events, blobs, cache, False))
     except sqlite3.IntegrityError:
@@ -305,8 +328,12 @@ class SqliteStore:
         poll_seconds: float,
         readonly: bool = False,
         tail_capacity: int = DEFAULT_CAPACITY,
+        raw: sqlite3.Connection | None = None,
     ) -> None:
         self._conn = conn
+        #: The sqlite3 connection inside ``conn``, for ``PRAGMA data_version`` only (see
+        #: ``_data_version``); None: the tail never answers ``children``/``last_seq``.
+        self._raw = raw
         self.path = path
         self.readonly = readonly
         #: The connection's one owner at a time: every database step holds this lock.
@@ -316,8 +343,46 @@ class SqliteStore:
         #: The newest committed events, shared by every subscriber (see ``store.tail``); only
         #: changed while owning the connection, so in the order this process saw commits.
         self._tail = Tail(tail_capacity)
+        #: ``data_version`` when the tail was last known to end at the log's head: while it
+        #: is unchanged no other connection has committed, so the tail is the log's end.
+        self._synced: int | None = None
         #: Database steps taken (each a trip to the connection's thread), for the benchmarks.
         self.db_calls = 0
+
+    def _data_version(self) -> int | None:
+        """SQLite's count of commits by *other* connections (this one's own do not change it).
+
+        Run here, on the event loop's thread: a few microseconds, where a statement through
+        aiosqlite is a trip to its thread and back. Call it only while no statement runs on
+        the connection: while owning it between statements, or while nobody owns it."""
+        if self._raw is None:
+            return None
+        try:
+            return int(self._raw.execute("PRAGMA data_version").fetchone()[0])
+        except sqlite3.Error:
+            return None
+
+    def _tail_is_head(self) -> bool:
+        """Whether the tail provably ends at the log's head (no other connection has committed
+        since it last did). Call it only while owning the connection, between statements."""
+        return self._synced is not None and self._data_version() == self._synced
+
+    async def _tail_or_db(
+        self, from_tail: Callable[[], T | None], sql: str, params: Sequence[Any]
+    ) -> tuple[T | None, list[Any]]:
+        """``(from_tail(), [])`` if the tail can answer for the log (it ends at the head, and
+        the answer is not None), else ``(None, rows of sql)``: one ownership of the
+        connection, with a trip to its thread only when the tail cannot answer."""
+        try:
+            async with self._owned() as conn:
+                if self._tail_is_head():
+                    found = from_tail()
+                    if found is not None:
+                        return found, []
+                self.db_calls += 1
+                return None, await _rows(conn, sql, params)
+        except sqlite3.Error as e:
+            raise map_sqlite_error(e, self.path) from e
 
     @asynccontextmanager
     async def _owned(self) -> AsyncIterator[Conn]:
@@ -370,7 +435,12 @@ class SqliteStore:
         with anyio.CancelScope(shield=True):
             raw = await anyio.to_thread.run_sync(_connect_ro if readonly else _connect_rw, spath)
             store = cls(
-                await _adopt(raw), spath, poll_seconds=poll_seconds, readonly=readonly, tail_capacity=tail_capacity
+                await _adopt(raw),
+                spath,
+                poll_seconds=poll_seconds,
+                readonly=readonly,
+                tail_capacity=tail_capacity,
+                raw=raw,
             )
             try:
                 await store._call(store._setup, synchronous)
@@ -401,7 +471,9 @@ class SqliteStore:
             elif self.readonly:
                 raise StoreNotFound(f"{self.path} holds no STOP store (an empty SQLite database)")
             if tables:
+                seen = self._data_version()
                 self._tail.reset((await _rows(conn, "SELECT COALESCE(MAX(seq), 0) FROM events"))[0][0])
+                self._synced = seen
             if self.readonly:
                 return
             mode = (await _rows(conn, "PRAGMA journal_mode = WAL"))[0][0]
@@ -475,22 +547,26 @@ class SqliteStore:
         batch, blob_list, cache_list = list(events), list(blobs), list(cache)
 
         async def txn(conn: Conn) -> list[Event]:
-            out, inserted = await _append(conn, batch, blob_list, cache_list)
-            await self._record(conn, inserted)
-            return out
+            version = self._data_version()
+            done = await _append(conn, batch, blob_list, cache_list)
+            await self._record(conn, done, version)
+            return done.out
 
         return await self._write(txn, run_id=run_id)
 
-    async def _record(self, conn: Conn, inserted: Sequence[Event]) -> None:
+    async def _record(self, conn: Conn, done: Appended, version: int | None) -> None:
         """Put what an append just committed into the tail (still owning the connection, so
-        tail updates follow commit order; a gap left by another process is read here)."""
+        tail updates follow commit order; a gap left by another process is read here).
+        ``version`` is the ``data_version`` read before the transaction began: the tail now
+        ends at the head the transaction saw, which includes every commit before it."""
 
         async def fill(after: int, below: int) -> list[Event]:
             sql, params = _select_sql(None, after, below, None, None)
             return [_row_to_event(r) for r in await _rows(conn, sql, params)]
 
-        if inserted:
-            await self._tail.record(_as_read(inserted), fill)
+        if done.inserts:
+            await self._tail.record(_as_read(done.inserts), fill, done.childless)
+            self._synced = version
 
     async def start_run(self, prefix: str, make_root: Callable[[str], Event]) -> Event:
         """Allocate the next free run id ``PREFIX-N`` and append its first event, atomically:
@@ -499,15 +575,16 @@ class SqliteStore:
         like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "-%"
 
         async def txn(conn: Conn) -> list[Event]:
-            async def body() -> tuple[list[Event], list[Event]]:
+            async def body() -> Appended:
                 sql = "SELECT DISTINCT run_id FROM events WHERE run_id LIKE ? ESCAPE '\\'"
                 taken = [r[0] for r in await _rows(conn, sql, (like,))]
                 root = make_root(next_run_id(prefix, taken))
                 return await _append_txn(conn, [root], (), (), True)
 
-            out, inserted = await _in_txn(conn, body)
-            await self._record(conn, inserted)
-            return out
+            version = self._data_version()
+            done = await _in_txn(conn, body)
+            await self._record(conn, done, version)
+            return done.out
 
         return (await self._write(txn, run_id=prefix))[0]
 
@@ -554,7 +631,11 @@ class SqliteStore:
         sql, params = _select_sql(None, after, None, POLL_PAGE, None)
 
         async def step(conn: Conn) -> list[Event]:
-            return [_row_to_event(r) for r in await _rows(conn, sql, params)]
+            version = self._data_version()
+            batch = [_row_to_event(r) for r in await _rows(conn, sql, params)]
+            if self._tail.add(batch) and len(batch) < POLL_PAGE:
+                self._synced = version  # everything committed before the read is in the tail
+            return batch
 
         try:
             return await self._call(step)
@@ -579,10 +660,14 @@ class SqliteStore:
             tlist = sorted(types)
             sql += f" AND type IN ({','.join('?' * len(tlist))})"
             params.extend(tlist)
-        return [_row_to_event(r) for r in await self._fetch(sql + " ORDER BY seq", params)]
+        kids, rows = await self._tail_or_db(
+            lambda: self._tail.children(causation_id, types), sql + " ORDER BY seq", params
+        )
+        return kids if kids is not None else [_row_to_event(r) for r in rows]
 
     async def last_seq(self) -> int:
-        return int((await self._fetch("SELECT COALESCE(MAX(seq), 0) FROM events"))[0][0])
+        head, rows = await self._tail_or_db(lambda: self._tail.end, "SELECT COALESCE(MAX(seq), 0) FROM events", ())
+        return head if head is not None else int(rows[0][0])
 
     async def run_ids(self) -> list[str]:
         rows = await self._fetch("SELECT run_id FROM events GROUP BY run_id ORDER BY MIN(seq)")

@@ -52,6 +52,9 @@ class Tail:
         self._events: list[Event] = []
         self._first = head + 1
         self._by_id: dict[str, Event] = {}
+        self._by_cause: dict[str, list[Event]] = {}
+        #: Ids of held events known to have no child earlier in the log (see ``children``).
+        self._proven: set[str] = set()
         self._known_head = head
         self._more = False
         self._notes = 0
@@ -88,10 +91,11 @@ class Tail:
             if seq > self.end:
                 self._wake()
 
-    def add(self, events: Sequence[Event]) -> bool:
+    def add(self, events: Sequence[Event], proven: Collection[str] = ()) -> bool:
         """Take committed events (in seq order, consecutive among themselves). Those at or
         below ``end`` are already known (a poll and an append can both bring one); False,
-        with nothing changed, when the rest would leave a gap after ``end``."""
+        with nothing changed, when the rest would leave a gap after ``end``. ``proven``: ids
+        among them that had no child in the log before them (``children``)."""
         end = self.end
         fresh = [ev for ev in events if (ev.seq or 0) > end]
         if not fresh:
@@ -99,19 +103,18 @@ class Tail:
         if fresh[0].seq != end + 1:
             return False
         self._events.extend(fresh)
-        for ev in fresh:
-            self._by_id[ev.id] = ev
+        self._index(fresh, proven)
         self._known_head = max(self._known_head, self.end)
         self._trim()
         self._wake()
         return True
 
-    async def record(self, events: Sequence[Event], fill: Fill) -> None:
+    async def record(self, events: Sequence[Event], fill: Fill, proven: Collection[str] = ()) -> None:
         """Take the events a local append just committed; a gap before them (another
         process's appends) is read with ``fill`` first. If it cannot be (too long, or the
         read fails), the window restarts at these events: whoever is behind it then reads
         the database. Never raises: call it, shielded, right after the commit."""
-        if not events or self.add(events):
+        if not events or self.add(events, proven):
             return
         first = events[0].seq or 0
         if first - 1 - self.end <= self.capacity:
@@ -120,9 +123,9 @@ class Tail:
             except Exception as exc:  # noqa: BLE001 - the window is an optimisation; the log is intact
                 log.warning("store.tail_fill_failed", error=str(exc))
             else:
-                if self.add(gap) and self.add(events):
+                if self.add(gap) and self.add(events, proven):
                     return
-        self._set(list(events), first)
+        self._set(list(events), first, proven)
         self._wake()
 
     def after(
@@ -148,6 +151,15 @@ class Tail:
         """The event with this id if the window holds it (ids are unique in the log, so it
         is exactly what the database holds); None says nothing about the database."""
         return self._by_id.get(event_id)
+
+    def children(self, cause_id: str, types: Collection[str] | None) -> list[Event] | None:
+        """The children of a held event, if the window proves them: the cause is held and had
+        no child before it (checked by the append that wrote it), so every child of it is
+        held or later than ``end``. The caller must know that nothing was committed past
+        ``end`` (e.g. SQLite's ``data_version``). None: ask the database."""
+        if cause_id not in self._proven:
+            return None
+        return [ev for ev in self._by_cause.get(cause_id, ()) if types is None or ev.type in types]
 
     async def wait(
         self, tick: anyio.Event, poll_s: float | None, poll: Callable[[int], Awaitable[list[Event]]]
@@ -191,20 +203,40 @@ class Tail:
             done.set()
 
     # ---- internals ----------------------------------------------------------------------
-    def _set(self, events: list[Event], first: int) -> None:
+    def _set(self, events: list[Event], first: int, proven: Collection[str] = ()) -> None:
         self._events = events
         self._first = first
-        self._by_id = {ev.id: ev for ev in events}
+        self._by_id = {}
+        self._by_cause = {}
+        self._proven = set()
+        self._index(events, proven)
         self._known_head = max(self._known_head, self.end)
         self._trim()
+
+    def _index(self, events: Sequence[Event], proven: Collection[str]) -> None:
+        early: set[str] = set()  # causes met after a child of theirs (in the same batch)
+        for ev in events:
+            cause = ev.causation_id
+            if cause is not None:
+                self._by_cause.setdefault(cause, []).append(ev)
+                if cause not in self._by_id:
+                    early.add(cause)
+            self._by_id[ev.id] = ev
+        self._proven.update(i for i in proven if i in self._by_id and i not in early)
 
     def _trim(self) -> None:
         """Keep at most ``capacity`` events, dropping the oldest (amortised: in halves)."""
         if len(self._events) < 2 * self.capacity:
             return
         drop = len(self._events) - self.capacity
-        for ev in self._events[:drop]:
+        for ev in self._events[:drop]:  # oldest first: each is the first of its cause's list
             del self._by_id[ev.id]
+            self._proven.discard(ev.id)
+            if ev.causation_id is not None:
+                kids = self._by_cause[ev.causation_id]
+                del kids[0]
+                if not kids:
+                    del self._by_cause[ev.causation_id]
         del self._events[:drop]
         self._first += drop
 

@@ -294,3 +294,49 @@ async def test_cancelled_appends_leave_the_window_the_log(durable: Opener) -> No
     await _window_matches_log(s, ref)
     await ref.aclose()
     await s.aclose()
+
+
+@pytest.mark.anyio
+async def test_children_and_last_seq_answered_from_the_tail_are_the_log(durable: Opener) -> None:
+    """``children`` and ``last_seq`` may come from memory (SQLite, while no other connection
+    has committed): a child appended by another connection is seen at once, and so is a child
+    appended before its cause (the window cannot prove those; the database answers)."""
+    a = await durable(tail_capacity=8)
+    b = await durable()
+    root = make_event("r", RunStarted("t", 0, {}, {}), cause=None, key=0)
+    x = make_event("r", Note("x", {}), cause=root, key="x")
+    early = make_event("r", Note("early", {}), cause=x, key="early")  # names x before x exists
+    y = make_event("r", Note("y", {}), cause=root, key="y")
+    late = make_event("r", Note("before-y", {}), cause=y, key="late")
+    await a.append([root])
+    await a.append([early])
+    await a.append([make_event("r", Note("pad", {"i": i}), cause=root, key=f"pad{i}") for i in range(20)])
+    assert a._tail.start > 2  # ``early`` is in the database only
+    await a.append([x])
+    await a.append([late, y])  # in one batch, the child first
+    kids = [make_event("r", Note(f"k{i}", {}), cause=x, key=f"k{i}") for i in range(5)]
+    await a.append(kids[:2])
+
+    async def same(cause: Event, types: set[str] | None = None) -> None:
+        assert [_full(e) for e in await a.children(cause.id, types)] == [
+            _full(e) for e in await b.children(cause.id, types)
+        ]
+        assert await a.last_seq() == await b.last_seq()
+
+    await same(x)
+    assert [e.id for e in await a.children(x.id)] == [early.id, kids[0].id, kids[1].id]
+    assert [e.id for e in await a.children(y.id)] == [late.id]
+    await same(root, {"note"})
+    await b.append(kids[2:4])  # another connection: a's tail no longer ends at the head
+    await same(x)
+    assert len(await a.children(x.id)) == 5
+    await a.append(kids[4:])  # the gap is read first; the tail is the head again
+    await same(x)
+    await same(x, {"run.started"})
+    for i in range(3):  # x leaves the window: the database answers
+        await a.append([make_event("r", Note(f"f{i}", {}), cause=root, key=f"f{i}")])
+    await a.append([make_event("r", Note("f", {"i": i}), cause=root, key=f"g{i}") for i in range(20)])
+    await same(x)
+    await same(root)
+    await a.aclose()
+    await b.aclose()
