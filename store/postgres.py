@@ -195,25 +195,10 @@ def _row_to_event(row: Sequence[Any]) -> Event:
     )
 
 
-def _as_read(inserted: Sequence[Event]) -> list[Event]:
-    """Rows an append inserted, built as a read of them builds them (for the tail)."""
-    return [
-        _row_to_event(
-            (
-                e.seq,
-                e.id,
-                e.run_id,
-                e.type,
-                e.stored_version,
-                e.causation_id,
-                e.key,
-                e.payload_json,
-                e.prev_hash,
-                e.hash,
-            )
-        )
-        for e in inserted
-    ]
+def _as_read(e: Event) -> Event:
+    """A row an append inserted, built as a read of it builds it (for the tail)."""
+    row = (e.seq, e.id, e.run_id, e.type, e.stored_version, e.causation_id, e.key, e.payload_json, e.prev_hash, e.hash)
+    return _row_to_event(row)
 
 
 def _select_sql(
@@ -304,7 +289,7 @@ class PostgresStore:
         self.path = redact_url(url)  # what messages name (the CLI prints ``store.path``)
         self._poll_s = poll_seconds
         #: The newest committed events, shared by every subscriber (see ``store.tail``).
-        self._tail = Tail(tail_capacity)
+        self._tail = Tail(tail_capacity, as_read=_as_read)
         #: Statements and transactions sent to the server, for the benchmarks.
         self.db_calls = 0
         self._listener: asyncpg.Connection | None = None
@@ -442,7 +427,7 @@ class PostgresStore:
             return [_row_to_event(r) for r in await self._fetch(sql, *params)]
 
         if inserted:
-            await self._tail.record(_as_read(inserted), fill)
+            await self._tail.record(inserted, fill)
 
     async def aclose(self) -> None:
         with anyio.CancelScope(shield=True):

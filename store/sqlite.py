@@ -86,6 +86,9 @@ _COLUMNS = "seq, id, run_id, type, version, causation_id, key, payload, prev_has
 _INSERT = f"INSERT INTO events ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
 _POLL_SECONDS = 0.05
 _CHUNK = 500
+#: Batches up to this size are checked for children before their causes (``Tail.children``);
+#: larger ones (copies, imports) skip the check: their events' children come from the database.
+_PROVE_MAX = 64
 #: How long one statement waits for another process's write lock. Short, because a transaction
 #: is shielded from cancellation while it waits; longer waits are retries, which can be cancelled.
 _BUSY_TIMEOUT_MS = 1000
@@ -108,9 +111,9 @@ def _row_to_event(row: Sequence[Any]) -> Event:
     )
 
 
-def _as_read(inserted: Sequence[Event]) -> list[Event]:
-    """Rows an append inserted, built as a read of them builds them (for the tail)."""
-    return [_row_to_event(_event_row(ev)) for ev in inserted]
+def _as_read(inserted: Event) -> Event:
+    """A row an append inserted, built as a read of it builds it (for the tail)."""
+    return _row_to_event(_event_row(inserted))
 
 
 def _select_sql(
@@ -191,7 +194,7 @@ class Appended(NamedTuple):
 
 async def _head_and_parents(conn: Conn, ids: Sequence[str]) -> tuple[int, set[str]]:
     """The last seq, and which of ``ids`` some stored event names as its cause, in one step."""
-    if not ids or len(ids) > _CHUNK:  # too many to ask about at once: none is proven childless
+    if not ids or len(ids) > _PROVE_MAX:  # a bulk append: none is proven childless
         return (await _rows(conn, "SELECT COALESCE(MAX(seq), 0) FROM events"))[0][0], set(ids)
     sql = (
         "SELECT COALESCE(MAX(seq), 0), NULL FROM events UNION ALL SELECT DISTINCT NULL, causation_id"
@@ -342,7 +345,7 @@ class SqliteStore:
         self._closed = False
         #: The newest committed events, shared by every subscriber (see ``store.tail``); only
         #: changed while owning the connection, so in the order this process saw commits.
-        self._tail = Tail(tail_capacity)
+        self._tail = Tail(tail_capacity, as_read=_as_read)
         #: ``data_version`` when the tail was last known to end at the log's head: while it
         #: is unchanged no other connection has committed, so the tail is the log's end.
         self._synced: int | None = None
@@ -565,7 +568,7 @@ class SqliteStore:
             return [_row_to_event(r) for r in await _rows(conn, sql, params)]
 
         if done.inserts:
-            await self._tail.record(_as_read(done.inserts), fill, done.childless)
+            await self._tail.record(done.inserts, fill, done.childless)
             self._synced = version
 
     async def start_run(self, prefix: str, make_root: Callable[[str], Event]) -> Event:

@@ -45,10 +45,16 @@ class Tail:
     Only the owning store changes it, and only with events that have committed; ``tick`` is
     set (and replaced) whenever it grows, which is what wakes the store's subscribers."""
 
-    def __init__(self, capacity: int = DEFAULT_CAPACITY, *, head: int = 0) -> None:
+    def __init__(
+        self, capacity: int = DEFAULT_CAPACITY, *, head: int = 0, as_read: Callable[[Event], Event] | None = None
+    ) -> None:
         if capacity < 1:
             raise ValueError("a tail holds at least one event")
         self.capacity = capacity
+        #: Builds an event as a database read gives it from the row an append inserted; run
+        #: only for events handed out (an append of many events nobody follows costs nothing).
+        self._as_read = as_read
+        self._read: dict[str, Event] = {}
         self._events: list[Event] = []
         self._first = head + 1
         self._by_id: dict[str, Event] = {}
@@ -91,11 +97,12 @@ class Tail:
             if seq > self.end:
                 self._wake()
 
-    def add(self, events: Sequence[Event], proven: Collection[str] = ()) -> bool:
+    def add(self, events: Sequence[Event], proven: Collection[str] = (), *, ready: bool = True) -> bool:
         """Take committed events (in seq order, consecutive among themselves). Those at or
         below ``end`` are already known (a poll and an append can both bring one); False,
         with nothing changed, when the rest would leave a gap after ``end``. ``proven``: ids
-        among them that had no child in the log before them (``children``)."""
+        among them that had no child in the log before them (``children``). ``ready``: they
+        are already as a read gives them (else they are the inserted rows, see ``as_read``)."""
         end = self.end
         fresh = [ev for ev in events if (ev.seq or 0) > end]
         if not fresh:
@@ -103,7 +110,7 @@ class Tail:
         if fresh[0].seq != end + 1:
             return False
         self._events.extend(fresh)
-        self._index(fresh, proven)
+        self._index(fresh, proven, ready)
         self._known_head = max(self._known_head, self.end)
         self._trim()
         self._wake()
@@ -114,7 +121,7 @@ class Tail:
         process's appends) is read with ``fill`` first. If it cannot be (too long, or the
         read fails), the window restarts at these events: whoever is behind it then reads
         the database. Never raises: call it, shielded, right after the commit."""
-        if not events or self.add(events, proven):
+        if not events or self.add(events, proven, ready=False):
             return
         first = events[0].seq or 0
         if first - 1 - self.end <= self.capacity:
@@ -123,9 +130,9 @@ class Tail:
             except Exception as exc:  # noqa: BLE001 - the window is an optimisation; the log is intact
                 log.warning("store.tail_fill_failed", error=str(exc))
             else:
-                if self.add(gap) and self.add(events, proven):
+                if self.add(gap) and self.add(events, proven, ready=False):
                     return
-        self._set(list(events), first, proven)
+        self._set(list(events), first, proven, ready=False)
         self._wake()
 
     def after(
@@ -140,7 +147,7 @@ class Tail:
         for ev in self._events[i:] if i > 0 else self._events:
             pos = ev.seq or pos
             if (run_id is None or ev.run_id == run_id) and (types is None or ev.type in types):
-                out.append(ev)
+                out.append(self._serve(ev))
                 if len(out) >= limit:
                     self.served += len(out)
                     return out, pos
@@ -150,7 +157,8 @@ class Tail:
     def get(self, event_id: str) -> Event | None:
         """The event with this id if the window holds it (ids are unique in the log, so it
         is exactly what the database holds); None says nothing about the database."""
-        return self._by_id.get(event_id)
+        ev = self._by_id.get(event_id)
+        return None if ev is None else self._serve(ev)
 
     def children(self, cause_id: str, types: Collection[str] | None) -> list[Event] | None:
         """The children of a held event, if the window proves them: the cause is held and had
@@ -159,7 +167,7 @@ class Tail:
         ``end`` (e.g. SQLite's ``data_version``). None: ask the database."""
         if cause_id not in self._proven:
             return None
-        return [ev for ev in self._by_cause.get(cause_id, ()) if types is None or ev.type in types]
+        return [self._serve(ev) for ev in self._by_cause.get(cause_id, ()) if types is None or ev.type in types]
 
     async def wait(
         self, tick: anyio.Event, poll_s: float | None, poll: Callable[[int], Awaitable[list[Event]]]
@@ -203,17 +211,27 @@ class Tail:
             done.set()
 
     # ---- internals ----------------------------------------------------------------------
-    def _set(self, events: list[Event], first: int, proven: Collection[str] = ()) -> None:
+    def _set(self, events: list[Event], first: int, proven: Collection[str] = (), *, ready: bool = True) -> None:
         self._events = events
         self._first = first
         self._by_id = {}
         self._by_cause = {}
         self._proven = set()
-        self._index(events, proven)
+        self._read = {}
+        self._index(events, proven, ready)
         self._known_head = max(self._known_head, self.end)
         self._trim()
 
-    def _index(self, events: Sequence[Event], proven: Collection[str]) -> None:
+    def _serve(self, ev: Event) -> Event:
+        """``ev`` as a database read gives it (built once, on first use)."""
+        if self._as_read is None:
+            return ev
+        got = self._read.get(ev.id)
+        if got is None:
+            got = self._read[ev.id] = self._as_read(ev)
+        return got
+
+    def _index(self, events: Sequence[Event], proven: Collection[str], ready: bool) -> None:
         early: set[str] = set()  # causes met after a child of theirs (in the same batch)
         for ev in events:
             cause = ev.causation_id
@@ -222,6 +240,8 @@ class Tail:
                 if cause not in self._by_id:
                     early.add(cause)
             self._by_id[ev.id] = ev
+            if ready and self._as_read is not None:
+                self._read[ev.id] = ev
         self._proven.update(i for i in proven if i in self._by_id and i not in early)
 
     def _trim(self) -> None:
@@ -231,6 +251,7 @@ class Tail:
         drop = len(self._events) - self.capacity
         for ev in self._events[:drop]:  # oldest first: each is the first of its cause's list
             del self._by_id[ev.id]
+            self._read.pop(ev.id, None)
             self._proven.discard(ev.id)
             if ev.causation_id is not None:
                 kids = self._by_cause[ev.causation_id]

@@ -128,7 +128,7 @@ async def _reference(opener: Opener, kind: str, s: EventStore) -> EventStore:
 
 async def _window_matches_log(s: EventStore, ref: EventStore) -> None:
     tail = s._tail  # type: ignore[attr-defined]
-    held = list(tail._events)
+    held = [tail._serve(e) for e in tail._events]
     assert [e.seq for e in held] == list(range(tail.start, tail.end + 1))
     from_db = await ref.read(after=tail.start - 1, limit=len(held)) if held else []
     assert [_full(e) for e in held] == [_full(e) for e in from_db]
