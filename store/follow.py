@@ -1,22 +1,24 @@
-"""Following a log: the subscription loop both stores share."""
+"""Following a log: the subscription loop every store shares, served from its ``Tail``."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 
-import anyio
-
 from events.model import Event
+from store.tail import Tail
 
 __all__ = ("follow",)
 
-Reader = Callable[..., Awaitable[list[Event]]]
+#: ``read_below(run_id, after=, below=, types=, limit=)``: matching events with after < seq < below.
+BelowReader = Callable[..., Awaitable[list[Event]]]
+#: ``poll(after)``: a page of the unfiltered log after ``after`` (what other processes appended).
+Poller = Callable[[int], Awaitable[list[Event]]]
 
 
 async def follow(
-    read: Reader,
-    last_seq: Callable[[], Awaitable[int]],
-    wakeup: Callable[[], anyio.Event],
+    tail: Tail,
+    read_below: BelowReader,
+    poll: Poller,
     *,
     run_id: str | None,
     after: int,
@@ -26,23 +28,27 @@ async def follow(
 ) -> AsyncIterator[Event]:
     """Events after ``after`` in log order, then new ones as they come.
 
-    ``wakeup()`` is the event the next local append sets (taken before reading, so an append
-    during the read is not missed); ``poll_s`` bounds the wait for appends by other processes
-    (None: only local appends exist). Events up to the head seen before a short read have all
-    been read, so a filtered subscription never scans the same non-matching events twice.
+    A subscriber inside the tail's window is served from memory, filtered there; only one
+    behind the window reads the database, and only up to where the window starts (everything
+    below a committed event has committed, so that read has no holes). Waiting, it wakes on the
+    tail's ``tick`` (set by every local append), and every ``poll_s`` the tail polls for other
+    processes' appends, once for all subscribers (None: only local appends exist).
     """
     last = after
     while True:
-        waiter = wakeup()
-        head = await last_seq()
-        batch = await read(run_id, after=last, types=types, limit=page)
+        tick = tail.tick  # taken before looking, so growth while we look is not missed
+        start = tail.start
+        if last + 1 < start:
+            batch = await read_below(run_id, after=last, below=start, types=types, limit=page)
+            for ev in batch:
+                yield ev
+                last = ev.seq or last
+            if len(batch) < page:
+                last = max(last, start - 1)
+            continue
+        batch, pos = tail.after(last, run_id, types, page)
         for ev in batch:
             yield ev
-            last = ev.seq or last
+        last = pos
         if len(batch) < page:
-            last = max(last, head)
-            if poll_s is None:
-                await waiter.wait()
-            else:
-                with anyio.move_on_after(poll_s):
-                    await waiter.wait()
+            await tail.wait(tick, poll_s, poll)

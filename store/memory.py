@@ -5,27 +5,26 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from typing import Any
 
-import anyio
-
 from events.codec import normalise, sha256_hex
 from events.model import Event, upcast_on_read
 from store.base import CacheEntry, blob_bytes
 from store.errors import CorruptBlob, StoreError
 from store.follow import follow
 from store.planning import blob_rows, check_cache, next_run_id, plan_append
+from store.tail import DEFAULT_CAPACITY, Tail
 
 __all__ = ("MemoryStore",)
 
 
 class MemoryStore:
-    def __init__(self) -> None:
+    def __init__(self, *, tail_capacity: int = DEFAULT_CAPACITY) -> None:
         self._events: list[Event] = []
         self._by_id: dict[str, Event] = {}
         self._heads: dict[str, str] = {}
         self._by_cause: dict[str, list[Event]] = {}
         self._blobs: dict[str, bytes] = {}
         self._cache: dict[str, dict[str, Any]] = {}
-        self._appended = anyio.Event()
+        self._tail = Tail(tail_capacity)
 
     async def append(
         self,
@@ -37,8 +36,10 @@ class MemoryStore:
         existing = {e.id: self._by_id[e.id] for e in events if e.id in self._by_id}
         inserts, out = plan_append(events, existing, self._heads.get, len(self._events) + 1)
         new_cache = check_cache(cache, {c.key: self._cache[c.key] for c in cache if c.key in self._cache})
+        added = []
         for row in inserts:
             ev = upcast_on_read(row)  # kept as a read gives it; the stored form rides along
+            added.append(ev)
             self._events.append(ev)
             self._by_id[ev.id] = ev
             self._heads[ev.run_id] = ev.hash or ""
@@ -48,9 +49,7 @@ class MemoryStore:
             self._blobs[digest] = data
         for entry in new_cache:
             self._cache[entry.key] = normalise(entry.value)
-        if inserts:
-            self._appended.set()
-            self._appended = anyio.Event()
+        self._tail.add(added)  # never a gap: this list is the whole log
         return out
 
     async def start_run(self, prefix: str, make_root: Callable[[str], Event]) -> Event:
@@ -67,8 +66,19 @@ class MemoryStore:
         limit: int | None = None,
         types: Collection[str] | None = None,
     ) -> list[Event]:
+        return await self._read_below(run_id, after=after, below=None, limit=limit, types=types)
+
+    async def _read_below(
+        self,
+        run_id: str | None,
+        *,
+        after: int,
+        below: int | None,
+        limit: int | None,
+        types: Collection[str] | None,
+    ) -> list[Event]:
         out = []
-        for ev in self._events[after:]:
+        for ev in self._events[max(after, 0) : None if below is None else max(below - 1, 0)]:
             if (run_id is None or ev.run_id == run_id) and (types is None or ev.type in types):
                 out.append(ev)
                 if limit is not None and len(out) >= limit:
@@ -100,9 +110,10 @@ class MemoryStore:
         after: int = 0,
         types: Collection[str] | None = None,
     ) -> AsyncIterator[Event]:
-        return follow(
-            self.read, self.last_seq, lambda: self._appended, run_id=run_id, after=after, types=types, poll_s=None
-        )
+        return follow(self._tail, self._read_below, self._poll, run_id=run_id, after=after, types=types, poll_s=None)
+
+    async def _poll(self, after: int) -> list[Event]:
+        return self._events[after:]  # never called: without other processes there is nothing to poll
 
     async def put_blob(self, data: bytes | str) -> str:
         raw = blob_bytes(data)

@@ -61,6 +61,7 @@ from store.errors import (
 )
 from store.follow import follow
 from store.planning import blob_rows, check_cache, next_run_id, plan_append
+from store.tail import DEFAULT_CAPACITY, POLL_PAGE, Tail
 
 __all__ = (
     "SCHEMA_NAME",
@@ -194,6 +195,32 @@ def _row_to_event(row: Sequence[Any]) -> Event:
     )
 
 
+def _as_read(e: Event) -> Event:
+    """A row an append inserted, built as a read of it builds it (for the tail)."""
+    row = (e.seq, e.id, e.run_id, e.type, e.stored_version, e.causation_id, e.key, e.payload_json, e.prev_hash, e.hash)
+    return _row_to_event(row)
+
+
+def _select_sql(
+    run_id: str | None, after: int, below: int | None, limit: int | None, types: Collection[str] | None
+) -> tuple[str, list[Any]]:
+    where = ["seq > $1"]
+    params: list[Any] = [after]
+    if below is not None:
+        params.append(below)
+        where.append(f"seq < ${len(params)}")
+    if run_id is not None:
+        params.append(run_id)
+        where.append(f"run_id = ${len(params)}")
+    if types is not None:
+        params.append(sorted(types))
+        where.append(f"type = ANY(${len(params)}::text[])")
+    sql = f"SELECT {_COLUMNS} FROM stop_events WHERE {' AND '.join(where)} ORDER BY seq"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    return sql, params
+
+
 def _columns(events: Sequence[Event]) -> list[list[Any]]:
     return [
         [e.seq for e in events],
@@ -254,12 +281,17 @@ class PostgresStore:
     #: How often a lost LISTEN connection is re-opened, at most.
     listen_retry_s = 5.0
 
-    def __init__(self, pool: asyncpg.Pool, url: str, *, poll_seconds: float) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, url: str, *, poll_seconds: float, tail_capacity: int = DEFAULT_CAPACITY
+    ) -> None:
         self._pool = pool
         self.url = url
         self.path = redact_url(url)  # what messages name (the CLI prints ``store.path``)
-        self._appended = anyio.Event()
-        self._poll = poll_seconds
+        self._poll_s = poll_seconds
+        #: The newest committed events, shared by every subscriber (see ``store.tail``).
+        self._tail = Tail(tail_capacity, as_read=_as_read)
+        #: Statements and transactions sent to the server, for the benchmarks.
+        self.db_calls = 0
         self._listener: asyncpg.Connection | None = None
         self._listen_settings: dict[str, str] = {}
         self._listen_retry_at = 0.0
@@ -275,6 +307,7 @@ class PostgresStore:
         poll_seconds: float = _POLL_SECONDS,
         listen: bool = True,
         max_connections: int = 4,
+        tail_capacity: int = DEFAULT_CAPACITY,
     ) -> PostgresStore:
         check_url(url)
         settings = {"application_name": f"stop@{socket.gethostname()}:{os.getpid()}"}
@@ -290,9 +323,10 @@ class PostgresStore:
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
             raise _map_error(e, redact_url(url)) from e
-        store = cls(pool, url, poll_seconds=poll_seconds)
+        store = cls(pool, url, poll_seconds=poll_seconds, tail_capacity=tail_capacity)
         try:
             await store._setup(create=create and not readonly)
+            store._tail.reset(await store.last_seq())
             if listen:
                 await store._listen(settings)
         except BaseException:
@@ -357,27 +391,43 @@ class PostgresStore:
             self._listener = await asyncpg.connect(self.url, server_settings=settings)
             await self._listener.add_listener(_CHANNEL, self._notified)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
-            log.warning("store.no_listen", store=self.path, error=str(e), poll_s=self._poll)
+            log.warning("store.no_listen", store=self.path, error=str(e), poll_s=self._poll_s)
             self._listener = None
         self._listen_retry_at = anyio.current_time() + self.listen_retry_s
 
-    async def _follow_head(self) -> int:
-        """``last_seq`` for subscriptions; also re-opens a lost LISTEN connection (at most every
-        5 s), so wake-ups come back after a server restart without a background task."""
+    async def _poll(self, after: int) -> list[Event]:
+        """A page of the log after ``after``: the tail's poll for other machines' appends (one
+        per store, however many subscribers). It also re-opens a lost LISTEN connection (at
+        most every 5 s), so wake-ups come back after a server restart without a background task."""
         lost = self._listen_settings and (self._listener is None or self._listener.is_closed())
         if lost and anyio.current_time() >= self._listen_retry_at:
             if self._listener is not None:
                 self._listener.terminate()
                 self._listener = None
             await self._listen(self._listen_settings)
-        return await self.last_seq()
+        sql, params = _select_sql(None, after, None, POLL_PAGE, None)
+        return [_row_to_event(r) for r in await self._fetch(sql, *params)]
 
-    def _notified(self, *_: object) -> None:
-        self._wake()
+    def _notified(self, _conn: object, _pid: object, _channel: object, payload: object) -> None:
+        """A commit on some machine, up to the seq in ``payload``: the tail polls unless it
+        already holds it (this process's own appends are in it before their notification)."""
+        try:
+            seq = int(str(payload))
+        except ValueError:
+            seq = self._tail.end + 1
+        self._tail.note_head(seq)
 
-    def _wake(self) -> None:
-        self._appended.set()
-        self._appended = anyio.Event()
+    async def _record(self, inserted: Sequence[Event]) -> None:
+        """Put what an append just committed into the tail (call it shielded, after the
+        commit); a gap before it is read first (appends of other machines, or of this
+        process's other connections committed earlier but recorded later)."""
+
+        async def fill(after: int, below: int) -> list[Event]:
+            sql, params = _select_sql(None, after, below, None, None)
+            return [_row_to_event(r) for r in await self._fetch(sql, *params)]
+
+        if inserted:
+            await self._tail.record(inserted, fill)
 
     async def aclose(self) -> None:
         with anyio.CancelScope(shield=True):
@@ -412,6 +462,7 @@ class PostgresStore:
                     with attempt:
                         async with self._pool.acquire() as conn:
                             try:
+                                self.db_calls += 1
                                 out, inserted = await self._append_txn(conn, events, blobs, cache)
                             except (asyncpg.InterfaceError, asyncpg.InternalClientError) as e:
                                 if conn.is_closed():
@@ -419,8 +470,7 @@ class PostgresStore:
                                 raise
             except (OSError, _LostConnection, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
                 raise _map_error(e, self.path) from e
-        if inserted:
-            self._wake()
+            await self._record(inserted)
         return out
 
     async def start_run(self, prefix: str, make_root: Callable[[str], Event]) -> Event:
@@ -437,11 +487,11 @@ class PostgresStore:
                                 prefix + "-",
                             )
                             root = make_root(next_run_id(prefix, [r[0] for r in rows]))
+                            self.db_calls += 1
                             out, inserted = await self._append_txn(conn, [root], (), ())
             except (OSError, _LostConnection, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
                 raise _map_error(e, self.path) from e
-        if inserted:
-            self._wake()
+            await self._record(inserted)
         return out[0]
 
     async def _append_txn(
@@ -450,7 +500,7 @@ class PostgresStore:
         events: Sequence[Event],
         blobs: Sequence[bytes | str],
         cache: Sequence[CacheEntry],
-    ) -> tuple[list[Event], int]:
+    ) -> tuple[list[Event], list[Event]]:
         async with conn.transaction():
             runs = sorted({e.run_id for e in events})
             if runs:  # in one order (by key) for every transaction: no deadlocks
@@ -480,14 +530,14 @@ class PostgresStore:
             if cache:
                 await self._put_cache(conn, cache)
             if not inserts:
-                return out, 0
+                return out, []
             # The row lock is held to COMMIT, so sequence numbers become visible in order; a
             # waiting UPDATE re-reads the row as the previous holder committed it.
             last = int(await conn.fetchval("UPDATE stop_log_head SET seq = seq + $1 RETURNING seq - $1", len(inserts)))
             for ev in inserts:  # fresh objects of this call, not yet seen by anyone
                 ev.__dict__["seq"] += last
             await conn.execute(_INSERT_AND_NOTIFY, *_columns(inserts), _CHANNEL, str(inserts[-1].seq))
-        return out, len(inserts)
+        return out, inserts
 
     async def _put_cache(self, conn: asyncpg.Connection, cache: Sequence[CacheEntry]) -> None:
         keys = list(dict.fromkeys(c.key for c in cache))
@@ -522,6 +572,7 @@ class PostgresStore:
             async for attempt in _retrying():
                 with attempt:
                     async with self._pool.acquire() as conn:
+                        self.db_calls += 1
                         try:
                             return list(await conn.fetch(sql, *params))
                         except (asyncpg.InterfaceError, asyncpg.InternalClientError) as e:
@@ -540,20 +591,24 @@ class PostgresStore:
         limit: int | None = None,
         types: Collection[str] | None = None,
     ) -> list[Event]:
-        where = ["seq > $1"]
-        params: list[Any] = [after]
-        if run_id is not None:
-            params.append(run_id)
-            where.append(f"run_id = ${len(params)}")
-        if types is not None:
-            params.append(sorted(types))
-            where.append(f"type = ANY(${len(params)}::text[])")
-        sql = f"SELECT {_COLUMNS} FROM stop_events WHERE {' AND '.join(where)} ORDER BY seq"
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
+        return await self._read_below(run_id, after=after, below=None, limit=limit, types=types)
+
+    async def _read_below(
+        self,
+        run_id: str | None,
+        *,
+        after: int,
+        below: int | None,
+        limit: int | None,
+        types: Collection[str] | None,
+    ) -> list[Event]:
+        sql, params = _select_sql(run_id, after, below, limit, types)
         return [_row_to_event(r) for r in await self._fetch(sql, *params)]
 
     async def get(self, event_id: str) -> Event | None:
+        held = self._tail.get(event_id)
+        if held is not None:
+            return held
         rows = await self._fetch(f"SELECT {_COLUMNS} FROM stop_events WHERE id = $1", event_id)
         return _row_to_event(rows[0]) if rows else None
 
@@ -587,13 +642,7 @@ class PostgresStore:
     ) -> AsyncIterator[Event]:
         """New events in log order; wakes on NOTIFY from any machine, polls as a fallback."""
         return follow(
-            self.read,
-            self._follow_head,
-            lambda: self._appended,
-            run_id=run_id,
-            after=after,
-            types=types,
-            poll_s=self._poll,
+            self._tail, self._read_below, self._poll, run_id=run_id, after=after, types=types, poll_s=self._poll_s
         )
 
     async def get_blob(self, digest: str) -> bytes:

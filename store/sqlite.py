@@ -29,7 +29,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import aiosqlite
 import anyio
@@ -52,6 +52,7 @@ from store.errors import (
 )
 from store.follow import follow
 from store.planning import blob_rows, check_cache, next_run_id, plan_append
+from store.tail import DEFAULT_CAPACITY, POLL_PAGE, Tail
 
 __all__ = ("SCHEMA_NAME", "SCHEMA_VERSION", "SqliteStore")
 
@@ -85,6 +86,9 @@ _COLUMNS = "seq, id, run_id, type, version, causation_id, key, payload, prev_has
 _INSERT = f"INSERT INTO events ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
 _POLL_SECONDS = 0.05
 _CHUNK = 500
+#: Batches up to this size are checked for children before their causes (``Tail.children``);
+#: larger ones (copies, imports) skip the check: their events' children come from the database.
+_PROVE_MAX = 64
 #: How long one statement waits for another process's write lock. Short, because a transaction
 #: is shielded from cancellation while it waits; longer waits are retries, which can be cancelled.
 _BUSY_TIMEOUT_MS = 1000
@@ -105,6 +109,32 @@ def _row_to_event(row: Sequence[Any]) -> Event:
         prev_hash=row[8],
         hash=row[9],
     )
+
+
+def _as_read(inserted: Event) -> Event:
+    """A row an append inserted, built as a read of it builds it (for the tail)."""
+    return _row_to_event(_event_row(inserted))
+
+
+def _select_sql(
+    run_id: str | None, after: int, below: int | None, limit: int | None, types: Collection[str] | None
+) -> tuple[str, list[Any]]:
+    where = ["seq > ?"]
+    params: list[Any] = [after]
+    if below is not None:
+        where.append("seq < ?")
+        params.append(below)
+    if run_id is not None:
+        where.append("run_id = ?")
+        params.append(run_id)
+    if types is not None:
+        tlist = sorted(types)
+        where.append(f"type IN ({','.join('?' * len(tlist))})")
+        params.extend(tlist)
+    sql = f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY seq"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    return sql, params
 
 
 def _event_row(ev: Event) -> tuple[Any, ...]:
@@ -153,18 +183,41 @@ async def _cache_values(conn: Conn, keys: Sequence[str]) -> dict[str, dict[str, 
     return found
 
 
+class Appended(NamedTuple):
+    """What one append transaction did: the stored event for each input, the rows it inserted,
+    and the inserted ids that had no child in the log before them (for ``Tail.children``)."""
+
+    out: list[Event]
+    inserts: list[Event]
+    childless: set[str]
+
+
+async def _head_and_parents(conn: Conn, ids: Sequence[str]) -> tuple[int, set[str]]:
+    """The last seq, and which of ``ids`` some stored event names as its cause, in one step."""
+    if not ids or len(ids) > _PROVE_MAX:  # a bulk append: none is proven childless
+        return (await _rows(conn, "SELECT COALESCE(MAX(seq), 0) FROM events"))[0][0], set(ids)
+    sql = (
+        "SELECT COALESCE(MAX(seq), 0), NULL FROM events UNION ALL SELECT DISTINCT NULL, causation_id"
+        f" FROM events WHERE causation_id IN ({','.join('?' * len(ids))})"
+    )
+    rows = await _rows(conn, sql, ids)
+    return next(r[0] for r in rows if r[1] is None), {r[1] for r in rows if r[1] is not None}
+
+
 async def _append_txn(
     conn: Conn,
     events: Sequence[Event],
     blobs: Sequence[bytes | str],
     cache: Sequence[CacheEntry],
     check_existing: bool,
-) -> tuple[list[Event], int]:
+) -> Appended:
     """The body of one append transaction (the caller began it and commits it).
 
     Without ``check_existing`` it is optimistic: the UNIQUE index on ids raises IntegrityError
     if any event exists, and the caller retries with the check. The rows are planned by the
-    pure ``plan_append``/``blob_rows``/``check_cache``; only the statements run here."""
+    pure ``plan_append``/``blob_rows``/``check_cache``; only the statements run here. The
+    statement reading the last seq also asks which of the batch's ids already have children
+    (none should: an effect is appended after its cause), at no extra trip."""
     existing: dict[str, Event] = {}
     ids = list(dict.fromkeys(e.id for e in events)) if check_existing else []
     for i in range(0, len(ids), _CHUNK):
@@ -172,7 +225,7 @@ async def _append_txn(
         rows = await _rows(conn, f"SELECT {_COLUMNS} FROM events WHERE id IN ({','.join('?' * len(chunk))})", chunk)
         existing.update((r[1], _row_to_event(r)) for r in rows)
     heads = {run_id: await _head_hash(conn, run_id) for run_id in dict.fromkeys(e.run_id for e in events)}
-    last = (await _rows(conn, "SELECT COALESCE(MAX(seq), 0) FROM events"))[0][0] if events else 0
+    last, parents = await _head_and_parents(conn, list(dict.fromkeys(e.id for e in events))) if events else (0, set())
     inserts, out = plan_append(events, existing, heads.__getitem__, last + 1)
     if inserts:
         await conn.executemany(_INSERT, [_event_row(e) for e in inserts])
@@ -185,7 +238,7 @@ async def _append_txn(
             await conn.executemany(
                 "INSERT INTO lm_cache (key, value) VALUES (?, ?)", [(c.key, canonical_json(c.value)) for c in new]
             )
-    return out, len(inserts)
+    return Appended(out, inserts, {e.id for e in inserts} - parents)
 
 
 async def _in_txn(conn: Conn, body: Callable[[], Awaitable[T]]) -> T:
@@ -207,7 +260,7 @@ async def _append(
     events: Sequence[Event],
     blobs: Sequence[bytes | str],
     cache: Sequence[CacheEntry],
-) -> tuple[list[Event], int]:
+) -> Appended:
     try:
         return await _in_txn(conn, lambda: _append_txn(conn, events, blobs, cache, False))
     except sqlite3.IntegrityError:
@@ -270,15 +323,69 @@ async def _adopt(raw: sqlite3.Connection) -> Conn:
 class SqliteStore:
     """Use ``await SqliteStore.open(path)`` (or ``open_store``); close with ``aclose``."""
 
-    def __init__(self, conn: Conn, path: str, *, poll_seconds: float, readonly: bool = False) -> None:
+    def __init__(
+        self,
+        conn: Conn,
+        path: str,
+        *,
+        poll_seconds: float,
+        readonly: bool = False,
+        tail_capacity: int = DEFAULT_CAPACITY,
+        raw: sqlite3.Connection | None = None,
+    ) -> None:
         self._conn = conn
+        #: The sqlite3 connection inside ``conn``, for ``PRAGMA data_version`` only (see
+        #: ``_data_version``); None: the tail never answers ``children``/``last_seq``.
+        self._raw = raw
         self.path = path
         self.readonly = readonly
         #: The connection's one owner at a time: every database step holds this lock.
         self._owner = anyio.Lock()
-        self._appended = anyio.Event()
-        self._poll = poll_seconds
+        self._poll_s = poll_seconds
         self._closed = False
+        #: The newest committed events, shared by every subscriber (see ``store.tail``); only
+        #: changed while owning the connection, so in the order this process saw commits.
+        self._tail = Tail(tail_capacity, as_read=_as_read)
+        #: ``data_version`` when the tail was last known to end at the log's head: while it
+        #: is unchanged no other connection has committed, so the tail is the log's end.
+        self._synced: int | None = None
+        #: Database steps taken (each a trip to the connection's thread), for the benchmarks.
+        self.db_calls = 0
+
+    def _data_version(self) -> int | None:
+        """SQLite's count of commits by *other* connections (this one's own do not change it).
+
+        Run here, on the event loop's thread: a few microseconds, where a statement through
+        aiosqlite is a trip to its thread and back. Call it only while no statement runs on
+        the connection: while owning it between statements, or while nobody owns it."""
+        if self._raw is None:
+            return None
+        try:
+            return int(self._raw.execute("PRAGMA data_version").fetchone()[0])
+        except sqlite3.Error:
+            return None
+
+    def _tail_is_head(self) -> bool:
+        """Whether the tail provably ends at the log's head (no other connection has committed
+        since it last did). Call it only while owning the connection, between statements."""
+        return self._synced is not None and self._data_version() == self._synced
+
+    async def _tail_or_db(
+        self, from_tail: Callable[[], T | None], sql: str, params: Sequence[Any]
+    ) -> tuple[T | None, list[Any]]:
+        """``(from_tail(), [])`` if the tail can answer for the log (it ends at the head, and
+        the answer is not None), else ``(None, rows of sql)``: one ownership of the
+        connection, with a trip to its thread only when the tail cannot answer."""
+        try:
+            async with self._owned() as conn:
+                if self._tail_is_head():
+                    found = from_tail()
+                    if found is not None:
+                        return found, []
+                self.db_calls += 1
+                return None, await _rows(conn, sql, params)
+        except sqlite3.Error as e:
+            raise map_sqlite_error(e, self.path) from e
 
     @asynccontextmanager
     async def _owned(self) -> AsyncIterator[Conn]:
@@ -297,6 +404,7 @@ class SqliteStore:
     async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """``await fn(conn, *args)`` as one uncancellable step of the connection's one owner."""
         async with self._owned() as conn:
+            self.db_calls += 1
             return await fn(conn, *args)
 
     # ---- opening -------------------------------------------------------------------------
@@ -309,6 +417,7 @@ class SqliteStore:
         readonly: bool = False,
         synchronous: str = "FULL",
         poll_seconds: float = _POLL_SECONDS,
+        tail_capacity: int = DEFAULT_CAPACITY,
     ) -> SqliteStore:
         """Open (by default creating) a store; ``readonly=True`` opens an existing one for reads."""
         p = anyio.Path(path)
@@ -328,7 +437,14 @@ class SqliteStore:
         # would keep the process alive); it is seen by the caller right after.
         with anyio.CancelScope(shield=True):
             raw = await anyio.to_thread.run_sync(_connect_ro if readonly else _connect_rw, spath)
-            store = cls(await _adopt(raw), spath, poll_seconds=poll_seconds, readonly=readonly)
+            store = cls(
+                await _adopt(raw),
+                spath,
+                poll_seconds=poll_seconds,
+                readonly=readonly,
+                tail_capacity=tail_capacity,
+                raw=raw,
+            )
             try:
                 await store._call(store._setup, synchronous)
             except BaseException:
@@ -357,6 +473,10 @@ class SqliteStore:
                     )
             elif self.readonly:
                 raise StoreNotFound(f"{self.path} holds no STOP store (an empty SQLite database)")
+            if tables:
+                seen = self._data_version()
+                self._tail.reset((await _rows(conn, "SELECT COALESCE(MAX(seq), 0) FROM events"))[0][0])
+                self._synced = seen
             if self.readonly:
                 return
             mode = (await _rows(conn, "PRAGMA journal_mode = WAL"))[0][0]
@@ -427,11 +547,29 @@ class SqliteStore:
         cache: Sequence[CacheEntry] = (),
     ) -> list[Event]:
         run_id = events[0].run_id if events else None
-        out, inserted = await self._write(_append, list(events), list(blobs), list(cache), run_id=run_id)
-        if inserted:
-            self._appended.set()
-            self._appended = anyio.Event()
-        return out
+        batch, blob_list, cache_list = list(events), list(blobs), list(cache)
+
+        async def txn(conn: Conn) -> list[Event]:
+            version = self._data_version()
+            done = await _append(conn, batch, blob_list, cache_list)
+            await self._record(conn, done, version)
+            return done.out
+
+        return await self._write(txn, run_id=run_id)
+
+    async def _record(self, conn: Conn, done: Appended, version: int | None) -> None:
+        """Put what an append just committed into the tail (still owning the connection, so
+        tail updates follow commit order; a gap left by another process is read here).
+        ``version`` is the ``data_version`` read before the transaction began: the tail now
+        ends at the head the transaction saw, which includes every commit before it."""
+
+        async def fill(after: int, below: int) -> list[Event]:
+            sql, params = _select_sql(None, after, below, None, None)
+            return [_row_to_event(r) for r in await _rows(conn, sql, params)]
+
+        if done.inserts:
+            await self._tail.record(done.inserts, fill, done.childless)
+            self._synced = version
 
     async def start_run(self, prefix: str, make_root: Callable[[str], Event]) -> Event:
         """Allocate the next free run id ``PREFIX-N`` and append its first event, atomically:
@@ -439,20 +577,19 @@ class SqliteStore:
 
         like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "-%"
 
-        async def txn(conn: Conn) -> tuple[list[Event], int]:
-            async def body() -> tuple[list[Event], int]:
+        async def txn(conn: Conn) -> list[Event]:
+            async def body() -> Appended:
                 sql = "SELECT DISTINCT run_id FROM events WHERE run_id LIKE ? ESCAPE '\\'"
                 taken = [r[0] for r in await _rows(conn, sql, (like,))]
                 root = make_root(next_run_id(prefix, taken))
                 return await _append_txn(conn, [root], (), (), True)
 
-            return await _in_txn(conn, body)
+            version = self._data_version()
+            done = await _in_txn(conn, body)
+            await self._record(conn, done, version)
+            return done.out
 
-        out, inserted = await self._write(txn, run_id=prefix)
-        if inserted:
-            self._appended.set()
-            self._appended = anyio.Event()
-        return out[0]
+        return (await self._write(txn, run_id=prefix))[0]
 
     async def put_blob(self, data: bytes | str) -> str:
         raw = blob_bytes(data)
@@ -477,21 +614,41 @@ class SqliteStore:
         limit: int | None = None,
         types: Collection[str] | None = None,
     ) -> list[Event]:
-        where = ["seq > ?"]
-        params: list[Any] = [after]
-        if run_id is not None:
-            where.append("run_id = ?")
-            params.append(run_id)
-        if types is not None:
-            tlist = sorted(types)
-            where.append(f"type IN ({','.join('?' * len(tlist))})")
-            params.extend(tlist)
-        sql = f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY seq"
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
+        return await self._read_below(run_id, after=after, below=None, limit=limit, types=types)
+
+    async def _read_below(
+        self,
+        run_id: str | None,
+        *,
+        after: int,
+        below: int | None,
+        limit: int | None,
+        types: Collection[str] | None,
+    ) -> list[Event]:
+        sql, params = _select_sql(run_id, after, below, limit, types)
         return [_row_to_event(r) for r in await self._fetch(sql, params)]
 
+    async def _poll(self, after: int) -> list[Event]:
+        """A page of the log after ``after`` (the tail's poll for other processes' appends),
+        put into the tail while still owning the connection."""
+        sql, params = _select_sql(None, after, None, POLL_PAGE, None)
+
+        async def step(conn: Conn) -> list[Event]:
+            version = self._data_version()
+            batch = [_row_to_event(r) for r in await _rows(conn, sql, params)]
+            if self._tail.add(batch) and len(batch) < POLL_PAGE:
+                self._synced = version  # everything committed before the read is in the tail
+            return batch
+
+        try:
+            return await self._call(step)
+        except sqlite3.Error as e:
+            raise map_sqlite_error(e, self.path) from e
+
     async def get(self, event_id: str) -> Event | None:
+        held = self._tail.get(event_id)
+        if held is not None:
+            return held
         rows = await self._fetch(f"SELECT {_COLUMNS} FROM events WHERE id = ?", (event_id,))
         return _row_to_event(rows[0]) if rows else None
 
@@ -506,10 +663,14 @@ class SqliteStore:
             tlist = sorted(types)
             sql += f" AND type IN ({','.join('?' * len(tlist))})"
             params.extend(tlist)
-        return [_row_to_event(r) for r in await self._fetch(sql + " ORDER BY seq", params)]
+        kids, rows = await self._tail_or_db(
+            lambda: self._tail.children(causation_id, types), sql + " ORDER BY seq", params
+        )
+        return kids if kids is not None else [_row_to_event(r) for r in rows]
 
     async def last_seq(self) -> int:
-        return int((await self._fetch("SELECT COALESCE(MAX(seq), 0) FROM events"))[0][0])
+        head, rows = await self._tail_or_db(lambda: self._tail.end, "SELECT COALESCE(MAX(seq), 0) FROM events", ())
+        return head if head is not None else int(rows[0][0])
 
     async def run_ids(self) -> list[str]:
         rows = await self._fetch("SELECT run_id FROM events GROUP BY run_id ORDER BY MIN(seq)")
@@ -524,7 +685,7 @@ class SqliteStore:
     ) -> AsyncIterator[Event]:
         """New events in log order; wakes at once on local appends, polls for other processes."""
         return follow(
-            self.read, self.last_seq, lambda: self._appended, run_id=run_id, after=after, types=types, poll_s=self._poll
+            self._tail, self._read_below, self._poll, run_id=run_id, after=after, types=types, poll_s=self._poll_s
         )
 
     async def get_blob(self, digest: str) -> bytes:
