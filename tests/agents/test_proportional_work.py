@@ -10,7 +10,7 @@ and takes the long way, writes the same log.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -357,14 +357,14 @@ async def test_the_answer_waiter_follows_only_the_answers_it_serves() -> None:
     )
     await store.append([request])
     seen: list[Event] = []
-    real = store.read
+    real = store.subscribe
 
-    async def read(*a: Any, **kw: Any) -> list[Event]:
-        out = await real(*a, **kw)
-        seen.extend(out)
-        return out
+    async def subscribe(*a: Any, **kw: Any) -> AsyncIterator[Event]:
+        async for ev in real(*a, **kw):
+            seen.append(ev)
+            yield ev
 
-    store.read = read  # type: ignore[method-assign]  # spy on what the subscription reads
+    store.subscribe = subscribe  # type: ignore[method-assign]  # spy on what the subscription yields
     with anyio.fail_after(2), pytest.raises(ValueError, match="follows"):
         await waiter.wait(request.id, {SessionCompleted.TYPE})
     async with anyio.create_task_group() as tg:

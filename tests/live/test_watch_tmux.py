@@ -9,6 +9,7 @@ run's own exit code: 0 for a finished run, 1 for one stopped at a spend cap.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 from stop_require import require
 
+from lm.fake_server import IDENTITY, FakeOpenAIServer
 from tests.live.test_watch import _has_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,6 +70,26 @@ def tmux(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tmux]:
         subprocess.run(["tmux", "-S", str(sock), "kill-server"], capture_output=True, timeout=30)
 
 
+#: Seconds per reply of the endpoint the watched runs use: with the offline model a run of
+#: GENERATIONS took about 6 s, which a watch starting on a loaded machine could miss whole.
+LATENCY_S = 0.3
+
+
+def _slow_run(tmp_path: Path, srv: FakeOpenAIServer) -> subprocess.Popen[bytes]:
+    """A run of GENERATIONS against ``srv`` (identity model), started in the background."""
+    config = tmp_path / "c.json"
+    quickstart = json.loads((ROOT / "configs/quickstart.json").read_text())
+    lm = {"backend": "openai", "base_url": srv.base_url, "model": "fake-model"}
+    config.write_text(json.dumps({**quickstart, "generations": GENERATIONS, "lm": lm}))
+    return subprocess.Popen(
+        _stop("self-improve", "--config", str(config), "--store", str(tmp_path / "s.db"), "--no-progress"),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "OPENAI_API_KEY": "test-key"},
+    )
+
+
 def _stop(*args: str) -> list[str]:
     return [sys.executable, "-m", "cli.main", *args]
 
@@ -99,25 +121,20 @@ def _follow(tmux: Tmux, timeout_s: float = 240) -> tuple[list[int], str, int | N
 
 
 def test_watch_in_a_terminal_follows_the_generations_and_exits_with_the_runs_code(tmux: Tmux, tmp_path: Path) -> None:
-    db, config = tmp_path / "s.db", tmp_path / "c.json"
-    config.write_text(json.dumps({**json.loads((ROOT / "configs/quickstart.json").read_text()), "generations": 4}))
-    run = subprocess.Popen(
-        _stop("self-improve", "--config", str(config), "--store", str(db), "--no-progress"),
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not _has_run(db) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert _has_run(db), "the run never recorded run.started"
-        _watch_in_pane(tmux, db)
-        seen, screen, status = _follow(tmux)
-        run_rc = run.wait(timeout=240)
-    finally:
-        run.kill()
-        run.wait()
+    db = tmp_path / "s.db"
+    with FakeOpenAIServer(IDENTITY, latency=LATENCY_S) as srv:
+        run = _slow_run(tmp_path, srv)
+        try:
+            deadline = time.monotonic() + 60
+            while not _has_run(db) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert _has_run(db), "the run never recorded run.started"
+            _watch_in_pane(tmux, db)
+            seen, screen, status = _follow(tmux)
+            run_rc = run.wait(timeout=240)
+        finally:
+            run.kill()
+            run.wait()
     assert run_rc == 0
     assert status == run_rc, screen
     assert len(set(seen)) >= 2 and seen == sorted(seen) and seen[-1] == GENERATIONS, (seen, screen)
@@ -137,26 +154,21 @@ def test_watch_in_a_terminal_exits_1_when_the_run_stops_at_its_cap(tmux: Tmux, t
 
 
 def test_ctrl_c_stops_watching_with_130_and_leaves_the_run_alone(tmux: Tmux, tmp_path: Path) -> None:
-    db, config = tmp_path / "s.db", tmp_path / "c.json"
-    config.write_text(json.dumps({**json.loads((ROOT / "configs/quickstart.json").read_text()), "generations": 4}))
-    run = subprocess.Popen(
-        _stop("self-improve", "--config", str(config), "--store", str(db), "--no-progress"),
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not _has_run(db) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        _watch_in_pane(tmux, db)
-        deadline = time.monotonic() + 120
-        while not GEN.search(tmux("capture-pane", "-p", "-t", "w")) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        tmux("send-keys", "-t", "w", "C-c")
-        _, screen, status = _follow(tmux, timeout_s=60)
-        assert status == 130, screen
-        assert run.poll() is None, "the watched run goes on"  # watch only reads
-    finally:
-        run.kill()
-        run.wait()
+    db = tmp_path / "s.db"
+    with FakeOpenAIServer(IDENTITY, latency=LATENCY_S) as srv:
+        run = _slow_run(tmp_path, srv)
+        try:
+            deadline = time.monotonic() + 60
+            while not _has_run(db) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            _watch_in_pane(tmux, db)
+            deadline = time.monotonic() + 120
+            while not GEN.search(tmux("capture-pane", "-p", "-t", "w")) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            tmux("send-keys", "-t", "w", "C-c")
+            _, screen, status = _follow(tmux, timeout_s=60)
+            assert status == 130, screen
+            assert run.poll() is None, "the watched run goes on"  # watch only reads
+        finally:
+            run.kill()
+            run.wait()
