@@ -8,8 +8,6 @@ run's own exit code: 0 for a finished run, 1 for one stopped at a spend cap.
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import shlex
 import shutil
@@ -23,7 +21,7 @@ import pytest
 from stop_require import require
 
 from lm.fake_server import IDENTITY, FakeOpenAIServer
-from tests.live.test_watch import _has_run
+from tests.live.test_watch import LATENCY_S, _has_run, slow_run
 
 ROOT = Path(__file__).resolve().parents[2]
 GENERATIONS = 4  # quickstart's budgets, more generations: a run outlasting the watch's start-up
@@ -70,26 +68,6 @@ def tmux(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tmux]:
         subprocess.run(["tmux", "-S", str(sock), "kill-server"], capture_output=True, timeout=30)
 
 
-#: Seconds per reply of the endpoint the watched runs use: with the offline model a run of
-#: GENERATIONS took about 6 s, which a watch starting on a loaded machine could miss whole.
-LATENCY_S = 0.3
-
-
-def _slow_run(tmp_path: Path, srv: FakeOpenAIServer) -> subprocess.Popen[bytes]:
-    """A run of GENERATIONS against ``srv`` (identity model), started in the background."""
-    config = tmp_path / "c.json"
-    quickstart = json.loads((ROOT / "configs/quickstart.json").read_text())
-    lm = {"backend": "openai", "base_url": srv.base_url, "model": "fake-model"}
-    config.write_text(json.dumps({**quickstart, "generations": GENERATIONS, "lm": lm}))
-    return subprocess.Popen(
-        _stop("self-improve", "--config", str(config), "--store", str(tmp_path / "s.db"), "--no-progress"),
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "OPENAI_API_KEY": "test-key"},
-    )
-
-
 def _stop(*args: str) -> list[str]:
     return [sys.executable, "-m", "cli.main", *args]
 
@@ -123,7 +101,7 @@ def _follow(tmux: Tmux, timeout_s: float = 240) -> tuple[list[int], str, int | N
 def test_watch_in_a_terminal_follows_the_generations_and_exits_with_the_runs_code(tmux: Tmux, tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     with FakeOpenAIServer(IDENTITY, latency=LATENCY_S) as srv:
-        run = _slow_run(tmp_path, srv)
+        run = slow_run(tmp_path, srv, GENERATIONS)
         try:
             deadline = time.monotonic() + 60
             while not _has_run(db) and time.monotonic() < deadline:
@@ -156,7 +134,7 @@ def test_watch_in_a_terminal_exits_1_when_the_run_stops_at_its_cap(tmux: Tmux, t
 def test_ctrl_c_stops_watching_with_130_and_leaves_the_run_alone(tmux: Tmux, tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     with FakeOpenAIServer(IDENTITY, latency=LATENCY_S) as srv:
-        run = _slow_run(tmp_path, srv)
+        run = slow_run(tmp_path, srv, GENERATIONS)
         try:
             deadline = time.monotonic() + 60
             while not _has_run(db) and time.monotonic() < deadline:
